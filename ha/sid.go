@@ -1,0 +1,45 @@
+package ha
+
+import (
+	"fmt"
+	"strings"
+)
+
+// SID identifies a resource (service) as "type:name", e.g. "vm:101".
+type SID string
+
+// ParseSID checks that s has the form "type:name" with a lower-case letter
+// type and a non-empty name without blanks, and returns it as a SID.
+func ParseSID(s string) (SID, error) {
+	typ, name, ok := strings.Cut(s, ":")
+	if !ok {
+		return "", fmt.Errorf("invalid service id %q: expected type:name", s)
+	}
+	if typ == "" {
+		return "", fmt.Errorf("invalid service id %q: empty type", s)
+	}
+	for _, r := range typ {
+		if r < 'a' || r > 'z' {
+			return "", fmt.Errorf("invalid service id %q: type %q must be lower-case letters", s, typ)
+		}
+	}
+	if name == "" || strings.ContainsAny(name, " \t\r\n\v\f") {
+		return "", fmt.Errorf("invalid service id %q: name must be non-empty and without blanks", s)
+	}
+	return SID(s), nil
+}
+
+// Type returns the part before the colon ("vm" for "vm:101").
+func (s SID) Type() string {
+	t, _, _ := strings.Cut(string(s), ":")
+	return t
+}
+
+// Name returns the part after the colon ("101" for "vm:101").
+func (s SID) Name() string {
+	_, n, _ := strings.Cut(string(s), ":")
+	return n
+}
+
+// String returns the SID as written.
+func (s SID) String() string { return string(s) }

@@ -1,0 +1,172 @@
+package ha
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Timing holds every timing the HA stack uses. The same struct drives the
+// real agent and the simulator. Use PVETiming or FastTiming and change
+// fields from there; Validate rejects combinations that break the safety
+// inequality (ha-semantics §2.1, DESIGN.md):
+//
+//	LockValidity + SelfFenceTime + WatchdogTimeout + ClockDriftMargin < LockTTL
+type Timing struct {
+	// CRMRound is the period of the master CRM's manage round.
+	// PVE 10 s; fast 500 ms.
+	CRMRound time.Duration
+	// LRMRound is the period of an active LRM's round (lock renewal and
+	// resource actions). PVE 10 s; fast 250 ms.
+	LRMRound time.Duration
+	// LRMMaintenanceRound is the LRM round while in maintenance, and the
+	// sleep of an idle or lock-less LRM. PVE 5 s; fast 250 ms.
+	LRMMaintenanceRound time.Duration
+	// LockTTL is how long a lock stays held after its last committed
+	// renewal; only after it may the CRM take a failed node's agent lock and
+	// recover its services. PVE 120 s; fast 3 s.
+	LockTTL time.Duration
+	// LockValidity is how long after sending an acknowledged renewal the LRM
+	// still counts its lock valid and keeps feeding its watchdog. It must
+	// outlast a leader election plus one renewal (liveness). PVE 0 (valid
+	// only at the instant of renewal); fast 1.2 s.
+	LockValidity time.Duration
+	// WatchdogTimeout is how long the watchdog (or the guard) waits for a
+	// feed before it kills the node's services. PVE 60 s (watchdog-mux
+	// client timeout); fast 800 ms.
+	WatchdogTimeout time.Duration
+	// SelfFenceTime bounds how long killing every local service takes once
+	// the watchdog fired. PVE 10 s (hardware watchdog reset); fast 200 ms.
+	SelfFenceTime time.Duration
+	// ClockDriftMargin absorbs clock rate differences and scheduling delay
+	// between the lock holder and the leader timing the lock. PVE 10 s;
+	// fast 500 ms.
+	ClockDriftMargin time.Duration
+	// ElectionTimeout is the expected worst-case time to elect a new raft
+	// leader; used only for the liveness check of LockValidity. PVE 0 (PVE
+	// has no leader election in its lock path); fast 600 ms.
+	ElectionTimeout time.Duration
+	// FenceDelay is how long a node must be out of the quorate partition
+	// before its services go to fence. Not part of the safety argument.
+	// PVE 60 s; fast 1 s.
+	FenceDelay time.Duration
+	// GoneNodeDelete is how long a gone node stays in the node status.
+	// PVE 1 h; fast 1 h.
+	GoneNodeDelete time.Duration
+	// LRMRestartGiveUp is how long an LRM asked to restart waits in
+	// lost_agent_lock before giving up. PVE 90 s; fast 9 s.
+	LRMRestartGiveUp time.Duration
+	// LRMIdleRounds is the number of rounds without configured services
+	// after which an active LRM releases its lock and watchdog. PVE 60.
+	LRMIdleRounds int
+	// CRMIdleRounds is the number of rounds with empty config and status
+	// after which the master releases its lock. PVE 90.
+	CRMIdleRounds int
+}
+
+// PVETiming returns Proxmox VE's own timings, used for conformance runs.
+func PVETiming() Timing {
+	return Timing{
+		CRMRound:            10 * time.Second,
+		LRMRound:            10 * time.Second,
+		LRMMaintenanceRound: 5 * time.Second,
+		LockTTL:             120 * time.Second,
+		LockValidity:        0,
+		WatchdogTimeout:     60 * time.Second,
+		SelfFenceTime:       10 * time.Second,
+		ClockDriftMargin:    10 * time.Second,
+		ElectionTimeout:     0,
+		FenceDelay:          60 * time.Second,
+		GoneNodeDelete:      time.Hour,
+		LRMRestartGiveUp:    90 * time.Second,
+		LRMIdleRounds:       60,
+		CRMIdleRounds:       90,
+	}
+}
+
+// FastTiming returns haxd's default timings: failover in seconds. It keeps
+// PVE's round counts and scales the durations.
+func FastTiming() Timing {
+	t := PVETiming()
+	t.CRMRound = 500 * time.Millisecond
+	t.LRMRound = 250 * time.Millisecond
+	t.LRMMaintenanceRound = 250 * time.Millisecond
+	t.LockTTL = 3 * time.Second
+	t.LockValidity = 1200 * time.Millisecond
+	t.WatchdogTimeout = 800 * time.Millisecond
+	t.SelfFenceTime = 200 * time.Millisecond
+	t.ClockDriftMargin = 500 * time.Millisecond
+	t.ElectionTimeout = 600 * time.Millisecond
+	t.FenceDelay = time.Second
+	t.LRMRestartGiveUp = 9 * time.Second
+	return t
+}
+
+// TimingProfile returns the named profile: "pve" or "fast".
+func TimingProfile(name string) (Timing, error) {
+	switch name {
+	case "pve":
+		return PVETiming(), nil
+	case "fast", "":
+		return FastTiming(), nil
+	}
+	return Timing{}, fmt.Errorf("unknown timing profile %q: expected pve or fast", name)
+}
+
+// ErrUnsafeTiming is wrapped by Validate when the safety inequality fails.
+var ErrUnsafeTiming = errors.New("unsafe timing")
+
+// Validate checks that every duration is usable and that the safety
+// inequality holds. It returns warnings (not errors) when the liveness
+// margin is thin: a LockValidity that does not outlast an election plus one
+// LRM round makes every LRM self-fence whenever the leader changes.
+func (t Timing) Validate() (warnings []string, err error) {
+	pos := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"crm_round", t.CRMRound}, {"lrm_round", t.LRMRound},
+		{"lrm_maintenance_round", t.LRMMaintenanceRound}, {"lock_ttl", t.LockTTL},
+		{"watchdog_timeout", t.WatchdogTimeout},
+	}
+	for _, p := range pos {
+		if p.v <= 0 {
+			return nil, fmt.Errorf("timing %s: expected a positive duration, found %v", p.name, p.v)
+		}
+	}
+	nonneg := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"lock_validity", t.LockValidity}, {"self_fence_time", t.SelfFenceTime},
+		{"clock_drift_margin", t.ClockDriftMargin}, {"election_timeout", t.ElectionTimeout},
+		{"fence_delay", t.FenceDelay}, {"gone_node_delete", t.GoneNodeDelete},
+		{"lrm_restart_give_up", t.LRMRestartGiveUp},
+	}
+	for _, p := range nonneg {
+		if p.v < 0 {
+			return nil, fmt.Errorf("timing %s: expected a duration >= 0, found %v", p.name, p.v)
+		}
+	}
+	if t.LRMIdleRounds < 1 || t.CRMIdleRounds < 1 {
+		return nil, fmt.Errorf("timing lrm_idle_rounds/crm_idle_rounds: expected >= 1, found %d/%d", t.LRMIdleRounds, t.CRMIdleRounds)
+	}
+	sum := t.LockValidity + t.SelfFenceTime + t.WatchdogTimeout + t.ClockDriftMargin
+	if sum >= t.LockTTL {
+		return nil, fmt.Errorf("%w: lock_validity (%v) + self_fence_time (%v) + watchdog_timeout (%v) + clock_drift_margin (%v) = %v must be less than lock_ttl (%v)",
+			ErrUnsafeTiming, t.LockValidity, t.SelfFenceTime, t.WatchdogTimeout, t.ClockDriftMargin, sum, t.LockTTL)
+	}
+	if t.LockValidity > 0 {
+		need := t.ElectionTimeout + t.LRMRound
+		if t.LockValidity < need {
+			warnings = append(warnings, fmt.Sprintf("lock_validity (%v) is shorter than election_timeout (%v) + lrm_round (%v) = %v: LRMs may self-fence whenever the raft leader changes",
+				t.LockValidity, t.ElectionTimeout, t.LRMRound, need))
+		} else if t.LockValidity < need+need/4 {
+			warnings = append(warnings, fmt.Sprintf("lock_validity (%v) leaves less than 25%% margin over election_timeout + lrm_round (%v)", t.LockValidity, need))
+		}
+	}
+	if t.LRMRound >= t.LockTTL/2 && t.LockValidity > 0 {
+		warnings = append(warnings, fmt.Sprintf("lrm_round (%v) is at least half of lock_ttl (%v): a single late renewal loses the lock", t.LRMRound, t.LockTTL))
+	}
+	return warnings, nil
+}

@@ -1,0 +1,44 @@
+// Command haxd is a high-availability cluster manager for Linux: run
+// `haxd agent` on every node, and services come back on another node when
+// one dies, never running on two at once. `haxd sim` replays failure
+// scenarios deterministically.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// CLI is the haxd command tree.
+type CLI struct {
+	Version VersionCmd `cmd:"" help:"Print the haxd version."`
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run() error {
+	fmt.Println("haxd", version)
+	return nil
+}
+
+func main() {
+	var cli CLI
+	ctx := kong.Parse(&cli, kong.Name("haxd"), kong.Description("High-availability cluster manager."),
+		kong.UsageOnError(), kong.Exit(func(code int) {
+			if code != 0 {
+				code = 2
+			}
+			os.Exit(code)
+		}))
+	if err := ctx.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "haxd:", err)
+		os.Exit(1)
+	}
+}
