@@ -1,0 +1,167 @@
+package ha
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSID(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr string
+		typ     string
+		name    string
+	}{
+		{in: "vm:101", typ: "vm", name: "101"},
+		{in: "exec:web-1", typ: "exec", name: "web-1"},
+		{in: "fa:1001", typ: "fa", name: "1001"},
+		{in: "vm101", wantErr: "expected type:name"},
+		{in: ":101", wantErr: "empty type"},
+		{in: "VM:101", wantErr: "lower-case"},
+		{in: "vm:", wantErr: "non-empty"},
+		{in: "vm:1 2", wantErr: "without blanks"},
+	}
+	for _, tt := range tests {
+		sid, err := ParseSID(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseSID(%q) error = %v, want one containing %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseSID(%q): %v", tt.in, err)
+			continue
+		}
+		if sid.Type() != tt.typ || sid.Name() != tt.name {
+			t.Errorf("ParseSID(%q) = type %q name %q, want %q %q", tt.in, sid.Type(), sid.Name(), tt.typ, tt.name)
+		}
+	}
+}
+
+func TestTimingProfilesAreSafe(t *testing.T) {
+	for _, name := range []string{"pve", "fast"} {
+		tm, err := TimingProfile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		warnings, err := tm.Validate()
+		if err != nil {
+			t.Errorf("profile %s: %v", name, err)
+		}
+		if len(warnings) > 0 {
+			t.Errorf("profile %s warns: %v", name, warnings)
+		}
+	}
+	if _, err := TimingProfile("slow"); err == nil {
+		t.Error("unknown profile accepted")
+	}
+}
+
+func TestTimingValidateRejectsUnsafe(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Timing)
+		unsafe  bool
+		wantErr string
+		warn    string
+	}{
+		{name: "validity eats the margin", mutate: func(t *Timing) { t.LockValidity = 2 * time.Second }, unsafe: true,
+			wantErr: "lock_validity (2s) + self_fence_time (200ms) + watchdog_timeout (800ms) + clock_drift_margin (500ms) = 3.5s must be less than lock_ttl (3s)"},
+		{name: "equal is unsafe", mutate: func(t *Timing) { t.LockTTL = 2700 * time.Millisecond }, unsafe: true},
+		{name: "watchdog too long", mutate: func(t *Timing) { t.WatchdogTimeout = 5 * time.Second }, unsafe: true},
+		{name: "negative validity", mutate: func(t *Timing) { t.LockValidity = -1 }, wantErr: "lock_validity: expected a duration >= 0"},
+		{name: "zero round", mutate: func(t *Timing) { t.CRMRound = 0 }, wantErr: "crm_round: expected a positive duration"},
+		{name: "zero idle rounds", mutate: func(t *Timing) { t.LRMIdleRounds = 0 }, wantErr: "lrm_idle_rounds"},
+		{name: "validity shorter than an election", mutate: func(t *Timing) { t.LockValidity = 700 * time.Millisecond }, warn: "may self-fence whenever the raft leader changes"},
+		{name: "longer ttl is fine", mutate: func(t *Timing) { t.LockTTL = 10 * time.Second }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tm := FastTiming()
+			tt.mutate(&tm)
+			warnings, err := tm.Validate()
+			if tt.unsafe != errors.Is(err, ErrUnsafeTiming) {
+				t.Fatalf("Validate() = %v, want unsafe=%v", err, tt.unsafe)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Validate() = %v, want error containing %q", err, tt.wantErr)
+			}
+			if tt.wantErr == "" && !tt.unsafe && err != nil {
+				t.Fatalf("Validate() = %v, want nil", err)
+			}
+			if tt.warn != "" && !strings.Contains(strings.Join(warnings, "\n"), tt.warn) {
+				t.Fatalf("warnings %q, want one containing %q", warnings, tt.warn)
+			}
+		})
+	}
+}
+
+func TestServiceStatusJSON(t *testing.T) {
+	in := `{"state":"request_stop","node":"node1","uid":"x","timeout":"5","running":1,
+	        "cmd":["migrate","node2"],"failed_nodes":["node1","node3"],"maintenance_node":"node1"}`
+	var sd ServiceStatus
+	if err := json.Unmarshal([]byte(in), &sd); err != nil {
+		t.Fatal(err)
+	}
+	if sd.State != StateRequestStop || *sd.Timeout != 5 || !sd.Running || sd.Cmd.Name != "migrate" ||
+		sd.Cmd.Target != "node2" || len(sd.FailedNodes) != 2 || sd.MaintenanceNode != "node1" {
+		t.Fatalf("decoded %+v", sd)
+	}
+	out, err := json.Marshal(&sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back ServiceStatus
+	if err := json.Unmarshal(out, &back); err != nil {
+		t.Fatalf("round trip %s: %v", out, err)
+	}
+	if back.Cmd.Target != "node2" || *back.Timeout != 5 {
+		t.Fatalf("round trip lost data: %s", out)
+	}
+	stop := ServiceCmd{Name: "stop", Timeout: 10}
+	b, _ := json.Marshal(stop)
+	if string(b) != `["stop",10]` {
+		t.Fatalf("stop cmd encodes as %s", b)
+	}
+	for _, bad := range []string{`{"timeout":"x"}`, `{"cmd":"migrate"}`, `{"cmd":[]}`, `{"running":"yes"}`} {
+		var sd ServiceStatus
+		if err := json.Unmarshal([]byte(bad), &sd); err == nil {
+			t.Errorf("Unmarshal(%s) accepted bad input", bad)
+		}
+	}
+}
+
+func TestServiceStatusCloneIsDeep(t *testing.T) {
+	to := 3
+	sd := &ServiceStatus{State: StateStarted, Node: "n1", Timeout: &to, FailedNodes: []string{"n1"}, Cmd: &ServiceCmd{Name: "stop"}}
+	c := sd.Clone()
+	*c.Timeout = 9
+	c.FailedNodes[0] = "n2"
+	c.Cmd.Name = "migrate"
+	if *sd.Timeout != 3 || sd.FailedNodes[0] != "n1" || sd.Cmd.Name != "stop" {
+		t.Fatalf("Clone shares memory with the original: %+v", sd)
+	}
+}
+
+func FuzzServiceStatusJSON(f *testing.F) {
+	f.Add([]byte(`{"state":"started","node":"node1","uid":"a","running":1}`))
+	f.Add([]byte(`{"state":"request_stop","node":"n","timeout":"0","cmd":["stop",0]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var sd ServiceStatus
+		if err := json.Unmarshal(b, &sd); err != nil {
+			return
+		}
+		out, err := json.Marshal(&sd)
+		if err != nil {
+			t.Fatalf("marshal of decoded value failed: %v", err)
+		}
+		var back ServiceStatus
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("re-decode of %s failed: %v", out, err)
+		}
+	})
+}
