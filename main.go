@@ -16,6 +16,7 @@ var version = "dev"
 
 // CLI is the haxd command tree.
 type CLI struct {
+	HA      HACmd      `cmd:"" name:"ha" help:"Operate the HA cluster through the local agent."`
 	Version VersionCmd `cmd:"" help:"Print the haxd version."`
 }
 

@@ -1,0 +1,454 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"haxd/ha"
+)
+
+// Backend is what the agent provides to the API. Implementations apply each
+// change atomically through the replicated store; they return *Error for
+// requests the current state forbids.
+type Backend interface {
+	// Status returns the cluster state as this node sees it.
+	Status(ctx context.Context) (*Status, error)
+	// AddResource adds cfg (with its type-specific spec); it fails with a
+	// Conflict if the SID exists.
+	AddResource(ctx context.Context, cfg ha.ResourceConfig, spec json.RawMessage) error
+	// UpdateResource applies fn to the stored config of sid atomically.
+	UpdateResource(ctx context.Context, sid ha.SID, fn func(*ha.ResourceConfig) error) error
+	// RemoveResource deletes sid's config, and with purge its rule memberships.
+	RemoveResource(ctx context.Context, sid ha.SID, purge bool) error
+	// QueueCRMCommand appends one line to the CRM command queue.
+	QueueCRMCommand(ctx context.Context, line string) error
+	// Rules returns the rules config text.
+	Rules(ctx context.Context) (string, error)
+	// SetRules validates and stores the rules config text.
+	SetRules(ctx context.Context, text string) error
+	// RemoveNode removes a dead node from the cluster membership.
+	RemoveNode(ctx context.Context, node string) error
+}
+
+// maxBody bounds request bodies (rules text is the largest).
+const maxBody = 1 << 20
+
+var nodeNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
+
+// ValidNodeName reports whether s is a valid node name.
+func ValidNodeName(s string) bool { return len(s) <= 63 && nodeNameRE.MatchString(s) }
+
+// Server serves the API for a Backend.
+type Server struct {
+	backend Backend
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// NewServer returns a Server for b.
+func NewServer(b Backend, log *slog.Logger) *Server {
+	s := &Server{backend: b, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.mux.HandleFunc("POST /v1/resources", s.addResource)
+	s.mux.HandleFunc("PUT /v1/resources", s.setResource)
+	s.mux.HandleFunc("DELETE /v1/resources", s.removeResource)
+	s.mux.HandleFunc("POST /v1/migrate", s.move("migrate"))
+	s.mux.HandleFunc("POST /v1/relocate", s.move("relocate"))
+	s.mux.HandleFunc("POST /v1/stop", s.stop)
+	s.mux.HandleFunc("POST /v1/node-maintenance", s.nodeMaintenance)
+	s.mux.HandleFunc("POST /v1/disarm", s.disarm)
+	s.mux.HandleFunc("POST /v1/arm", s.arm)
+	s.mux.HandleFunc("GET /v1/rules", s.getRules)
+	s.mux.HandleFunc("PUT /v1/rules", s.setRules)
+	s.mux.HandleFunc("POST /v1/node-remove", s.nodeRemove)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// ListenUnix creates a unix socket at path with the given mode (0600 when
+// zero), removing a stale socket file first.
+func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if mode == 0 {
+		mode = 0o600
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket path %s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st, err := s.backend.Status(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
+	var req AddResourceRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	sid, err := ha.ParseSID(req.SID)
+	if err != nil {
+		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+		return
+	}
+	if req.Node != "" && !ValidNodeName(req.Node) {
+		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+		return
+	}
+	cfg := ha.DefaultResourceConfig(sid, req.Node)
+	if req.State != "" {
+		st, ok := ha.ParseRequestedState(req.State)
+		if !ok {
+			s.fail(w, r, BadRequest("state", req.State, "expected started, stopped, disabled or ignored"))
+			return
+		}
+		cfg.State = st
+	}
+	if e := applyLimits(&cfg, req.MaxRestart, req.MaxRelocate); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if req.Failback != nil {
+		cfg.Failback = *req.Failback
+	}
+	if len(req.Comment) > 4096 {
+		s.fail(w, r, BadRequest("comment", req.Comment[:20]+"...", "longer than 4096 characters"))
+		return
+	}
+	cfg.Comment = req.Comment
+	if err := s.backend.AddResource(r.Context(), cfg, req.Spec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("resource added", ha.KeySID, sid)
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func applyLimits(cfg *ha.ResourceConfig, maxRestart, maxRelocate *int) *Error {
+	if maxRestart != nil {
+		if *maxRestart < 0 {
+			return BadRequest("max_restart", *maxRestart, "expected an integer >= 0")
+		}
+		cfg.MaxRestart = *maxRestart
+	}
+	if maxRelocate != nil {
+		if *maxRelocate < 0 {
+			return BadRequest("max_relocate", *maxRelocate, "expected an integer >= 0")
+		}
+		cfg.MaxRelocate = *maxRelocate
+	}
+	return nil
+}
+
+func (s *Server) setResource(w http.ResponseWriter, r *http.Request) {
+	var req SetResourceRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	sid, err := ha.ParseSID(req.SID)
+	if err != nil {
+		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+		return
+	}
+	var state ha.RequestedState
+	if req.State != nil {
+		st, ok := ha.ParseRequestedState(*req.State)
+		if !ok {
+			s.fail(w, r, BadRequest("state", *req.State, "expected started, stopped, disabled or ignored"))
+			return
+		}
+		state = st
+	}
+	if req.Comment != nil && len(*req.Comment) > 4096 {
+		s.fail(w, r, BadRequest("comment", "...", "longer than 4096 characters"))
+		return
+	}
+	if state != "" && state != ha.RequestDisabled {
+		if e := s.refuseInError(r.Context(), sid); e != nil {
+			s.fail(w, r, e)
+			return
+		}
+	}
+	err = s.backend.UpdateResource(r.Context(), sid, func(cfg *ha.ResourceConfig) error {
+		if e := applyLimits(cfg, req.MaxRestart, req.MaxRelocate); e != nil {
+			return e
+		}
+		if state != "" {
+			cfg.State = state
+		}
+		if req.Failback != nil {
+			cfg.Failback = *req.Failback
+		}
+		if req.Comment != nil {
+			cfg.Comment = *req.Comment
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) removeResource(w http.ResponseWriter, r *http.Request) {
+	var req RemoveResourceRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	sid, err := ha.ParseSID(req.SID)
+	if err != nil {
+		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+		return
+	}
+	purge := req.Purge == nil || *req.Purge
+	if err := s.backend.RemoveResource(r.Context(), sid, purge); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// managed checks that sid is configured, HA-managed and not in error.
+func (s *Server) managed(ctx context.Context, sid ha.SID) (*Status, error) {
+	st, err := s.backend.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cd := st.Resources[sid]
+	if cd == nil {
+		return nil, NotFound("service '%s' not configured", sid)
+	}
+	if cd.Requested() == ha.RequestIgnored || (st.Manager != nil && st.Manager.Disarm != nil && st.Manager.Disarm.Mode == ha.DisarmIgnore) {
+		return nil, Conflict("service '%s' is not HA managed (ignored)", sid)
+	}
+	if e := inError(st, sid); e != nil {
+		return nil, e
+	}
+	return st, nil
+}
+
+func (s *Server) refuseInError(ctx context.Context, sid ha.SID) error {
+	st, err := s.backend.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if e := inError(st, sid); e != nil {
+		return e
+	}
+	return nil
+}
+
+func inError(st *Status, sid ha.SID) *Error {
+	if st.Manager != nil {
+		if sd := st.Manager.ServiceStatus[sid]; sd != nil && sd.State == ha.StateError {
+			return Conflict("service '%s' in error state, must be disabled and fixed first", sid)
+		}
+	}
+	return nil
+}
+
+func (s *Server) move(task string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req MoveRequest
+		if !s.decode(w, r, &req) {
+			return
+		}
+		sid, err := ha.ParseSID(req.SID)
+		if err != nil {
+			s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+			return
+		}
+		if !ValidNodeName(req.Node) {
+			s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+			return
+		}
+		st, err := s.managed(r.Context(), sid)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if _, ok := st.Manager.NodeStatus[req.Node]; !ok {
+			s.fail(w, r, BadRequest("node", req.Node, "no such cluster node"))
+			return
+		}
+		s.queue(w, r, fmt.Sprintf("%s %s %s", task, sid, req.Node))
+	}
+}
+
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	var req StopRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	sid, err := ha.ParseSID(req.SID)
+	if err != nil {
+		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+		return
+	}
+	if req.Timeout < 0 {
+		s.fail(w, r, BadRequest("timeout", req.Timeout, "expected seconds >= 0"))
+		return
+	}
+	if _, err := s.managed(r.Context(), sid); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.queue(w, r, fmt.Sprintf("stop %s %d", sid, req.Timeout))
+}
+
+func (s *Server) nodeMaintenance(w http.ResponseWriter, r *http.Request) {
+	var req NodeMaintenanceRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if !ValidNodeName(req.Node) {
+		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+		return
+	}
+	st, err := s.backend.Status(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if st.Manager == nil || st.Manager.NodeStatus[req.Node] == "" {
+		s.fail(w, r, BadRequest("node", req.Node, "no such cluster node"))
+		return
+	}
+	verb := "disable"
+	if req.Enable {
+		verb = "enable"
+	}
+	s.queue(w, r, fmt.Sprintf("%s-node-maintenance %s", verb, req.Node))
+}
+
+func (s *Server) disarm(w http.ResponseWriter, r *http.Request) {
+	var req DisarmRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if req.Mode != string(ha.DisarmFreeze) && req.Mode != string(ha.DisarmIgnore) {
+		s.fail(w, r, BadRequest("mode", req.Mode, "expected freeze or ignore"))
+		return
+	}
+	s.queue(w, r, "disarm-ha "+req.Mode)
+}
+
+func (s *Server) arm(w http.ResponseWriter, r *http.Request) { s.queue(w, r, "arm-ha") }
+
+func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
+	text, err := s.backend.Rules(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Rules{Text: text})
+}
+
+func (s *Server) setRules(w http.ResponseWriter, r *http.Request) {
+	var req Rules
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if err := s.backend.SetRules(r.Context(), req.Text); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) nodeRemove(w http.ResponseWriter, r *http.Request) {
+	var req NodeRemoveRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if !ValidNodeName(req.Node) {
+		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+		return
+	}
+	if err := s.backend.RemoveNode(r.Context(), req.Node); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) queue(w http.ResponseWriter, r *http.Request, line string) {
+	if err := s.backend.QueueCRMCommand(r.Context(), line); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("queued crm command", "command", line)
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// rejected with a message naming them.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "json: unknown field ") {
+			msg = "unknown field " + strings.TrimPrefix(msg, "json: unknown field ")
+		}
+		s.fail(w, r, &Error{Code: http.StatusBadRequest, Message: "invalid request body: " + msg})
+		return false
+	}
+	if dec.More() {
+		s.fail(w, r, &Error{Code: http.StatusBadRequest, Message: "invalid request body: trailing data after the JSON object"})
+		return false
+	}
+	return true
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *Error
+	if !errors.As(err, &ae) {
+		ae = &Error{Code: http.StatusInternalServerError, Message: err.Error()}
+	}
+	if !slices.Contains([]int{400, 404, 409}, ae.Code) {
+		s.log.Error("api request failed", "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, ae.Code, ae)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

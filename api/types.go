@@ -1,0 +1,148 @@
+// Package api is haxd's local HTTP+JSON API, served by `haxd agent` on a
+// unix socket (mode 0600 by default) and used by `haxd ha`. The request and
+// response types here are shared by the server and the client, so both sides
+// always agree on the wire format.
+//
+// Every request is validated before anything changes: an invalid request
+// gets a 4xx response whose message names the field and the value, and the
+// cluster state is left untouched.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"haxd/ha"
+)
+
+// Status is the cluster state as one node sees it, the input of `haxd ha
+// status`.
+type Status struct {
+	// LocalNode is the node that answered.
+	LocalNode string `json:"local_node"`
+	// Quorate reports whether LocalNode is in the quorate partition.
+	Quorate bool `json:"quorate"`
+	// Now is the answering node's time in Unix seconds.
+	Now int64 `json:"now"`
+	// CRMMode is the scheduler mode (crs.ha); empty means basic.
+	CRMMode string `json:"crs_mode,omitempty"`
+	// Manager is the last written manager status.
+	Manager *ha.ManagerStatus `json:"manager_status"`
+	// LRM is the LRM status of every node in the manager's node status.
+	LRM map[string]*ha.LRMStatus `json:"lrm_status"`
+	// Resources is the resources config, keyed by SID.
+	Resources map[ha.SID]*ha.ResourceConfig `json:"resources"`
+}
+
+// Entry is one line of the status view (ha-semantics §10.1).
+type Entry struct {
+	// ID is "quorum", "master", "fencing", "lrm:<node>" or "service:<sid>".
+	ID string `json:"id"`
+	// Type is "quorum", "master", "fencing", "lrm" or "service".
+	Type string `json:"type"`
+	// Node is the node the entry is about, if any.
+	Node string `json:"node,omitempty"`
+	// Status is the human-readable text.
+	Status string `json:"status"`
+	// SID, CRMState, State (verbose) and RequestState are set for services.
+	SID          ha.SID `json:"sid,omitempty"`
+	CRMState     string `json:"crm_state,omitempty"`
+	State        string `json:"state,omitempty"`
+	RequestState string `json:"request_state,omitempty"`
+}
+
+// AddResourceRequest adds an HA resource.
+type AddResourceRequest struct {
+	// SID is the resource id, "type:name".
+	SID string `json:"sid"`
+	// Node is where the resource lives now; default: the answering node.
+	Node string `json:"node,omitempty"`
+	// State is the requested state; default started.
+	State string `json:"state,omitempty"`
+	// MaxRestart, MaxRelocate default to 1; Failback to true.
+	MaxRestart  *int   `json:"max_restart,omitempty"`
+	MaxRelocate *int   `json:"max_relocate,omitempty"`
+	Failback    *bool  `json:"failback,omitempty"`
+	Comment     string `json:"comment,omitempty"`
+	// Spec is the type-specific definition (for "exec": command, args...).
+	Spec json.RawMessage `json:"spec,omitempty"`
+}
+
+// SetResourceRequest changes fields of a resource; nil fields stay.
+type SetResourceRequest struct {
+	SID         string  `json:"sid"`
+	State       *string `json:"state,omitempty"`
+	MaxRestart  *int    `json:"max_restart,omitempty"`
+	MaxRelocate *int    `json:"max_relocate,omitempty"`
+	Failback    *bool   `json:"failback,omitempty"`
+	Comment     *string `json:"comment,omitempty"`
+}
+
+// RemoveResourceRequest removes a resource from HA management. Purge (the
+// default) also removes it from every rule.
+type RemoveResourceRequest struct {
+	SID   string `json:"sid"`
+	Purge *bool  `json:"purge,omitempty"`
+}
+
+// MoveRequest asks to migrate (live) or relocate (stop, move, start) a
+// service to Node.
+type MoveRequest struct {
+	SID  string `json:"sid"`
+	Node string `json:"node"`
+}
+
+// StopRequest asks to stop a service within Timeout seconds (0: hard stop)
+// and keep it stopped.
+type StopRequest struct {
+	SID     string `json:"sid"`
+	Timeout int    `json:"timeout"`
+}
+
+// NodeMaintenanceRequest enables or disables maintenance of a node.
+type NodeMaintenanceRequest struct {
+	Node   string `json:"node"`
+	Enable bool   `json:"enable"`
+}
+
+// DisarmRequest disarms the HA stack; Mode is "freeze" or "ignore".
+type DisarmRequest struct {
+	Mode string `json:"mode"`
+}
+
+// NodeRemoveRequest removes a dead node from the cluster.
+type NodeRemoveRequest struct {
+	Node string `json:"node"`
+}
+
+// Rules is the rules config text (section config).
+type Rules struct {
+	Text string `json:"text"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	// Code is the HTTP status.
+	Code int `json:"code"`
+	// Message says what was wrong: field, value, and what was expected.
+	Message string `json:"message"`
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.Message }
+
+// BadRequest returns a 400 error naming field and value.
+func BadRequest(field string, value any, format string, args ...any) *Error {
+	return &Error{Code: http.StatusBadRequest, Message: fmt.Sprintf("%s %q: %s", field, fmt.Sprint(value), fmt.Sprintf(format, args...))}
+}
+
+// NotFound returns a 404 error.
+func NotFound(format string, args ...any) *Error {
+	return &Error{Code: http.StatusNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+// Conflict returns a 409 error (the request is valid but the state forbids it).
+func Conflict(format string, args ...any) *Error {
+	return &Error{Code: http.StatusConflict, Message: fmt.Sprintf(format, args...)}
+}

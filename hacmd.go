@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"haxd/api"
+)
+
+// HACmd is `haxd ha`: the operator's command line, a thin client of the
+// local agent's API.
+type HACmd struct {
+	Socket string `help:"Path of the agent's API socket." default:"/run/haxd/haxd.sock" env:"HAXD_SOCKET"`
+
+	Status          HAStatusCmd      `cmd:"" help:"Show quorum, master, every LRM and every service."`
+	Add             HAAddCmd         `cmd:"" help:"Add a resource to HA management."`
+	Remove          HARemoveCmd      `cmd:"" help:"Remove a resource from HA management (it is neither stopped nor started)."`
+	Set             HASetCmd         `cmd:"" help:"Change a resource's requested state or policy."`
+	Migrate         HAMoveCmd        `cmd:"" help:"Live-migrate a service to a node."`
+	Relocate        HAMoveCmd        `cmd:"" help:"Stop a service, move it to a node and start it there."`
+	Stop            HAStopCmd        `cmd:"" help:"Stop a service within a timeout and keep it stopped."`
+	NodeMaintenance HAMaintenanceCmd `cmd:"" name:"node-maintenance" help:"Enable or disable maintenance of a node."`
+	CRMCommand      HACRMCmd         `cmd:"" name:"crm-command" help:"Disarm or arm the whole HA stack."`
+	Rules           HARulesCmd       `cmd:"" help:"Show or replace the placement rules."`
+	Node            HANodeCmd        `cmd:"" help:"Cluster node operations."`
+}
+
+func (h *HACmd) client() *api.Client { return api.NewClient(h.Socket) }
+
+func apiContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+// HAStatusCmd prints the status view.
+type HAStatusCmd struct {
+	Output  string `help:"Output format: text or json." enum:"text,json" default:"text"`
+	Verbose bool   `help:"Also print the full cluster state."`
+}
+
+// Run prints the status.
+func (c *HAStatusCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	st, err := h.client().Status(ctx)
+	if err != nil {
+		return err
+	}
+	entries := api.Entries(st)
+	if c.Output == "json" {
+		out := map[string]any{"entries": entries}
+		if c.Verbose {
+			out["state"] = st
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Print(api.Format(entries))
+	if c.Verbose {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Printf("full cluster state:\n%s\n", b)
+	}
+	return nil
+}
+
+// HAAddCmd adds a resource.
+type HAAddCmd struct {
+	SID         string   `arg:"" help:"Resource id, type:name (e.g. exec:web)."`
+	Node        string   `help:"Node the resource lives on now (default: the local node)."`
+	State       string   `help:"Requested state: started, stopped, disabled, ignored." default:"started"`
+	MaxRestart  *int     `name:"max-restart" help:"Local restart attempts before reporting a failed start (default 1)."`
+	MaxRelocate *int     `name:"max-relocate" help:"Relocations after failed starts before entering error (default 1)."`
+	Failback    *bool    `help:"Move back to a higher-priority node when it returns (default true)."`
+	Comment     string   `help:"Free text."`
+	Spec        string   `help:"Type-specific definition as JSON (exec: {\"command\":...,\"args\":[...]})."`
+	Exec        []string `help:"For exec resources: the command and its arguments (shorthand for --spec)." sep:"none"`
+}
+
+// Run adds the resource.
+func (c *HAAddCmd) Run(h *HACmd) error {
+	req := api.AddResourceRequest{SID: c.SID, Node: c.Node, State: c.State, MaxRestart: c.MaxRestart,
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment}
+	switch {
+	case c.Spec != "" && len(c.Exec) > 0:
+		return fmt.Errorf("--spec and --exec are mutually exclusive")
+	case c.Spec != "":
+		if !json.Valid([]byte(c.Spec)) {
+			return fmt.Errorf("--spec %q: not valid JSON", c.Spec)
+		}
+		req.Spec = json.RawMessage(c.Spec)
+	case len(c.Exec) > 0:
+		b, _ := json.Marshal(map[string]any{"command": c.Exec[0], "args": c.Exec[1:]})
+		req.Spec = b
+	}
+	ctx, cancel := apiContext()
+	defer cancel()
+	return h.client().AddResource(ctx, req)
+}
+
+// HARemoveCmd removes a resource.
+type HARemoveCmd struct {
+	SID   string `arg:"" help:"Resource id."`
+	Purge bool   `help:"Also remove the resource from every rule." default:"true" negatable:""`
+}
+
+// Run removes the resource.
+func (c *HARemoveCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	return h.client().RemoveResource(ctx, api.RemoveResourceRequest{SID: c.SID, Purge: &c.Purge})
+}
+
+// HASetCmd changes a resource.
+type HASetCmd struct {
+	SID         string  `arg:"" help:"Resource id."`
+	State       *string `help:"Requested state: started, stopped, disabled, ignored."`
+	MaxRestart  *int    `name:"max-restart" help:"Local restart attempts."`
+	MaxRelocate *int    `name:"max-relocate" help:"Relocations after failed starts."`
+	Failback    *bool   `help:"Fail back to higher-priority nodes."`
+	Comment     *string `help:"Free text."`
+}
+
+// Run changes the resource.
+func (c *HASetCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	return h.client().SetResource(ctx, api.SetResourceRequest{SID: c.SID, State: c.State, MaxRestart: c.MaxRestart,
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment})
+}
+
+// HAMoveCmd is migrate or relocate.
+type HAMoveCmd struct {
+	SID  string `arg:"" help:"Resource id."`
+	Node string `arg:"" help:"Target node."`
+}
+
+// Run queues the move; kong passes the parent command's path to tell
+// migrate from relocate.
+func (c *HAMoveCmd) Run(h *HACmd, kctx *kong.Context) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	req := api.MoveRequest{SID: c.SID, Node: c.Node}
+	if kctx.Selected().Name == "relocate" {
+		return h.client().Relocate(ctx, req)
+	}
+	return h.client().Migrate(ctx, req)
+}
+
+// HAStopCmd stops a service.
+type HAStopCmd struct {
+	SID     string `arg:"" help:"Resource id."`
+	Timeout int    `help:"Seconds to wait for a graceful stop; 0 kills at once." default:"60"`
+}
+
+// Run queues the stop.
+func (c *HAStopCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	return h.client().Stop(ctx, api.StopRequest{SID: c.SID, Timeout: c.Timeout})
+}
+
+// HAMaintenanceCmd toggles node maintenance.
+type HAMaintenanceCmd struct {
+	Action string `arg:"" enum:"enable,disable" help:"enable or disable."`
+	Node   string `arg:"" help:"Node name."`
+}
+
+// Run queues the maintenance request.
+func (c *HAMaintenanceCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	return h.client().NodeMaintenance(ctx, api.NodeMaintenanceRequest{Node: c.Node, Enable: c.Action == "enable"})
+}
+
+// HACRMCmd is `crm-command disarm-ha MODE` and `crm-command arm-ha`.
+type HACRMCmd struct {
+	Disarm struct {
+		Mode string `arg:"" enum:"freeze,ignore" help:"freeze: services are frozen; ignore: HA stops tracking them."`
+	} `cmd:"" name:"disarm-ha" help:"Release every watchdog cluster-wide for planned work."`
+	Arm struct{} `cmd:"" name:"arm-ha" help:"Re-arm the HA stack."`
+}
+
+// Run queues disarm or arm.
+func (c *HACRMCmd) Run(h *HACmd, kctx *kong.Context) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	if kctx.Selected().Name == "arm-ha" {
+		return h.client().Arm(ctx)
+	}
+	return h.client().Disarm(ctx, api.DisarmRequest{Mode: c.Disarm.Mode})
+}
+
+// HARulesCmd shows or replaces the rules config.
+type HARulesCmd struct {
+	Show struct{} `cmd:"" help:"Print the rules config."`
+	Set  struct {
+		File string `arg:"" type:"existingfile" help:"Rules file (section config)."`
+	} `cmd:"" help:"Replace the rules config with FILE after validating it."`
+}
+
+// Run shows or sets the rules.
+func (c *HARulesCmd) Run(h *HACmd, kctx *kong.Context) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	if kctx.Selected().Name == "show" {
+		text, err := h.client().Rules(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Print(text)
+		return nil
+	}
+	b, err := os.ReadFile(c.Set.File)
+	if err != nil {
+		return fmt.Errorf("read rules: %w", err)
+	}
+	return h.client().SetRules(ctx, string(b))
+}
+
+// HANodeCmd holds node operations.
+type HANodeCmd struct {
+	Remove struct {
+		Node string `arg:"" help:"Node to remove; it must be down."`
+	} `cmd:"" help:"Remove a dead node from the cluster (its state becomes gone)."`
+}
+
+// Run removes the node.
+func (c *HANodeCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	return h.client().RemoveNode(ctx, c.Remove.Node)
+}
