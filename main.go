@@ -18,6 +18,8 @@ var version = "dev"
 type CLI struct {
 	HA      HACmd      `cmd:"" name:"ha" help:"Operate the HA cluster through the local agent."`
 	Version VersionCmd `cmd:"" help:"Print the haxd version."`
+
+	DemoService DemoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Run a heartbeat-recording test service."`
 }
 
 // VersionCmd prints the version.
