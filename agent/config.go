@@ -1,0 +1,300 @@
+package agent
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"haxd/ha"
+)
+
+// Config is the configuration of one `haxd agent`. It is read from one file
+// (see ParseConfig for the syntax and docs/configuration.md for every field)
+// and flags override single fields. Durations are Go durations ("500ms",
+// "3s"); every duration and count has a default; Validate rejects
+// combinations that break the safety inequality.
+type Config struct {
+	// NodeName is this node's name, unique in the cluster. Default: the
+	// host name.
+	NodeName string `cfg:"node_name"`
+	// DataDir holds the raft log, snapshots and resource state. Default
+	// /var/lib/haxd.
+	DataDir string `cfg:"data_dir"`
+	// GossipAddr is the host:port for gossip (serf/memberlist, TCP and UDP).
+	// Default 0.0.0.0:7946.
+	GossipAddr string `cfg:"gossip_addr"`
+	// RaftAddr is the host:port for raft and forwarded writes. Default
+	// 0.0.0.0:7947.
+	RaftAddr string `cfg:"raft_addr"`
+	// AdvertiseIP is the address other nodes use to reach this one; empty
+	// means the bind address, which then must not be 0.0.0.0.
+	AdvertiseIP string `cfg:"advertise_ip"`
+	// APISocket is the unix socket of the local API. Default
+	// /run/haxd/haxd.sock, mode 0600.
+	APISocket string `cfg:"api_socket"`
+	// Join lists gossip addresses of existing members to join at start.
+	Join []string `cfg:"join"`
+	// BootstrapExpect is the number of agents to wait for before
+	// bootstrapping a new cluster (0: join an existing one).
+	BootstrapExpect int `cfg:"bootstrap_expect"`
+	// EncryptKey is the base64 gossip key from `haxd keygen` (16, 24 or 32
+	// bytes). Required unless Insecure.
+	EncryptKey string `cfg:"encrypt_key"`
+	// Insecure allows running without gossip encryption (local tests only).
+	Insecure bool `cfg:"insecure"`
+	// RaftVoters is the largest number of voting raft members; others are
+	// non-voters, promoted when a voter leaves. Default 5.
+	RaftVoters int `cfg:"raft_voters"`
+	// GuardSocket is the unix socket of this node's `haxd guard`; empty means
+	// the agent starts its own guard process.
+	GuardSocket string `cfg:"guard_socket"`
+	// WatchdogDevice is a /dev/watchdog the guard feeds; empty: none.
+	WatchdogDevice string `cfg:"watchdog_device"`
+	// CgroupParent is a cgroup v2 directory under which services get their
+	// own cgroup; empty: process groups only.
+	CgroupParent string `cfg:"cgroup_parent"`
+	// MaxWorkers is the number of resource actions run at once. Default 4.
+	MaxWorkers int `cfg:"max_workers"`
+	// ShutdownPolicy is used when this agent bootstraps the cluster:
+	// conditional (default), freeze, failover or migrate.
+	ShutdownPolicy string `cfg:"shutdown_policy"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `cfg:"log_level"`
+	// LogFormat is text (default) or json.
+	LogFormat string `cfg:"log_format"`
+
+	// TimingProfile picks the base timings: fast (default) or pve. The
+	// fields below override single values of the profile.
+	TimingProfile string `cfg:"timing"`
+	// Timing is the effective timing; filled from TimingProfile and the
+	// overrides by Finish.
+	Timing ha.Timing `cfg:"-"`
+
+	CRMRound            *time.Duration `cfg:"crm_round"`
+	LRMRound            *time.Duration `cfg:"lrm_round"`
+	LRMMaintenanceRound *time.Duration `cfg:"lrm_maintenance_round"`
+	LockTTL             *time.Duration `cfg:"lock_ttl"`
+	LockValidity        *time.Duration `cfg:"lock_validity"`
+	WatchdogTimeout     *time.Duration `cfg:"watchdog_timeout"`
+	SelfFenceTime       *time.Duration `cfg:"self_fence_time"`
+	ClockDriftMargin    *time.Duration `cfg:"clock_drift_margin"`
+	ElectionTimeout     *time.Duration `cfg:"election_timeout"`
+	FenceDelay          *time.Duration `cfg:"fence_delay"`
+}
+
+// DefaultConfig returns the defaults (NodeName is the host name).
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeName:       host,
+		DataDir:        "/var/lib/haxd",
+		GossipAddr:     "0.0.0.0:7946",
+		RaftAddr:       "0.0.0.0:7947",
+		APISocket:      "/run/haxd/haxd.sock",
+		RaftVoters:     5,
+		MaxWorkers:     4,
+		ShutdownPolicy: string(ha.ShutdownConditional),
+		LogLevel:       "info",
+		LogFormat:      "text",
+		TimingProfile:  "fast",
+	}
+}
+
+// ParseConfig reads the config file syntax: one `key = value` per line,
+// `#` starts a comment, blank lines are ignored, values may be double-quoted
+// (Go escapes), lists are comma-separated. Unknown keys, repeated keys and
+// bad values are errors naming the file, line, key and value. Fields not in
+// the file keep their value in cfg.
+func ParseConfig(name string, data []byte, cfg *Config) error {
+	fields := configFields()
+	seen := map[string]int{}
+	for i, raw := range strings.Split(string(data), "\n") {
+		lineNo := i + 1
+		line := strings.TrimSpace(raw)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return fmt.Errorf("%s:%d: expected key = value, found %q", name, lineNo, line)
+		}
+		key = strings.TrimSpace(key)
+		value = strings.TrimSpace(value)
+		if strings.HasPrefix(value, `"`) {
+			uq, err := strconv.Unquote(value)
+			if err != nil {
+				return fmt.Errorf("%s:%d: %s: value %s: bad quoting", name, lineNo, key, value)
+			}
+			value = uq
+		} else if i := strings.Index(value, " #"); i >= 0 {
+			value = strings.TrimSpace(value[:i])
+		}
+		idx, ok := fields[key]
+		if !ok {
+			return fmt.Errorf("%s:%d: unknown key %q", name, lineNo, key)
+		}
+		if prev, dup := seen[key]; dup {
+			return fmt.Errorf("%s:%d: key %q already set on line %d", name, lineNo, key, prev)
+		}
+		seen[key] = lineNo
+		if err := setField(reflect.ValueOf(cfg).Elem().Field(idx), value); err != nil {
+			return fmt.Errorf("%s:%d: %s: value %q: %w", name, lineNo, key, value, err)
+		}
+	}
+	return nil
+}
+
+// SetOverride sets one field by its config key, as a flag does.
+func (c *Config) SetOverride(key, value string) error {
+	idx, ok := configFields()[key]
+	if !ok {
+		return fmt.Errorf("unknown config key %q", key)
+	}
+	if err := setField(reflect.ValueOf(c).Elem().Field(idx), value); err != nil {
+		return fmt.Errorf("%s: value %q: %w", key, value, err)
+	}
+	return nil
+}
+
+func configFields() map[string]int {
+	t := reflect.TypeFor[Config]()
+	out := map[string]int{}
+	for i := range t.NumField() {
+		if tag := t.Field(i).Tag.Get("cfg"); tag != "" && tag != "-" {
+			out[tag] = i
+		}
+	}
+	return out
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+func setField(f reflect.Value, value string) error {
+	if f.Kind() == reflect.Pointer && f.Type().Elem() == durationType {
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return errors.New("expected a duration such as 500ms or 3s")
+		}
+		f.Set(reflect.ValueOf(&d))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(value)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return errors.New("expected true or false")
+		}
+		f.SetBool(b)
+	case reflect.Int:
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return errors.New("expected an integer")
+		}
+		f.SetInt(int64(n))
+	case reflect.Slice:
+		var list []string
+		for _, s := range strings.Split(value, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				list = append(list, s)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
+	default:
+		return fmt.Errorf("unsupported field kind %s", f.Kind())
+	}
+	return nil
+}
+
+// Finish computes the effective Timing from the profile and overrides and
+// validates the whole config. It returns warnings for thin liveness margins.
+func (c *Config) Finish() (warnings []string, err error) {
+	t, err := ha.TimingProfile(c.TimingProfile)
+	if err != nil {
+		return nil, fmt.Errorf("timing: %w", err)
+	}
+	for _, o := range []struct {
+		v   *time.Duration
+		dst *time.Duration
+	}{
+		{c.CRMRound, &t.CRMRound}, {c.LRMRound, &t.LRMRound}, {c.LRMMaintenanceRound, &t.LRMMaintenanceRound},
+		{c.LockTTL, &t.LockTTL}, {c.LockValidity, &t.LockValidity}, {c.WatchdogTimeout, &t.WatchdogTimeout},
+		{c.SelfFenceTime, &t.SelfFenceTime}, {c.ClockDriftMargin, &t.ClockDriftMargin},
+		{c.ElectionTimeout, &t.ElectionTimeout}, {c.FenceDelay, &t.FenceDelay},
+	} {
+		if o.v != nil {
+			*o.dst = *o.v
+		}
+	}
+	warnings, err = t.Validate()
+	if err != nil {
+		return nil, err
+	}
+	c.Timing = t
+	return warnings, c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.NodeName == "" || !validNodeName(c.NodeName) {
+		return fmt.Errorf("node_name %q: expected letters, digits and '-', starting and ending with a letter or digit", c.NodeName)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("data_dir: must not be empty")
+	}
+	if c.APISocket == "" {
+		return fmt.Errorf("api_socket: must not be empty")
+	}
+	if c.BootstrapExpect < 0 {
+		return fmt.Errorf("bootstrap_expect %d: expected >= 0", c.BootstrapExpect)
+	}
+	if c.RaftVoters < 1 {
+		return fmt.Errorf("raft_voters %d: expected >= 1", c.RaftVoters)
+	}
+	if c.MaxWorkers < 1 {
+		return fmt.Errorf("max_workers %d: expected >= 1", c.MaxWorkers)
+	}
+	switch ha.ShutdownPolicy(c.ShutdownPolicy) {
+	case ha.ShutdownConditional, ha.ShutdownFreeze, ha.ShutdownFailover, ha.ShutdownMigrate:
+	default:
+		return fmt.Errorf("shutdown_policy %q: expected conditional, freeze, failover or migrate", c.ShutdownPolicy)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: expected debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log_format %q: expected text or json", c.LogFormat)
+	}
+	if c.EncryptKey == "" && !c.Insecure {
+		return fmt.Errorf("encrypt_key: required (create one with `haxd keygen`), or set insecure = true for local tests")
+	}
+	if c.EncryptKey != "" {
+		k, err := base64.StdEncoding.DecodeString(c.EncryptKey)
+		if err != nil {
+			return fmt.Errorf("encrypt_key: not valid base64: %w", err)
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return fmt.Errorf("encrypt_key: decodes to %d bytes, expected 16, 24 or 32", n)
+		}
+	}
+	return nil
+}
+
+func validNodeName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"haxd/ha"
+)
+
+const goodKey = "AAECAwQFBgcICQoLDA0ODw=="
+
+func TestParseConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	src := `# haxd agent config
+node_name = node1
+data_dir = "/tmp/haxd data"
+join = 10.0.0.2:7946, 10.0.0.3:7946
+bootstrap_expect = 3
+encrypt_key = ` + goodKey + `
+lock_ttl = 5s   # longer than the fast default
+lock_validity = 2s
+`
+	if err := ParseConfig("haxd.conf", []byte(src), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeName != "node1" || cfg.DataDir != "/tmp/haxd data" || len(cfg.Join) != 2 || cfg.Join[1] != "10.0.0.3:7946" ||
+		cfg.BootstrapExpect != 3 || cfg.Timing.LockTTL != 5*time.Second || cfg.Timing.LockValidity != 2*time.Second ||
+		cfg.Timing.CRMRound != ha.FastTiming().CRMRound {
+		t.Fatalf("parsed %+v", cfg)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		src  string
+		want string
+	}{
+		{"node_name node1", `haxd.conf:1: expected key = value, found "node_name node1"`},
+		{"\ncolour = red", `haxd.conf:2: unknown key "colour"`},
+		{"lock_ttl = 3 seconds", `haxd.conf:1: lock_ttl: value "3 seconds": expected a duration`},
+		{"insecure = maybe", `insecure: value "maybe": expected true or false`},
+		{"raft_voters = five", `raft_voters: value "five": expected an integer`},
+		{"node_name = a\nnode_name = b", `haxd.conf:2: key "node_name" already set on line 1`},
+		{`data_dir = "unterminated`, `bad quoting`},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		err := ParseConfig("haxd.conf", []byte(tt.src), &cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseConfig(%q) = %v, want error containing %q", tt.src, err, tt.want)
+		}
+	}
+}
+
+func TestFinishRejects(t *testing.T) {
+	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+		unsafe bool
+	}{
+		{"no key", func(c *Config) { c.EncryptKey = "" }, "encrypt_key: required", false},
+		{"short key", func(c *Config) { c.EncryptKey = "AAEC" }, "decodes to 3 bytes", false},
+		{"bad node name", func(c *Config) { c.NodeName = "-x" }, `node_name "-x"`, false},
+		{"unsafe ttl", func(c *Config) { c.LockTTL = d("2s") }, "must be less than lock_ttl (2s)", true},
+		{"bad profile", func(c *Config) { c.TimingProfile = "warp" }, `unknown timing profile "warp"`, false},
+		{"bad policy", func(c *Config) { c.ShutdownPolicy = "panic" }, `shutdown_policy "panic"`, false},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName = "node1"
+		cfg.EncryptKey = goodKey
+		tt.mutate(&cfg)
+		_, err := cfg.Finish()
+		if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ha.ErrUnsafeTiming) != tt.unsafe {
+			t.Errorf("%s: Finish() = %v, want error containing %q (unsafe=%v)", tt.name, err, tt.want, tt.unsafe)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("node_name = n1\njoin = a:1,b:2\nlock_ttl = 3s\n"))
+	f.Add([]byte(`data_dir = "x\ty"` + "\n# c\ninsecure = true"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg := DefaultConfig()
+		if err := ParseConfig("fuzz.conf", b, &cfg); err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.conf:") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		_, _ = cfg.Finish()
+	})
+}
