@@ -1,0 +1,222 @@
+package crm
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"haxd/crm/placement"
+	"haxd/ha"
+)
+
+// GroupMigrator is an optional extension of ha.Env: the writes of the
+// persistent migration of legacy HA groups to rules (ha-semantics §10.3,
+// placement.md §2.3). Without it the master still uses groups as rules in
+// memory every round, but reports each persistent migration attempt as
+// aborted.
+type GroupMigrator interface {
+	// WriteRules replaces the rules config with raw (section config text).
+	WriteRules(raw []byte) error
+	// MigrateResourceGroups removes the group property of every resource
+	// and sets failback to the given value for each listed SID.
+	MigrateResourceGroups(failback map[ha.SID]bool) error
+	// DeleteGroups deletes the legacy groups config.
+	DeleteGroups() error
+}
+
+// Group migration timing: the first attempt in the 3rd round of a master,
+// then every 6 rounds while groups remain (ha-semantics §2).
+const (
+	groupMigrationFirstRound = 3
+	groupMigrationInterval   = 6
+	// minGroupMigrationVersion is the oldest node software that understands
+	// rules.
+	minGroupMigrationVersion = "9.0.0~16"
+)
+
+// migrateGroups is the persistent group→rules migration, tried in step 4
+// of the round (ha-semantics §10.3).
+func (m *manager) migrateGroups() {
+	m.groupRound--
+	if m.groupRound > 0 {
+		return
+	}
+	m.groupRound = groupMigrationInterval
+	raw, err := m.env.ReadGroups()
+	if err != nil || len(bytes.TrimSpace(raw)) == 0 {
+		return
+	}
+	groups, _ := placement.ParseGroups(raw)
+	if len(groups) == 0 {
+		return
+	}
+	m.log.notice("start ha group migration...")
+	if err := m.persistGroups(groups); err != nil {
+		m.log.err("abort ha groups migration: " + err.Error())
+		m.log.err("ha groups migration failed")
+		m.log.notice(fmt.Sprintf("retry ha groups migration in %d rounds (~ 60 seconds)", groupMigrationInterval))
+		return
+	}
+	m.log.notice("ha groups migration successful")
+}
+
+// persistGroups checks that every node can use rules and writes the
+// converted configs. Its errors are the "abort" reasons as operators see
+// them.
+func (m *manager) persistGroups(groups map[string]*placement.Group) error {
+	for _, node := range slices.Sorted(maps.Keys(m.nodeStatus)) {
+		st := m.nodeStatus[node]
+		m.log.notice(fmt.Sprintf("ha groups migration: node '%s' is in state '%s'", node, st), ha.KeyNode, node)
+		if st != ha.NodeOnline {
+			return fmt.Errorf("node '%s' is not online", node)
+		}
+		lrmState, mode := m.lrmStates[node], m.modes[node]
+		m.log.notice(fmt.Sprintf("ha groups migration: lrm '%s' is in state '%s' and mode '%s'", node, lrmState, mode), ha.KeyNode, node)
+		if lrmState != ha.LRMActive && lrmState != ha.LRMWaitForAgentLock {
+			return fmt.Errorf("lrm '%s' is not in state 'active'", node)
+		}
+		if mode != ha.ModeActive {
+			return fmt.Errorf("lrm '%s' is not in mode 'active'", node)
+		}
+		v := m.env.NodeVersion(node)
+		m.log.notice(fmt.Sprintf("ha groups migration: node '%s' has version '%s'", node, v), ha.KeyNode, node)
+		if compareVersions(v, minGroupMigrationVersion) < 0 {
+			return fmt.Errorf("node '%s' needs at least pve-manager version '%s'", node, minGroupMigrationVersion)
+		}
+	}
+	w, ok := m.env.(GroupMigrator)
+	if !ok {
+		return fmt.Errorf("this environment cannot write the rules, resources and groups configs")
+	}
+	rules, err := m.env.ReadRules()
+	if err != nil {
+		return err
+	}
+	resources, err := m.env.ReadResources()
+	if err != nil {
+		return err
+	}
+	converted, failback := placement.ApplyGroups(&placement.RuleSet{Rules: map[string]*placement.Rule{}}, groups, resources)
+	if err := w.WriteRules(appendGroupRules(rules, converted)); err != nil {
+		return err
+	}
+	m.log.notice("ha groups migration: migration to rules config successful")
+	if err := w.MigrateResourceGroups(failback); err != nil {
+		return err
+	}
+	m.log.notice("ha groups migration: migration to resources config successful")
+	if err := w.DeleteGroups(); err != nil {
+		return err
+	}
+	m.log.notice("ha groups migration: group config deletion successful")
+	return nil
+}
+
+// appendGroupRules appends the node-affinity rules converted from groups to
+// the rules config text.
+func appendGroupRules(rules []byte, converted *placement.RuleSet) []byte {
+	var b strings.Builder
+	b.Write(bytes.TrimRight(rules, "\n"))
+	for _, id := range slices.Sorted(maps.Keys(converted.Rules)) {
+		r := converted.Rules[id]
+		if b.Len() > 0 {
+			b.WriteString("\n\n")
+		}
+		fmt.Fprintf(&b, "node-affinity: %s\n", r.ID)
+		if r.Comment != "" {
+			fmt.Fprintf(&b, "\tcomment %s\n", r.Comment)
+		}
+		nodes := make([]string, 0, len(r.Nodes))
+		for _, n := range slices.Sorted(maps.Keys(r.Nodes)) {
+			if p := r.Nodes[n]; p != 0 {
+				n = fmt.Sprintf("%s:%d", n, p)
+			}
+			nodes = append(nodes, n)
+		}
+		fmt.Fprintf(&b, "\tnodes %s\n", strings.Join(nodes, ","))
+		sids := make([]string, 0, len(r.Resources))
+		for _, sid := range r.SortedResources() {
+			sids = append(sids, string(sid))
+		}
+		fmt.Fprintf(&b, "\tresources %s\n", strings.Join(sids, ","))
+		strict := 0
+		if r.Strict {
+			strict = 1
+		}
+		fmt.Fprintf(&b, "\tstrict %d", strict)
+	}
+	if b.Len() > 0 {
+		b.WriteString("\n")
+	}
+	return []byte(b.String())
+}
+
+// compareVersions compares two Debian-style version strings the way dpkg
+// does: runs of non-digits compare character-wise with '~' sorting before
+// everything (even the end of the string) and letters before other
+// characters; runs of digits compare numerically. It returns -1, 0 or 1.
+func compareVersions(a, b string) int {
+	order := func(s string, i int) int {
+		if i >= len(s) {
+			return 0
+		}
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			return 0
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+			return int(c)
+		case c == '~':
+			return -1
+		}
+		return int(c) + 256
+	}
+	digit := func(s string, i int) bool { return i < len(s) && s[i] >= '0' && s[i] <= '9' }
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		for (i < len(a) && !digit(a, i)) || (j < len(b) && !digit(b, j)) {
+			ac, bc := order(a, i), order(b, j)
+			if ac != bc {
+				return cmpSign(ac - bc)
+			}
+			i++
+			j++
+		}
+		for i < len(a) && a[i] == '0' {
+			i++
+		}
+		for j < len(b) && b[j] == '0' {
+			j++
+		}
+		first := 0
+		for digit(a, i) && digit(b, j) {
+			if first == 0 {
+				first = int(a[i]) - int(b[j])
+			}
+			i++
+			j++
+		}
+		if digit(a, i) {
+			return 1
+		}
+		if digit(b, j) {
+			return -1
+		}
+		if first != 0 {
+			return cmpSign(first)
+		}
+	}
+	return 0
+}
+
+func cmpSign(n int) int {
+	switch {
+	case n < 0:
+		return -1
+	case n > 0:
+		return 1
+	}
+	return 0
+}
