@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"haxd/fence"
+	"haxd/ha"
+)
+
+// GuardCmd is `haxd guard`: the self-fencing watchdog process for hosts
+// without a hardware watchdog (and a feeder of /dev/watchdog on hosts with
+// one).
+type GuardCmd struct {
+	Socket          string        `default:"/run/haxd/guard.sock" help:"Unix socket the agent feeds."`
+	Timing          string        `enum:"pve,fast" default:"fast" help:"Timing profile: its watchdog_timeout is the guard's, and its safety inequality is checked at start-up."`
+	WatchdogTimeout time.Duration `name:"watchdog-timeout" help:"Override the profile's watchdog_timeout (the safety inequality is checked with it)."`
+	Device          string        `help:"Watchdog device to arm and feed, e.g. /dev/watchdog; it stops being fed when the guard fences, so the machine resets."`
+	DeviceTimeout   time.Duration `name:"device-timeout" help:"Set the device's timeout (whole seconds); 0 keeps the driver's."`
+	DeviceKeepalive time.Duration `name:"device-keepalive" default:"1s" help:"How often to feed the device."`
+	Cgroup          []string      `help:"cgroup v2 directory to kill on every fence (repeatable)."`
+	PGID            []int         `name:"pgid" help:"Process group to kill on every fence (repeatable)."`
+	LogLevel        string        `name:"log-level" enum:"debug,info,warn,error" default:"info" help:"Log level."`
+}
+
+// Run checks the timings, then serves until SIGINT or SIGTERM. Stopping the
+// guard while an agent is armed fences: stop the agent first.
+func (c *GuardCmd) Run() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("guard --log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := c.config(logger)
+	if err != nil {
+		return err
+	}
+	g, err := fence.Listen(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("guard: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return g.Serve(ctx)
+}
+
+// config builds the guard configuration, refusing timings that break the
+// safety inequality.
+func (c *GuardCmd) config(logger *slog.Logger) (fence.GuardConfig, error) {
+	timing, err := ha.TimingProfile(c.Timing)
+	if err != nil {
+		return fence.GuardConfig{}, fmt.Errorf("guard --timing: %w", err)
+	}
+	if c.WatchdogTimeout != 0 {
+		timing.WatchdogTimeout = c.WatchdogTimeout
+	}
+	warnings, err := timing.Validate()
+	if err != nil {
+		return fence.GuardConfig{}, fmt.Errorf("guard: refusing to start: %w", err)
+	}
+	for _, w := range warnings {
+		logger.Warn("guard: timing " + w)
+	}
+	return fence.GuardConfig{
+		SocketPath:      c.Socket,
+		WatchdogTimeout: timing.WatchdogTimeout,
+		SelfFenceTime:   timing.SelfFenceTime,
+		Device:          c.Device,
+		DeviceTimeout:   c.DeviceTimeout,
+		DeviceKeepalive: c.DeviceKeepalive,
+		Cgroups:         c.Cgroup,
+		PGIDs:           c.PGID,
+	}, nil
+}
