@@ -1,0 +1,139 @@
+//go:build linux
+
+package exec
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"haxd/ha"
+)
+
+// testCgroupParent creates a fresh cgroup v2 directory beside the test's own
+// cgroup and removes it (and whatever is left in it) when the test ends. It
+// skips the test, loudly, when the machine has no writable cgroup v2.
+func testCgroupParent(t *testing.T) string {
+	t.Helper()
+	mount := ""
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Skipf("SKIP cgroup test: %v", err)
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "... mountpoint options ... - fstype source superoptions"
+		fields := strings.Fields(sc.Text())
+		i := slices.Index(fields, "-")
+		if i > 4 && i+1 < len(fields) && fields[i+1] == "cgroup2" {
+			mount = fields[4]
+			break
+		}
+	}
+	f.Close()
+	if mount == "" {
+		t.Skip("SKIP cgroup test: no cgroup v2 file system mounted")
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skipf("SKIP cgroup test: %v", err)
+	}
+	base := mount
+	for _, l := range strings.Split(string(self), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			base = filepath.Join(mount, p)
+		}
+	}
+	dir := filepath.Join(base, fmt.Sprintf("haxd-exec-test-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("SKIP cgroup test: cgroup v2 at %s not writable: %v", base, err)
+	}
+	t.Cleanup(func() {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if e.IsDir() {
+				sub := filepath.Join(dir, e.Name())
+				_ = killCgroup(sub)
+				eventually(2*time.Second, func() bool { return os.Remove(sub) == nil || errors.Is(os.Remove(sub), fs.ErrNotExist) })
+			}
+		}
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("remove test cgroup %s: %v", dir, err)
+		}
+	})
+	if err := checkCgroupParent(dir); err != nil {
+		t.Skipf("SKIP cgroup test: %v", err)
+	}
+	return dir
+}
+
+func TestCgroupCatchesProcessesThatLeaveTheGroup(t *testing.T) {
+	parent := testCgroupParent(t)
+	ctx := context.Background()
+	// The service forks a child that starts its own session, leaving the
+	// process group: only the cgroup still holds it.
+	spec := Spec{Command: "sh", Args: []string{"-c", "setsid sleep 1000 & exec sleep 1000"}}
+	a := testAgent(t, t.TempDir(), StaticSpecs{"exec:cg": spec}, func(c *Config) { c.CgroupParent = parent })
+	if !a.UsesCgroups() {
+		t.Fatal("agent does not use the writable cgroup parent")
+	}
+	var registered string
+	a.cfg.OnStart = func(_ ha.SID, _ int, cgroup string) { registered = cgroup }
+	if err := a.Start(ctx, "exec:cg"); err != nil {
+		t.Fatal(err)
+	}
+	rec := mustRecord(t, a, "exec:cg")
+	want := filepath.Join(parent, "exec%3Acg")
+	if rec.Cgroup != want || registered != want {
+		t.Fatalf("cgroup recorded %q, registered %q; want %q", rec.Cgroup, registered, want)
+	}
+	var live liveness
+	if !eventually(2*time.Second, func() bool {
+		live, _ = a.probe(rec)
+		return len(live.cgroup) == 2
+	}) {
+		t.Fatalf("cgroup holds %v, want the service and its escaped child", live.cgroup)
+	}
+	escaped := -1
+	for _, pid := range live.cgroup {
+		if !slices.Contains(live.members, pid) {
+			escaped = pid
+		}
+	}
+	if escaped < 0 {
+		t.Fatalf("no process left the group: members %v, cgroup %v", live.members, live.cgroup)
+	}
+	est, err := readProcStat("/proc", escaped)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The cgroup alone proves the service runs, even without a state file
+	// (the agent died between starting it and recording it).
+	if err := os.Remove(filepath.Join(a.cfg.StateDir, "exec%3Acg.state")); err != nil {
+		t.Fatal(err)
+	}
+	if running, err := a.Running(ctx, "exec:cg"); err != nil || !running {
+		t.Fatalf("without state file: Running = %v, %v; want true from the cgroup", running, err)
+	}
+	if err := a.Stop(ctx, "exec:cg", intp(1)); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if processAlive(t, escaped, est.start) {
+		t.Errorf("escaped pid %d alive after Stop", escaped)
+	}
+	if processAlive(t, rec.PID, rec.StartTicks) {
+		t.Errorf("service pid %d alive after Stop", rec.PID)
+	}
+	if !eventually(time.Second, func() bool { _, err := os.Stat(want); return errors.Is(err, fs.ErrNotExist) }) {
+		t.Errorf("cgroup %s not removed after Stop", want)
+	}
+}

@@ -1,0 +1,43 @@
+//go:build linux
+
+package exec_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"haxd/ha"
+	"haxd/resource/exec"
+)
+
+// An agent as the real haxd agent wires it: specs from a directory, a
+// dedicated cgroup parent, and hooks that tell the self-fencing guard which
+// process groups and cgroups to kill.
+func Example() {
+	register := func(sid ha.SID, pgid int, cgroup string) {
+		fmt.Println("guard: register", sid, pgid, cgroup) // fence.Client.Register
+	}
+	unregister := func(sid ha.SID, pgid int, cgroup string) {
+		fmt.Println("guard: unregister", sid, pgid, cgroup) // fence.Client.Unregister
+	}
+	a, err := exec.New(exec.Config{
+		StateDir:     "/run/haxd/exec",
+		CgroupParent: "/sys/fs/cgroup/haxd.slice",
+		Specs:        exec.DirSpecs("/etc/haxd/exec"),
+		OnStart:      register,
+		OnStop:       unregister,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// After a restart of haxd: re-register what still runs.
+	if _, err := a.Adopt(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	// The LRM then calls a.Start, a.Running, a.Stop and a.Migrate through
+	// ha.Env.ResourceAgent("exec").
+}

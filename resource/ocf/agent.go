@@ -1,0 +1,387 @@
+//go:build linux
+
+package ocf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"haxd/ha"
+)
+
+// Type is the resource type this agent handles ("ocf:<name>" SIDs).
+const Type = "ocf"
+
+// OCF exit codes (ocf-returncodes).
+const (
+	RCSuccess        = 0 // OCF_SUCCESS
+	RCErrGeneric     = 1 // OCF_ERR_GENERIC
+	RCErrArgs        = 2 // OCF_ERR_ARGS
+	RCUnimplemented  = 3 // OCF_ERR_UNIMPLEMENTED
+	RCErrPerm        = 4 // OCF_ERR_PERM
+	RCErrInstalled   = 5 // OCF_ERR_INSTALLED
+	RCErrConfigured  = 6 // OCF_ERR_CONFIGURED
+	RCNotRunning     = 7 // OCF_NOT_RUNNING
+	RCRunningMaster  = 8 // OCF_RUNNING_MASTER
+	RCFailedMaster   = 9 // OCF_FAILED_MASTER
+	rcTimeout        = -1
+	exitReasonPrefix = "ocf-exit-reason:"
+)
+
+// RCName returns the OCF name of an exit code ("OCF_NOT_RUNNING").
+func RCName(rc int) string {
+	switch rc {
+	case RCSuccess:
+		return "OCF_SUCCESS"
+	case RCErrGeneric:
+		return "OCF_ERR_GENERIC"
+	case RCErrArgs:
+		return "OCF_ERR_ARGS"
+	case RCUnimplemented:
+		return "OCF_ERR_UNIMPLEMENTED"
+	case RCErrPerm:
+		return "OCF_ERR_PERM"
+	case RCErrInstalled:
+		return "OCF_ERR_INSTALLED"
+	case RCErrConfigured:
+		return "OCF_ERR_CONFIGURED"
+	case RCNotRunning:
+		return "OCF_NOT_RUNNING"
+	case RCRunningMaster:
+		return "OCF_RUNNING_MASTER"
+	case RCFailedMaster:
+		return "OCF_FAILED_MASTER"
+	}
+	return "unknown"
+}
+
+// SpecSource returns the spec of a service.
+type SpecSource interface {
+	// Spec returns the spec of sid, or an error when sid has none.
+	Spec(ctx context.Context, sid ha.SID) (Spec, error)
+}
+
+// StaticSpecs is a SpecSource over a fixed map.
+type StaticSpecs map[ha.SID]Spec
+
+// Spec returns m[sid], or an error wrapping fs.ErrNotExist.
+func (m StaticSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
+	s, ok := m[sid]
+	if !ok {
+		return Spec{}, fmt.Errorf("ocf spec of %s: %w", sid, fs.ErrNotExist)
+	}
+	return s, nil
+}
+
+// DirSpecs is a SpecSource reading <dir>/<name>.json or <dir>/<name>.conf.
+type DirSpecs string
+
+// Spec reads and parses the spec file of sid.
+func (d DirSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
+	name := sid.Name()
+	if name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+		return Spec{}, fmt.Errorf("ocf spec of %s: name %q cannot be a file name", sid, name)
+	}
+	for _, ext := range []string{".json", ".conf"} {
+		p := filepath.Join(string(d), name+ext)
+		b, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return Spec{}, fmt.Errorf("ocf spec of %s: %w", sid, err)
+		}
+		s, err := ParseSpec(b)
+		if err != nil {
+			return Spec{}, fmt.Errorf("%s: %w", p, err)
+		}
+		return s, nil
+	}
+	return Spec{}, fmt.Errorf("ocf spec of %s: no %s.json or %s.conf in %s: %w", sid, name, name, string(d), fs.ErrNotExist)
+}
+
+// Config configures an Agent.
+type Config struct {
+	// Specs returns each service's spec. Required.
+	Specs SpecSource
+	// OCFRoot is OCF_ROOT, the directory holding resource.d/ and lib/.
+	// Default /usr/lib/ocf (Debian's resource-agents).
+	OCFRoot string
+	// RunDir is HA_RSCTMP, where agents keep pid and state files. Default
+	// /run/resource-agents. Created if missing.
+	RunDir string
+	// Logger receives the agent's log (and the agents' stderr at debug
+	// level); nil discards it.
+	Logger *slog.Logger
+}
+
+// Agent is the ha.ResourceAgent for OCF resource agents.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+}
+
+var _ ha.ResourceAgent = (*Agent)(nil)
+
+// New checks cfg and returns an agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Specs == nil {
+		return nil, errors.New("ocf agent: spec source: required")
+	}
+	if cfg.OCFRoot == "" {
+		cfg.OCFRoot = "/usr/lib/ocf"
+	}
+	if cfg.RunDir == "" {
+		cfg.RunDir = "/run/resource-agents"
+	}
+	if !filepath.IsAbs(cfg.OCFRoot) || !filepath.IsAbs(cfg.RunDir) {
+		return nil, fmt.Errorf("ocf agent: OCF root %q, run dir %q: must be absolute paths", cfg.OCFRoot, cfg.RunDir)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Agent{cfg: cfg, log: log}, nil
+}
+
+// result is the outcome of one agent action.
+type result struct {
+	rc     int    // exit code, rcTimeout when killed on timeout
+	reason string // last ocf-exit-reason line
+	output string // stdout and stderr, capped
+}
+
+// ActionError is the failure of one OCF action.
+type ActionError struct {
+	// Agent is "provider:type"; Action is "start", "stop" or "monitor".
+	Agent, Action string
+	// RC is the exit code (-1 when the action timed out).
+	RC int
+	// Reason is the agent's ocf-exit-reason, or its last output line.
+	Reason string
+	// Timeout is the action's timeout, set when it ran out.
+	Timeout time.Duration
+}
+
+// Error returns e.g. "heartbeat:Dummy start: exit 1 (OCF_ERR_GENERIC): reason".
+func (e *ActionError) Error() string {
+	var s string
+	if e.RC == rcTimeout {
+		s = fmt.Sprintf("%s %s: timed out after %s", e.Agent, e.Action, e.Timeout)
+	} else {
+		s = fmt.Sprintf("%s %s: exit %d (%s)", e.Agent, e.Action, e.RC, RCName(e.RC))
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+func (a *Agent) spec(ctx context.Context, sid ha.SID) (Spec, error) {
+	raw, err := a.cfg.Specs.Spec(ctx, sid)
+	if err != nil {
+		return Spec{}, err
+	}
+	s, err := raw.Normalize()
+	if err != nil {
+		return Spec{}, fmt.Errorf("ocf spec: %w", err)
+	}
+	return s, nil
+}
+
+// run runs one action of the agent with the OCF environment, bounded by
+// timeout. The script runs in its own process group, killed as a whole on
+// timeout or when ctx ends; what it leaves running on success (the
+// resource's daemons) is not touched. Output goes to an unlinked temporary
+// file, not a pipe, so a daemon holding it open cannot block the call.
+func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, timeout time.Duration, extraEnv ...string) (result, error) {
+	name := sid.Name()
+	if name == "" || strings.ContainsAny(name, "/\x00") {
+		return result{}, fmt.Errorf("instance name %q of %s: must be non-empty and without '/'", name, sid)
+	}
+	script := filepath.Join(a.cfg.OCFRoot, "resource.d", spec.Provider(), spec.Type())
+	if _, err := os.Stat(script); err != nil {
+		return result{}, fmt.Errorf("ocf agent %s: %w", spec.Agent, err)
+	}
+	if err := os.MkdirAll(a.cfg.RunDir, 0o755); err != nil {
+		return result{}, fmt.Errorf("create run dir: %w", err)
+	}
+	out, err := os.CreateTemp("", "haxd-ocf-*")
+	if err != nil {
+		return result{}, fmt.Errorf("ocf %s: output file: %w", action, err)
+	}
+	_ = os.Remove(out.Name())
+	defer out.Close()
+
+	env := map[string]string{
+		"PATH":                         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"OCF_ROOT":                     a.cfg.OCFRoot,
+		"OCF_RA_VERSION_MAJOR":         "1",
+		"OCF_RA_VERSION_MINOR":         "0",
+		"OCF_RESOURCE_INSTANCE":        name,
+		"OCF_RESOURCE_PROVIDER":        spec.Provider(),
+		"OCF_RESOURCE_TYPE":            spec.Type(),
+		"HA_RSCTMP":                    a.cfg.RunDir,
+		"OCF_RESKEY_CRM_meta_timeout":  strconv.FormatInt(timeout.Milliseconds(), 10),
+		"HAXD_SID":                     string(sid),
+		"OCF_RESKEY_CRM_meta_interval": "0",
+	}
+	for k, v := range spec.Params {
+		env["OCF_RESKEY_"+k] = v
+	}
+	for _, kv := range extraEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	envList := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		envList = append(envList, k+"="+env[k])
+	}
+
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := osexec.CommandContext(actx, script, action)
+	cmd.Env = envList
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	runErr := cmd.Run()
+
+	b := make([]byte, 64<<10)
+	n, _ := out.ReadAt(b, 0)
+	res := result{output: string(b[:n])}
+	for _, l := range strings.Split(res.output, "\n") {
+		if r, ok := strings.CutPrefix(strings.TrimSpace(l), exitReasonPrefix); ok {
+			res.reason = r
+		}
+	}
+	a.log.Debug("ocf action", ha.KeySID, string(sid), "agent", spec.Agent, "action", action, "output", strings.TrimSpace(res.output))
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	if errors.Is(actx.Err(), context.DeadlineExceeded) {
+		res.rc = rcTimeout
+		return res, nil
+	}
+	var ee *osexec.ExitError
+	switch {
+	case runErr == nil:
+		res.rc = 0
+	case errors.As(runErr, &ee) && ee.Exited():
+		res.rc = ee.ExitCode()
+	default:
+		return res, fmt.Errorf("ocf %s %s: %w", spec.Agent, action, runErr)
+	}
+	return res, nil
+}
+
+func (a *Agent) actionError(spec Spec, action string, res result, timeout time.Duration) *ActionError {
+	e := &ActionError{Agent: spec.Agent, Action: action, RC: res.rc, Reason: res.reason}
+	if res.rc == rcTimeout {
+		e.Timeout = timeout
+	}
+	if e.Reason == "" {
+		lines := strings.Split(strings.TrimSpace(res.output), "\n")
+		e.Reason = strings.TrimSpace(lines[len(lines)-1])
+	}
+	return e
+}
+
+// Running runs the monitor action as a probe (interval 0). OCF_SUCCESS and
+// OCF_RUNNING_MASTER mean running; OCF_NOT_RUNNING, and OCF_ERR_INSTALLED
+// (the software is not even on this node), mean not running. Any other
+// outcome is a failed resource that may still hold processes or addresses:
+// Running then returns true with an *ActionError, so that a caller that
+// ignores the error still stops it rather than starting it elsewhere.
+func (a *Agent) Running(ctx context.Context, sid ha.SID) (bool, error) {
+	spec, err := a.spec(ctx, sid)
+	if err != nil {
+		return false, fmt.Errorf("check %s: %w", sid, err)
+	}
+	timeout := spec.MonitorTimeout.D()
+	res, err := a.run(ctx, sid, spec, "monitor", timeout)
+	if err != nil {
+		return false, fmt.Errorf("check %s: %w", sid, err)
+	}
+	switch res.rc {
+	case RCSuccess, RCRunningMaster:
+		return true, nil
+	case RCNotRunning, RCErrInstalled:
+		return false, nil
+	}
+	return true, fmt.Errorf("check %s: %w", sid, a.actionError(spec, "monitor", res, timeout))
+}
+
+// Start runs the start action.
+func (a *Agent) Start(ctx context.Context, sid ha.SID) error {
+	spec, err := a.spec(ctx, sid)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", sid, err)
+	}
+	timeout := spec.StartTimeout.D()
+	res, err := a.run(ctx, sid, spec, "start", timeout)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", sid, err)
+	}
+	if res.rc != RCSuccess {
+		return fmt.Errorf("start %s: %w", sid, a.actionError(spec, "start", res, timeout))
+	}
+	a.log.Info("ocf resource started", ha.KeySID, string(sid), "agent", spec.Agent)
+	return nil
+}
+
+// Stop runs the stop action, bounded by timeout seconds (nil: the spec's
+// stop timeout). OCF agents have no hard stop; a timeout of 0 is run with
+// the spec's stop timeout too.
+func (a *Agent) Stop(ctx context.Context, sid ha.SID, timeout *int) error {
+	if timeout != nil && *timeout < 0 {
+		return fmt.Errorf("stop %s: timeout %d: must not be negative", sid, *timeout)
+	}
+	spec, err := a.spec(ctx, sid)
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", sid, err)
+	}
+	t := spec.StopTimeout.D()
+	if timeout != nil && *timeout > 0 {
+		t = time.Duration(*timeout) * time.Second
+	}
+	res, err := a.run(ctx, sid, spec, "stop", t)
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", sid, err)
+	}
+	if res.rc != RCSuccess {
+		return fmt.Errorf("stop %s: %w", sid, a.actionError(spec, "stop", res, t))
+	}
+	a.log.Info("ocf resource stopped", ha.KeySID, string(sid), "agent", spec.Agent)
+	return nil
+}
+
+// Migrate stops the resource here; the caller moves the location to target.
+// OCF migrate_to/migrate_from are not used, so an online migration is done
+// the same way.
+func (a *Agent) Migrate(ctx context.Context, sid ha.SID, target string, online bool) error {
+	if err := a.Stop(ctx, sid, nil); err != nil {
+		return fmt.Errorf("migrate %s to %s: %w", sid, target, err)
+	}
+	return nil
+}
+
+// LiveMigratable reports false.
+func (a *Agent) LiveMigratable() bool { return false }
+
+// RemoveLocks returns "": OCF resources have no haxd resource locks.
+func (a *Agent) RemoveLocks(ha.SID, []string) string { return "" }
