@@ -78,7 +78,7 @@ type HAAddCmd struct {
 	Failback    *bool    `help:"Move back to a higher-priority node when it returns (default true)."`
 	Comment     string   `help:"Free text."`
 	Spec        string   `help:"Type-specific definition as JSON (exec: {\"command\":...,\"args\":[...]})."`
-	Exec        []string `help:"For exec resources: the command and its arguments (shorthand for --spec)." sep:"none"`
+	Command     []string `arg:"" optional:"" passthrough:"" help:"For exec resources: the command and its arguments, after -- (shorthand for --spec)."`
 }
 
 // Run adds the resource.
@@ -86,15 +86,22 @@ func (c *HAAddCmd) Run(h *HACmd) error {
 	req := api.AddResourceRequest{SID: c.SID, Node: c.Node, State: c.State, MaxRestart: c.MaxRestart,
 		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment}
 	switch {
-	case c.Spec != "" && len(c.Exec) > 0:
-		return fmt.Errorf("--spec and --exec are mutually exclusive")
+	case c.Spec != "" && len(c.Command) > 0:
+		return fmt.Errorf("--spec and a command after -- are mutually exclusive")
 	case c.Spec != "":
 		if !json.Valid([]byte(c.Spec)) {
 			return fmt.Errorf("--spec %q: not valid JSON", c.Spec)
 		}
 		req.Spec = json.RawMessage(c.Spec)
-	case len(c.Exec) > 0:
-		b, _ := json.Marshal(map[string]any{"command": c.Exec[0], "args": c.Exec[1:]})
+	case len(c.Command) > 0:
+		cmd := c.Command
+		if cmd[0] == "--" {
+			cmd = cmd[1:]
+		}
+		if len(cmd) == 0 {
+			return fmt.Errorf("expected a command after --")
+		}
+		b, _ := json.Marshal(map[string]any{"command": cmd[0], "args": cmd[1:]})
 		req.Spec = b
 	}
 	ctx, cancel := apiContext()

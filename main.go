@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -16,8 +17,13 @@ var version = "dev"
 
 // CLI is the haxd command tree.
 type CLI struct {
+	Agent   AgentCmd   `cmd:"" help:"Run the HA agent of this node."`
 	HA      HACmd      `cmd:"" name:"ha" help:"Operate the HA cluster through the local agent."`
 	Version VersionCmd `cmd:"" help:"Print the haxd version."`
+	Rules   RulesCmd   `cmd:"" help:"Inspect HA rules configs."`
+	Sim     SimCmd     `cmd:"" help:"Replay failure scenarios in the deterministic simulator."`
+	Guard   GuardCmd   `cmd:"" help:"Run the self-fencing guard the agent feeds."`
+	Keygen  KeygenCmd  `cmd:"" help:"Generate a gossip encryption key."`
 
 	DemoService DemoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Run a heartbeat-recording test service."`
 }
@@ -42,6 +48,10 @@ func main() {
 		}))
 	if err := ctx.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "haxd:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }

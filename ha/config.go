@@ -1,5 +1,7 @@
 package ha
 
+import "encoding/json"
+
 // ResourceConfig is the operator's configuration of one HA resource
 // (resources config, ha-semantics §10.2) together with the resource's
 // current location, which the resource layer owns.
@@ -24,6 +26,10 @@ type ResourceConfig struct {
 	Group string `json:"group,omitempty"`
 	// Comment is free text for operators.
 	Comment string `json:"comment,omitempty"`
+	// Spec is the type-specific definition of the resource (for "exec":
+	// command, arguments, environment...), interpreted by the resource agent
+	// of its type. Empty for types that need none.
+	Spec json.RawMessage `json:"spec,omitempty"`
 	// Lock is a resource-level lock (e.g. "backup") that makes start, stop and
 	// migrate fail; recovery removes the safe ones.
 	Lock string `json:"lock,omitempty"`

@@ -1,0 +1,386 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"haxd/api"
+	"haxd/crm"
+	"haxd/fence"
+	"haxd/gossip"
+	"haxd/ha"
+	"haxd/lrm"
+	"haxd/resource/exec"
+	"haxd/store"
+)
+
+// Version is reported in gossip tags and `haxd version`.
+var Version = "dev"
+
+// Agent is one running `haxd agent`.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	n      *node
+	exec   *exec.Agent
+	apiSrv *http.Server
+}
+
+// Run starts the agent and blocks until ctx is cancelled (SIGTERM), then
+// shuts down gracefully: the LRM follows the shutdown policy (a daemon
+// restart freezes the services, which keep running), the CRM gives up
+// mastership, gossip leaves, and the store closes. cfg must have passed
+// Finish.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName)}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	guardSocket, err := a.ensureGuard(ctx)
+	if err != nil {
+		return err
+	}
+	// The agent's own lifetime: store and gossip stay up during the
+	// graceful shutdown, after ctx is done.
+	life, stopLife := context.WithCancel(context.Background())
+	defer stopLife()
+
+	scfg := store.DefaultConfig()
+	scfg.NodeID = cfg.NodeName
+	scfg.DataDir = filepath.Join(cfg.DataDir, "raft")
+	scfg.BindAddr = cfg.RaftAddr
+	scfg.Voters = cfg.RaftVoters
+	scfg.LockTTL = cfg.Timing.LockTTL
+	if cfg.AdvertiseIP != "" {
+		_, port, _ := net.SplitHostPort(cfg.RaftAddr)
+		scfg.AdvertiseAddr = net.JoinHostPort(cfg.AdvertiseIP, port)
+	}
+	st, err := store.Open(life, scfg, a.log.With("component", "store"))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+
+	gcfg := gossip.DefaultConfig(cfg.NodeName)
+	if cfg.Insecure {
+		gcfg = gossip.LocalConfig(cfg.NodeName)
+	}
+	ghost, gport, err := net.SplitHostPort(cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("gossip_addr %q: %w", cfg.GossipAddr, err)
+	}
+	gcfg.BindAddr = ghost
+	if gcfg.BindPort, err = strconv.Atoi(gport); err != nil {
+		return fmt.Errorf("gossip_addr %q: port: %w", cfg.GossipAddr, err)
+	}
+	gcfg.AdvertiseAddr = ""
+	if cfg.AdvertiseIP != "" {
+		gcfg.AdvertiseAddr = cfg.AdvertiseIP
+	}
+	gcfg.RaftAddr = st.Addr()
+	gcfg.APIAddr = cfg.APISocket
+	gcfg.Tags = map[string]string{gossip.TagVersion: Version}
+	gcfg.Insecure = cfg.Insecure
+	if cfg.EncryptKey != "" {
+		key, err := gossip.ParseKey(cfg.EncryptKey)
+		if err != nil {
+			return fmt.Errorf("encrypt_key: %w", err)
+		}
+		gcfg.Key = key
+	}
+	g, err := gossip.Start(life, gcfg, a.log.With("component", "gossip"))
+	if err != nil {
+		return fmt.Errorf("start gossip: %w", err)
+	}
+
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket,
+		targets: &targets{set: map[fenceTarget]bool{}}, log: a.log}
+	ex, err := exec.New(exec.Config{
+		StateDir:     filepath.Join(cfg.DataDir, "services"),
+		CgroupParent: cfg.CgroupParent,
+		Specs:        execSpecs(a.n),
+		OnStart:      func(_ ha.SID, pgid int, cgroup string) { a.n.targets.add(target(pgid, cgroup)) },
+		OnStop:       func(_ ha.SID, pgid int, cgroup string) { a.n.targets.remove(target(pgid, cgroup)) },
+		Logger:       a.log.With("component", "exec"),
+	})
+	if err != nil {
+		return fmt.Errorf("exec agent: %w", err)
+	}
+	a.exec = ex
+	adopted, err := ex.Adopt(ctx)
+	if err != nil {
+		a.log.Warn("adopting running services failed", "err", err)
+	}
+	for _, s := range adopted {
+		a.n.targets.add(target(s.PGID, s.Cgroup))
+		a.log.Info("re-adopted running service", ha.KeySID, s.SID, "pid", s.PID)
+	}
+	a.n.agents = map[string]ha.ResourceAgent{"exec": movingAgent{ResourceAgent: ex, n: a.n}}
+
+	go a.membership(life)
+
+	if err := a.serveAPI(); err != nil {
+		return err
+	}
+	defer a.apiSrv.Close()
+
+	crmDone := make(chan struct{})
+	lrmDone := make(chan struct{})
+	crmStop := make(chan struct{})
+	lrmStop := make(chan struct{})
+	go a.runCRM(crmStop, crmDone)
+	go a.runLRM(life, lrmStop, lrmDone)
+	a.log.Info("agent started", "raft", st.Addr(), "gossip", g.LocalAddr(), "api", cfg.APISocket,
+		"lock_ttl", cfg.Timing.LockTTL, "watchdog_timeout", cfg.Timing.WatchdogTimeout)
+
+	<-ctx.Done()
+	a.log.Info("shutting down", "shutdown_policy_applies", a.detectNodeShutdown())
+	close(lrmStop)
+	<-lrmDone
+	close(crmStop)
+	<-crmDone
+	if err := g.Leave(); err != nil {
+		a.log.Warn("gossip leave", "err", err)
+	}
+	_ = g.Shutdown()
+	a.log.Info("agent stopped")
+	return nil
+}
+
+type fenceTarget = fence.Target
+
+// detectNodeShutdown tells a node shutdown or reboot (systemd is stopping
+// the system) from a restart of the agent alone, and records it for the
+// LRM's shutdown policy (ha-semantics §4.9).
+func (a *Agent) detectNodeShutdown() bool {
+	shutdown, reboot := systemdShutdown()
+	a.n.setShutdown(shutdown, reboot)
+	return shutdown
+}
+
+func systemdShutdown() (shutdown, reboot bool) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return false, false
+	}
+	out, err := osexec.Command("systemctl", "list-jobs", "--no-legend").Output()
+	if err != nil {
+		return false, false
+	}
+	s := string(out)
+	return strings.Contains(s, "shutdown.target") || strings.Contains(s, "reboot.target") || strings.Contains(s, "poweroff.target"),
+		strings.Contains(s, "reboot.target")
+}
+
+// runCRM steps the CRM once per CRMRound until stop, then shuts it down.
+func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	e := newEnv(a.n, "crm", nil)
+	c := crm.New(e, a.cfg.Timing)
+	stopping := false
+	for {
+		start := time.Now()
+		if !c.Step() {
+			return
+		}
+		select {
+		case <-stop:
+			if !stopping {
+				c.RequestShutdown()
+				stopping = true
+			}
+		case <-time.After(time.Until(start.Add(a.cfg.Timing.CRMRound))):
+		}
+	}
+}
+
+// runLRM steps the LRM at its own pace until stop, then follows the
+// shutdown request until the LRM exits.
+func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	e := newEnv(a.n, "lrm", newWorkers(life, a.cfg.MaxWorkers))
+	l := lrm.New(e, lrm.Options{Timing: a.cfg.Timing})
+	stopping := false
+	for {
+		start := time.Now()
+		if !l.Step() {
+			return
+		}
+		wait := time.Until(start.Add(l.Interval()))
+		if stopping {
+			wait = min(wait, 100*time.Millisecond)
+		}
+		select {
+		case <-stop:
+			if !stopping {
+				l.RequestShutdown()
+				stopping = true
+				stop = nil
+			}
+		case <-time.After(wait):
+		}
+	}
+}
+
+// membership joins the raft cluster: bootstrap when this node is the
+// lowest-named of bootstrap_expect gossip members with raft addresses and
+// there is no state yet; otherwise ask the members to add this node until
+// it is part of the configuration.
+func (a *Agent) membership(ctx context.Context) {
+	if len(a.cfg.Join) > 0 {
+		for {
+			if _, err := a.n.gossip.Join(a.cfg.Join); err == nil {
+				break
+			} else {
+				a.log.Warn("gossip join failed, retrying", "join", a.cfg.Join, "err", err)
+			}
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
+		}
+	}
+	for {
+		if a.inRaftConfig() {
+			return
+		}
+		members := a.n.gossip.Members()
+		var peers []store.Peer
+		for _, m := range members {
+			if m.State == gossip.StateOnline && m.RaftAddr != "" {
+				peers = append(peers, store.Peer{ID: m.Name, Addr: m.RaftAddr})
+			}
+		}
+		slices.SortFunc(peers, func(x, y store.Peer) int { return strings.Compare(x.ID, y.ID) })
+		switch {
+		case a.cfg.BootstrapExpect > 0 && !a.n.store.HadState() && len(peers) >= a.cfg.BootstrapExpect && peers[0].ID == a.cfg.NodeName:
+			if err := a.n.store.Bootstrap(peers...); err != nil {
+				a.log.Warn("bootstrap failed", "err", err)
+			} else {
+				a.log.Info("bootstrapped the cluster", "peers", len(peers))
+				a.seedDatacenter(ctx)
+				return
+			}
+		default:
+			for _, p := range peers {
+				if p.ID == a.cfg.NodeName {
+					continue
+				}
+				jctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				err := a.n.store.Join(jctx, p.Addr)
+				cancel()
+				if err == nil {
+					a.log.Info("joined the cluster", "via", p.ID)
+					return
+				}
+			}
+		}
+		if !sleepCtx(ctx, 500*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func (a *Agent) inRaftConfig() bool {
+	servers, err := a.n.store.Servers()
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(servers, func(s store.Server) bool { return s.ID == a.cfg.NodeName }) && len(servers) > 1 ||
+		a.n.store.HadState()
+}
+
+// seedDatacenter stores the datacenter settings of the bootstrapping node.
+func (a *Agent) seedDatacenter(ctx context.Context) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := a.n.store.SetDatacenter(wctx, &ha.Datacenter{ShutdownPolicy: ha.ShutdownPolicy(a.cfg.ShutdownPolicy)})
+		cancel()
+		if err == nil || !sleepCtx(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// ensureGuard connects to this node's guard, starting `haxd guard` as a
+// separate process (its own session, so it outlives the agent) when none
+// answers on the socket.
+func (a *Agent) ensureGuard(ctx context.Context) (string, error) {
+	sock := a.cfg.GuardSocket
+	if sock == "" {
+		sock = filepath.Join(a.cfg.DataDir, "guard.sock")
+	}
+	if c, err := net.Dial("unix", sock); err == nil {
+		c.Close()
+		return sock, nil
+	}
+	if a.cfg.GuardSocket != "" {
+		return "", fmt.Errorf("guard_socket %s: no guard answers; start `haxd guard` first", sock)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find own executable to start the guard: %w", err)
+	}
+	args := []string{"guard", "--socket", sock, "--timing", a.cfg.TimingProfile,
+		"--watchdog-timeout", a.cfg.Timing.WatchdogTimeout.String()}
+	if a.cfg.WatchdogDevice != "" {
+		args = append(args, "--device", a.cfg.WatchdogDevice)
+	}
+	logf, err := os.OpenFile(filepath.Join(a.cfg.DataDir, "guard.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("guard log: %w", err)
+	}
+	defer logf.Close()
+	cmd := osexec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start guard: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(a.cfg.DataDir, "guard.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write guard pid: %w", err)
+	}
+	go cmd.Wait() //nolint:errcheck // reaped; its exit is logged to guard.log
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			a.log.Info("started guard", "pid", cmd.Process.Pid, "socket", sock)
+			return sock, nil
+		}
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			return "", ctx.Err()
+		}
+	}
+	return "", errors.New("guard did not start within 5s; see guard.log in the data dir")
+}
+
+// serveAPI serves the local API on the unix socket.
+func (a *Agent) serveAPI() error {
+	l, err := api.ListenUnix(a.cfg.APISocket, 0o600)
+	if err != nil {
+		return err
+	}
+	a.apiSrv = &http.Server{Handler: api.NewServer(&backend{a: a}, a.log.With("component", "api")), ReadHeaderTimeout: 5 * time.Second}
+	go a.apiSrv.Serve(l) //nolint:errcheck // returns on Close
+	return nil
+}

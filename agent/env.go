@@ -1,0 +1,300 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"haxd/fence"
+	"haxd/gossip"
+	"haxd/ha"
+	"haxd/store"
+)
+
+// node is the infrastructure shared by the CRM and LRM of one agent.
+type node struct {
+	name   string
+	cfg    *Config
+	store  *store.Store
+	gossip *gossip.Gossip
+	// guardSocket is the unix socket of this node's guard process.
+	guardSocket string
+	targets     *targets
+	agents      map[string]ha.ResourceAgent
+	log         *slog.Logger
+
+	mu       sync.Mutex
+	shutdown bool // the node itself is shutting down
+	reboot   bool
+}
+
+func (n *node) setShutdown(shutdown, reboot bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.shutdown, n.reboot = shutdown, reboot
+}
+
+// env is the ha.Env of the CRM or the LRM of this node. The CRM's term is
+// the raft term of the leadership it holds; every write it makes carries
+// it, so a deposed master's late write is rejected by the store.
+type env struct {
+	n       *node
+	role    string
+	log     *slog.Logger
+	workers *workers
+
+	term uint64 // CRM: term of the current leadership, 0 when not leader
+}
+
+func newEnv(n *node, role string, w *workers) *env {
+	return &env{n: n, role: role, log: n.log.With("origin", n.name+"/"+role), workers: w}
+}
+
+// opTimeout bounds one store operation of a round.
+func (e *env) ctx() (context.Context, context.CancelFunc) {
+	d := e.n.cfg.Timing.LockTTL
+	if d > 5*time.Second {
+		d = 5 * time.Second
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+func (e *env) NodeName() string     { return e.n.name }
+func (e *env) Now() time.Time       { return time.Now() }
+func (e *env) Logger() *slog.Logger { return e.log }
+
+func (e *env) Notify(subject, text string) {
+	e.log.Warn(subject+": "+text, "notification", subject)
+}
+
+func (e *env) UID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawStdEncoding.EncodeToString(b[:])
+}
+
+func (e *env) leaderReachable() bool {
+	id, _ := e.n.store.Leader()
+	return id != ""
+}
+
+func (e *env) Quorate() bool { return e.n.gossip.Quorum(e.leaderReachable()) }
+
+// UpdateClusterState makes this round's reads linearizable (a raft barrier
+// or read index through the leader); it fails when no leader answers.
+func (e *env) UpdateClusterState() bool {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	if err := e.n.store.Barrier(ctx); err != nil {
+		e.log.Debug("cluster state refresh failed", "err", err)
+		return false
+	}
+	return true
+}
+
+func (e *env) NodeInfo() map[string]ha.NodeInfo {
+	info := e.n.gossip.NodeInfo(e.Quorate())
+	// Raft members that gossip does not know (yet) are members too.
+	if servers, err := e.n.store.Servers(); err == nil {
+		for _, s := range servers {
+			if _, ok := info[s.ID]; !ok {
+				info[s.ID] = ha.NodeInfo{}
+			}
+		}
+	}
+	return info
+}
+
+// AcquireManagerLock: the CRM master is the raft leader. The term of the
+// leadership is remembered and fences every write of this round.
+func (e *env) AcquireManagerLock() bool {
+	term, ok := e.n.store.LeaderTerm()
+	if !ok {
+		e.term = 0
+		return false
+	}
+	ctx, cancel := e.ctx()
+	defer cancel()
+	if err := e.n.store.Barrier(ctx); err != nil {
+		e.term = 0
+		return false
+	}
+	if t2, ok := e.n.store.LeaderTerm(); !ok || t2 != term {
+		e.term = 0
+		return false
+	}
+	e.term = term
+	return true
+}
+
+// ReleaseManagerLock gives up leadership only by shutting down; the next
+// leader is elected within the raft election timeout.
+func (e *env) ReleaseManagerLock() bool {
+	e.term = 0
+	return true
+}
+
+func (e *env) AcquireAgentLock(node string) bool {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	var term uint64
+	if node != e.n.name {
+		term = e.term // fencing another node: a CRM-only, term-fenced write
+	}
+	res, err := e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
+	if err != nil {
+		if !errors.Is(err, store.ErrLockHeld) {
+			e.log.Debug("agent lock", "lock", node, "err", err)
+		}
+		return false
+	}
+	if res.New {
+		e.log.Info(fmt.Sprintf("got lock 'ha_agent_%s_lock'", node))
+	}
+	return true
+}
+
+func (e *env) ReleaseAgentLock(node string) bool {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.ReleaseLock(ctx, store.AgentLock(node), e.n.name) == nil
+}
+
+// The CRM's watchdog: the master's writes are fenced by the raft term, so a
+// frozen and resumed master cannot corrupt the state; it needs no watchdog.
+// The LRM's watchdog is a handle in the guard process: opening it arms the
+// guard, which kills every registered service unless fed in time.
+func (e *env) WatchdogOpen() error {
+	if e.role != "lrm" {
+		return nil
+	}
+	ctx, cancel := e.ctx()
+	defer cancel()
+	cl, err := fence.Open(ctx, e.n.guardSocket)
+	if err != nil {
+		return fmt.Errorf("open guard handle: %w", err)
+	}
+	t := e.n.targets
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for tg := range t.set {
+		if err := cl.Register(tg); err != nil {
+			cl.Abandon()
+			return fmt.Errorf("register %v with the guard: %w", tg, err)
+		}
+	}
+	t.cl = cl
+	return nil
+}
+
+func (e *env) guard() *fence.Client {
+	e.n.targets.mu.Lock()
+	defer e.n.targets.mu.Unlock()
+	return e.n.targets.cl
+}
+
+func (e *env) WatchdogUpdate() error {
+	if e.role != "lrm" {
+		return nil
+	}
+	cl := e.guard()
+	if cl == nil {
+		return e.WatchdogOpen()
+	}
+	return cl.Feed()
+}
+
+func (e *env) WatchdogClose() error {
+	if e.role != "lrm" {
+		return nil
+	}
+	t := e.n.targets
+	t.mu.Lock()
+	cl := t.cl
+	t.cl = nil
+	t.mu.Unlock()
+	if cl == nil {
+		return nil
+	}
+	return cl.Close()
+}
+
+func (e *env) ReadManagerStatus() (*ha.ManagerStatus, error) { return e.n.store.ManagerStatus() }
+
+func (e *env) WriteManagerStatus(ms *ha.ManagerStatus) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.WriteManagerStatus(ctx, e.term, ms)
+}
+
+func (e *env) ReadLRMStatus(node string) (*ha.LRMStatus, error) { return e.n.store.LRMStatus(node) }
+
+func (e *env) WriteLRMStatus(st *ha.LRMStatus) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.WriteLRMStatus(ctx, e.n.name, st)
+}
+
+func (e *env) ReadResources() (map[ha.SID]*ha.ResourceConfig, error) {
+	return e.n.store.Resources(), nil
+}
+
+func (e *env) SetRequestedState(sid ha.SID, state ha.RequestedState) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.SetRequestedState(ctx, e.term, sid, state)
+}
+
+func (e *env) StealService(sid ha.SID, from, to string) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.StealService(ctx, e.term, sid, from, to)
+}
+
+func (e *env) ReadRules() ([]byte, error)  { return e.n.store.Rules(), nil }
+func (e *env) ReadGroups() ([]byte, error) { return e.n.store.Groups(), nil }
+
+func (e *env) ReadDatacenter() (*ha.Datacenter, error) {
+	dc := *e.n.store.Datacenter()
+	dc.MaxWorkers = e.n.cfg.MaxWorkers
+	return &dc, nil
+}
+
+func (e *env) ReadCRMCommands() ([]string, error) {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.TakeCommands(ctx, e.term)
+}
+
+// HasCRMCommands lets an idle CRM see queued commands without taking them.
+func (e *env) HasCRMCommands() (bool, error) { return len(e.n.store.Commands()) > 0, nil }
+
+func (e *env) NodeVersion(node string) string {
+	if m, err := e.n.gossip.Member(node); err == nil {
+		return m.Tags[gossip.TagVersion]
+	}
+	return ""
+}
+
+var errNoStats = errors.New("usage statistics are not collected by this agent")
+
+func (e *env) StaticNodeStats() (map[string]ha.NodeStats, error)  { return nil, errNoStats }
+func (e *env) DynamicNodeStats() (map[string]ha.NodeStats, error) { return nil, errNoStats }
+func (e *env) ServiceStats(ha.SID) (ha.ServiceStats, bool)        { return ha.ServiceStats{}, false }
+
+func (e *env) IsNodeShutdown() (bool, bool) {
+	e.n.mu.Lock()
+	defer e.n.mu.Unlock()
+	return e.n.shutdown, e.n.reboot
+}
+
+func (e *env) ResourceAgent(typ string) ha.ResourceAgent { return e.n.agents[typ] }
+
+func (e *env) Workers() ha.Workers { return e.workers }
+
+var _ ha.Env = (*env)(nil)

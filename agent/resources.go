@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"haxd/fence"
+	"haxd/ha"
+	"haxd/resource/exec"
+)
+
+// targets is the set of process groups and cgroups the guard must kill when
+// the node self-fences. It outlives guard handles: every time the LRM opens
+// a handle, all known targets are registered with it.
+type targets struct {
+	mu  sync.Mutex
+	set map[fence.Target]bool
+	cl  *fence.Client
+}
+
+func (t *targets) add(tg fence.Target) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.set[tg] = true
+	if t.cl != nil {
+		_ = t.cl.Register(tg)
+	}
+}
+
+func (t *targets) remove(tg fence.Target) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.set, tg)
+	if t.cl != nil {
+		_ = t.cl.Unregister(tg)
+	}
+}
+
+func target(pgid int, cgroup string) fence.Target {
+	if cgroup != "" {
+		return fence.Cgroup(cgroup)
+	}
+	return fence.PGID(pgid)
+}
+
+// movingAgent wraps a resource agent whose Migrate only stops the service
+// locally: after a successful move it records the new location in the store,
+// as ha.ResourceAgent.Migrate promises.
+type movingAgent struct {
+	ha.ResourceAgent
+	n *node
+}
+
+func (m movingAgent) Migrate(ctx context.Context, sid ha.SID, target string, online bool) error {
+	if err := m.ResourceAgent.Migrate(ctx, sid, target, online); err != nil {
+		return err
+	}
+	if err := m.n.store.SetLocation(ctx, sid, m.n.name, target); err != nil {
+		return fmt.Errorf("record new location of %s: %w", sid, err)
+	}
+	return nil
+}
+
+// execSpecs reads an exec resource's spec from the replicated resources
+// config and adds HAXD_NODE to its environment.
+func execSpecs(n *node) exec.SpecFunc {
+	return func(_ context.Context, sid ha.SID) (exec.Spec, error) {
+		cd := n.store.Resources()[sid]
+		if cd == nil {
+			return exec.Spec{}, fmt.Errorf("resource %s is not configured", sid)
+		}
+		if len(cd.Spec) == 0 {
+			return exec.Spec{}, fmt.Errorf("resource %s has no spec", sid)
+		}
+		spec, err := exec.ParseSpecJSON(cd.Spec)
+		if err != nil {
+			return exec.Spec{}, fmt.Errorf("resource %s spec: %w", sid, err)
+		}
+		if spec.Env == nil {
+			spec.Env = map[string]string{}
+		}
+		if _, ok := spec.Env["HAXD_NODE"]; !ok {
+			spec.Env["HAXD_NODE"] = n.name
+		}
+		return spec, nil
+	}
+}
+
+// validateSpec checks a resource's spec before it is stored.
+func validateSpec(sid ha.SID, spec json.RawMessage) error {
+	switch sid.Type() {
+	case "exec":
+		if len(spec) == 0 {
+			return fmt.Errorf("spec: an exec resource needs a spec with a command")
+		}
+		if _, err := exec.ParseSpecJSON(spec); err != nil {
+			return fmt.Errorf("spec: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("sid %q: unknown resource type %q (known: exec)", sid, sid.Type())
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"haxd/agent"
+)
+
+// AgentCmd is `haxd agent`: run the HA agent of this node.
+type AgentCmd struct {
+	Config          string   `short:"c" help:"Config file (key = value lines; see docs/configuration.md)." type:"existingfile"`
+	NodeName        string   `name:"node-name" help:"Override node_name."`
+	DataDir         string   `name:"data-dir" help:"Override data_dir."`
+	GossipAddr      string   `name:"gossip-addr" help:"Override gossip_addr (host:port)."`
+	RaftAddr        string   `name:"raft-addr" help:"Override raft_addr (host:port)."`
+	APISocket       string   `name:"api-socket" help:"Override api_socket."`
+	Join            []string `help:"Gossip address of a member to join (repeatable); overrides join."`
+	BootstrapExpect int      `name:"bootstrap-expect" help:"Override bootstrap_expect." default:"-1"`
+	EncryptKey      string   `name:"encrypt-key" help:"Override encrypt_key (base64, from haxd keygen)." env:"HAXD_ENCRYPT_KEY"`
+	Insecure        bool     `help:"Run without gossip encryption (local tests only)."`
+	Timing          string   `help:"Override the timing profile: fast or pve."`
+	Set             []string `help:"Override any config key: --set key=value (repeatable)."`
+}
+
+// Run loads the config, applies the flags, validates and runs the agent
+// until SIGTERM or SIGINT.
+func (c *AgentCmd) Run() error {
+	cfg := agent.DefaultConfig()
+	if c.Config != "" {
+		b, err := os.ReadFile(c.Config)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		if err := agent.ParseConfig(c.Config, b, &cfg); err != nil {
+			return usageError{err}
+		}
+	}
+	overrides := map[string]string{"node_name": c.NodeName, "data_dir": c.DataDir, "gossip_addr": c.GossipAddr,
+		"raft_addr": c.RaftAddr, "api_socket": c.APISocket, "encrypt_key": c.EncryptKey, "timing": c.Timing}
+	if len(c.Join) > 0 {
+		overrides["join"] = strings.Join(c.Join, ",")
+	}
+	if c.BootstrapExpect >= 0 {
+		overrides["bootstrap_expect"] = fmt.Sprint(c.BootstrapExpect)
+	}
+	if c.Insecure {
+		overrides["insecure"] = "true"
+	}
+	for _, kv := range c.Set {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return usageError{fmt.Errorf("--set %q: expected key=value", kv)}
+		}
+		overrides[k] = v
+	}
+	for k, v := range overrides {
+		if v == "" {
+			continue
+		}
+		if err := cfg.SetOverride(k, v); err != nil {
+			return usageError{fmt.Errorf("flag: %w", err)}
+		}
+	}
+	warnings, err := cfg.Finish()
+	if err != nil {
+		return usageError{fmt.Errorf("config: %w", err)}
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	logger := slog.New(h)
+	for _, w := range warnings {
+		logger.Warn("timing: " + w)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	agent.Version = version
+	return agent.Run(ctx, cfg, logger)
+}
+
+// usageError marks errors caused by bad input; main exits with code 2.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }

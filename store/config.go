@@ -1,0 +1,202 @@
+package store
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"haxd/ha"
+)
+
+// Config configures one store node. Start from DefaultConfig (production)
+// or LocalConfig (tests on loopback) and set NodeID and DataDir.
+type Config struct {
+	// NodeID is this node's name; it is the raft server ID and must be
+	// unique and stable across restarts. Required.
+	NodeID string
+	// DataDir holds raft.db (bbolt: raft log and stable store) and the
+	// snapshots directory. Required; created if missing.
+	DataDir string
+	// BindAddr is the TCP host:port the node listens on for raft traffic and
+	// for requests forwarded from other nodes (both share the port, see the
+	// package doc). Port 0 picks a free port (tests). Default "0.0.0.0:7947".
+	BindAddr string
+	// AdvertiseAddr is the host:port other nodes dial to reach this node.
+	// Empty means the listener's address, which must then not be an
+	// unspecified IP such as 0.0.0.0. Default empty.
+	AdvertiseAddr string
+
+	// Voters is the largest number of voting members. Further members join
+	// as non-voters and are promoted when a voter leaves (see the package
+	// doc). Must be at least 1; an odd number is best. Default 5.
+	Voters int
+	// AutopilotInterval is how often the leader checks the voter count. It
+	// also runs on every leadership or membership change. Default 1 s.
+	AutopilotInterval time.Duration
+
+	// HeartbeatTimeout is raft's follower timeout without contact from the
+	// leader before it starts an election. A failover takes about 1 to 2.6
+	// times this value (research/timings.md: 200 ms gave median 404 ms, max
+	// 520 ms), which must fit in ha.Timing.ElectionTimeout. Default 200 ms.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout is raft's candidate timeout without winning. Must be
+	// >= HeartbeatTimeout. Default 200 ms.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader stays leader without contact
+	// with a quorum. Must be <= HeartbeatTimeout. Default 100 ms.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout is raft's longest delay before a heartbeat carries a new
+	// commit index to followers. Default 50 ms.
+	CommitTimeout time.Duration
+
+	// SnapshotInterval is how often raft checks whether to take a snapshot.
+	// Default 120 s.
+	SnapshotInterval time.Duration
+	// SnapshotThreshold is the number of log entries since the last
+	// snapshot that triggers a new one. Default 8192.
+	SnapshotThreshold uint64
+	// TrailingLogs is the number of log entries kept after a snapshot so
+	// that slightly lagging followers catch up without a snapshot install.
+	// Default 10240.
+	TrailingLogs uint64
+	// SnapshotRetain is the number of snapshots kept on disk. Default 2.
+	SnapshotRetain int
+
+	// LockTTL is how long a lock stays held after its last committed
+	// renewal, timed by the leader on its monotonic clock; another node may
+	// take it only when strictly more than LockTTL has passed. Set it to
+	// ha.Timing.LockTTL. Default 3 s (ha.FastTiming).
+	LockTTL time.Duration
+	// ApplyTimeout bounds every write and linearizable read, including the
+	// wait for a leader and the forwarding round trip, when the caller's
+	// context has no earlier deadline. Default 5 s.
+	ApplyTimeout time.Duration
+	// TransportTimeout is the raft transport's I/O deadline per RPC (scaled
+	// up by raft for snapshot installs). Default 10 s.
+	TransportTimeout time.Duration
+	// MaxPool is the number of idle raft connections kept per peer.
+	// Default 3.
+	MaxPool int
+	// NoSync skips fsync in bbolt. Only for tests: a crash may lose
+	// acknowledged writes. Default false.
+	NoSync bool
+	// Clock times the locks. Nil means the system clock (monotonic).
+	Clock Clock
+}
+
+// DefaultConfig returns the production defaults. NodeID and DataDir must
+// still be set.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:           "0.0.0.0:7947",
+		Voters:             5,
+		AutopilotInterval:  time.Second,
+		HeartbeatTimeout:   200 * time.Millisecond,
+		ElectionTimeout:    200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		SnapshotInterval:   120 * time.Second,
+		SnapshotThreshold:  8192,
+		TrailingLogs:       10240,
+		SnapshotRetain:     2,
+		LockTTL:            3 * time.Second,
+		ApplyTimeout:       5 * time.Second,
+		TransportTimeout:   10 * time.Second,
+		MaxPool:            3,
+	}
+}
+
+// LocalConfig returns a configuration for a node on loopback with a free
+// port, as tests use it: the production raft timings, a fast autopilot and
+// small snapshot thresholds so that snapshots actually happen.
+func LocalConfig(nodeID, dataDir string) Config {
+	c := DefaultConfig()
+	c.NodeID = nodeID
+	c.DataDir = dataDir
+	c.BindAddr = "127.0.0.1:0"
+	c.AutopilotInterval = 100 * time.Millisecond
+	c.SnapshotThreshold = 64
+	c.TrailingLogs = 32
+	c.TransportTimeout = 2 * time.Second
+	return c
+}
+
+// Validate checks every field and returns the first problem found.
+func (c Config) Validate() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("store config node_id: must not be empty")
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("store config data_dir: must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+		return fmt.Errorf("store config bind_addr %q: %w", c.BindAddr, err)
+	}
+	if c.AdvertiseAddr != "" {
+		host, port, err := net.SplitHostPort(c.AdvertiseAddr)
+		if err != nil {
+			return fmt.Errorf("store config advertise_addr %q: %w", c.AdvertiseAddr, err)
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || port == "0" || host == "" {
+			return fmt.Errorf("store config advertise_addr %q: expected a reachable host and a fixed port", c.AdvertiseAddr)
+		}
+	}
+	if c.Voters < 1 {
+		return fmt.Errorf("store config voters: expected >= 1, found %d", c.Voters)
+	}
+	pos := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"autopilot_interval", c.AutopilotInterval},
+		{"heartbeat_timeout", c.HeartbeatTimeout},
+		{"election_timeout", c.ElectionTimeout},
+		{"leader_lease_timeout", c.LeaderLeaseTimeout},
+		{"commit_timeout", c.CommitTimeout},
+		{"snapshot_interval", c.SnapshotInterval},
+		{"lock_ttl", c.LockTTL},
+		{"apply_timeout", c.ApplyTimeout},
+		{"transport_timeout", c.TransportTimeout},
+	}
+	for _, p := range pos {
+		if p.v <= 0 {
+			return fmt.Errorf("store config %s: expected a positive duration, found %v", p.name, p.v)
+		}
+	}
+	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond || c.LeaderLeaseTimeout < 5*time.Millisecond {
+		return fmt.Errorf("store config: raft timeouts must be at least 5ms, found heartbeat %v, election %v, leader lease %v",
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)
+	}
+	if c.ElectionTimeout < c.HeartbeatTimeout {
+		return fmt.Errorf("store config election_timeout (%v): must be >= heartbeat_timeout (%v)", c.ElectionTimeout, c.HeartbeatTimeout)
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return fmt.Errorf("store config leader_lease_timeout (%v): must be <= heartbeat_timeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.SnapshotThreshold < 1 {
+		return fmt.Errorf("store config snapshot_threshold: expected >= 1, found %d", c.SnapshotThreshold)
+	}
+	if c.SnapshotRetain < 1 {
+		return fmt.Errorf("store config snapshot_retain: expected >= 1, found %d", c.SnapshotRetain)
+	}
+	if c.MaxPool < 1 {
+		return fmt.Errorf("store config max_pool: expected >= 1, found %d", c.MaxPool)
+	}
+	return nil
+}
+
+// CheckTiming compares the store's timings with the HA timings the agent
+// runs with. LockTTL must equal t.LockTTL (error). A raft failover takes
+// up to about 2.6 heartbeat timeouts (research/timings.md: max 520 ms at
+// 200 ms); a t.ElectionTimeout shorter than that gives a warning, as the
+// LRMs' lock validity is sized on it.
+func (c Config) CheckTiming(t ha.Timing) (warnings []string, err error) {
+	if c.LockTTL != t.LockTTL {
+		return nil, fmt.Errorf("store config lock_ttl (%v): must equal the HA timing lock_ttl (%v)", c.LockTTL, t.LockTTL)
+	}
+	if worst := c.HeartbeatTimeout * 26 / 10; t.ElectionTimeout > 0 && worst > t.ElectionTimeout {
+		warnings = append(warnings, fmt.Sprintf("raft failover may take up to %v (2.6 x heartbeat_timeout %v), longer than the HA timing election_timeout (%v)",
+			worst, c.HeartbeatTimeout, t.ElectionTimeout))
+	}
+	return warnings, nil
+}

@@ -1,0 +1,280 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Forwarding protocol. A node that is not the leader sends writes, lock
+// requests, membership changes and read-index requests to the leader over a
+// connection to the leader's store port (the raft port) that starts with
+// the byte connForward. The client then writes one fwdRequest as JSON, the
+// server answers with one result as JSON and closes the connection. A
+// request that reaches a node which is not the leader is forwarded once
+// more to the leader it knows (Hops counts this), otherwise it is answered
+// with code not_leader and the client retries.
+
+// Forwarded operation names (wire protocol: never rename one).
+const (
+	fwdApply     = "apply"
+	fwdLock      = "lock"
+	fwdJoin      = "join"
+	fwdAddVoter  = "add_voter"
+	fwdRemove    = "remove"
+	fwdReadIndex = "read_index"
+)
+
+// maxForwardSize bounds a forwarded request or response.
+const maxForwardSize = 64 << 20
+
+// retryInterval is the pause before retrying a request that found no
+// leader or a node that is no longer leader.
+const retryInterval = 20 * time.Millisecond
+
+// fwdRequest is one forwarded request.
+type fwdRequest struct {
+	// Op is one of the fwd* names.
+	Op string `json:"op"`
+	// Hops counts forwards; a node forwards a request only while Hops is 0.
+	Hops int `json:"hops,omitempty"`
+	// TimeoutMS is the time the client waits, in milliseconds.
+	TimeoutMS int64 `json:"timeout_ms"`
+	// Command is the encoded command of fwdApply.
+	Command json.RawMessage `json:"command,omitempty"`
+	// Lock is the request of fwdLock.
+	Lock *lockRequest `json:"lock,omitempty"`
+	// ID and Addr name the server of fwdJoin, fwdAddVoter and fwdRemove.
+	ID   string `json:"id,omitempty"`
+	Addr string `json:"addr,omitempty"`
+	// idempotent marks a request that may be repeated when the outcome of
+	// an attempt is unknown; it is the client's decision and not sent.
+	idempotent bool
+}
+
+// lockRequest asks the leader for a lock.
+type lockRequest struct {
+	Name   string `json:"name"`
+	Holder string `json:"holder"`
+	Term   uint64 `json:"term,omitempty"`
+}
+
+// handleForward serves one forwarding connection.
+func (s *Store) handleForward(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(s.cfg.ApplyTimeout + time.Second))
+	var req fwdRequest
+	if err := json.NewDecoder(io.LimitReader(c, maxForwardSize)).Decode(&req); err != nil {
+		s.logger.Warn("drop undecodable forwarded request", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	if timeout <= 0 || timeout > s.cfg.ApplyTimeout {
+		timeout = s.cfg.ApplyTimeout
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	res := s.serve(ctx, &req)
+	if err := json.NewEncoder(c).Encode(res); err != nil {
+		s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
+	}
+}
+
+// serve runs req here if this node is the leader, else forwards it once.
+func (s *Store) serve(ctx context.Context, req *fwdRequest) *result {
+	if s.raft.State() == raft.Leader {
+		return s.serveLocal(ctx, req)
+	}
+	if req.Hops > 0 {
+		return refuse(ErrNotLeader, "%s on %s", req.Op, s.cfg.NodeID)
+	}
+	next := *req
+	next.Hops++
+	return s.doRemote(ctx, &next)
+}
+
+// serveLocal runs req on this node, which believes it is the leader.
+func (s *Store) serveLocal(ctx context.Context, req *fwdRequest) *result {
+	switch req.Op {
+	case fwdApply:
+		return s.applyLocal(ctx, req.Command)
+	case fwdLock:
+		if req.Lock == nil {
+			return refuse(ErrInvalid, "lock request without lock")
+		}
+		return s.acquireLocal(ctx, req.Lock)
+	case fwdJoin, fwdAddVoter:
+		if req.ID == "" || req.Addr == "" {
+			return refuse(ErrInvalid, "%s: empty server id or address", req.Op)
+		}
+		var f raft.IndexFuture
+		if req.Op == fwdJoin {
+			f = s.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, timeoutOf(ctx))
+		} else {
+			f = s.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, timeoutOf(ctx))
+		}
+		if err := waitFuture(ctx, f); err != nil {
+			return raftRefusal(err, "%s %s at %s", req.Op, req.ID, req.Addr)
+		}
+		s.logger.Info("added server to raft configuration", "server", req.ID, "addr", req.Addr, "voter", req.Op == fwdAddVoter)
+		s.kickAutopilot()
+		return ok(nil)
+	case fwdRemove:
+		if req.ID == "" {
+			return refuse(ErrInvalid, "remove: empty server id")
+		}
+		if err := waitFuture(ctx, s.raft.RemoveServer(raft.ServerID(req.ID), 0, timeoutOf(ctx))); err != nil {
+			return raftRefusal(err, "remove %s", req.ID)
+		}
+		s.logger.Info("removed server from raft configuration", "server", req.ID)
+		s.kickAutopilot()
+		return ok(nil)
+	case fwdReadIndex:
+		if err := waitFuture(ctx, s.raft.Barrier(timeoutOf(ctx))); err != nil {
+			return raftRefusal(err, "read index")
+		}
+		return ok(s.raft.AppliedIndex())
+	}
+	return refuse(ErrInvalid, "unknown forwarded operation %q", req.Op)
+}
+
+// applyLocal appends an encoded command on this node as leader and waits
+// for the FSM's result. A term-fenced command is refused up front when
+// this node is not the leader of that term.
+func (s *Store) applyLocal(ctx context.Context, b []byte) *result {
+	var cmd command
+	if err := json.Unmarshal(b, &cmd); err != nil {
+		return refuse(ErrInvalid, "decode command")
+	}
+	if cmd.Term != 0 {
+		if t, leader := s.LeaderTerm(); !leader || t != cmd.Term {
+			return refuse(ErrStaleTerm, "%s: written as master of term %d, this node leads term %d (leader %v)", cmd.Op, cmd.Term, t, leader)
+		}
+	}
+	f := s.raft.Apply(b, timeoutOf(ctx))
+	if err := waitFuture(ctx, f); err != nil {
+		return raftRefusal(err, "apply %s", cmd.Op)
+	}
+	res, isResult := f.Response().(*result)
+	if !isResult {
+		return refuse(ErrInvalid, "apply %s: unexpected FSM response %T", cmd.Op, f.Response())
+	}
+	return res
+}
+
+// raftRefusal turns a raft error into a result. Not-leader errors (the
+// entry was never appended) get code not_leader so that clients retry; a
+// leadership loss after appending gets outcome_unknown, retried only for
+// idempotent requests because the entry may or may not have been
+// committed.
+func raftRefusal(err error, format string, args ...any) *result {
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return refuse(ErrNotLeader, "%s", msg)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return refuse(ErrClosed, "%s", msg)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return refuse(ErrOutcomeUnknown, "%s: %v", msg, err)
+	}
+	return &result{Msg: fmt.Sprintf("%s: %v", msg, err)}
+}
+
+// do runs req on the leader, forwarding it if needed, and retries while no
+// leader is known or the contacted node is not the leader, and for an
+// idempotent request also when the outcome of an attempt is unknown, until
+// ctx ends.
+func (s *Store) do(ctx context.Context, req *fwdRequest) *result {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	for {
+		var res *result
+		if s.raft.State() == raft.Leader {
+			res = s.serveLocal(ctx, req)
+		} else {
+			r := *req
+			r.Hops = 1
+			res = s.doRemote(ctx, &r)
+		}
+		retry := res.Code == errorCode(ErrNotLeader) || res.Code == errorCode(ErrNoLeader) ||
+			req.idempotent && res.Code == errorCode(ErrOutcomeUnknown)
+		if !retry {
+			return res
+		}
+		select {
+		case <-ctx.Done():
+			return res
+		case <-time.After(retryInterval):
+		}
+	}
+}
+
+// doRemote sends req to the current leader once.
+func (s *Store) doRemote(ctx context.Context, req *fwdRequest) *result {
+	addr, id := s.raft.LeaderWithID()
+	if addr == "" || string(id) == s.cfg.NodeID {
+		return refuse(ErrNoLeader, "%s from %s", req.Op, s.cfg.NodeID)
+	}
+	return s.send(ctx, string(addr), req)
+}
+
+// send delivers req to the node at addr and returns its answer. A failure
+// to connect or to send is reported as no_leader (nothing was executed, a
+// retry is safe); a missing answer as outcome_unknown.
+func (s *Store) send(ctx context.Context, addr string, req *fwdRequest) *result {
+	deadline, _ := ctx.Deadline()
+	req.TimeoutMS = time.Until(deadline).Milliseconds()
+	if req.TimeoutMS <= 0 {
+		return refuse(ErrNoLeader, "%s to %s: %v", req.Op, addr, context.DeadlineExceeded)
+	}
+	c, err := dialKind(addr, connForward, time.Until(deadline))
+	if err != nil {
+		return refuse(ErrNoLeader, "%s: %v", req.Op, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(deadline.Add(500 * time.Millisecond))
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return refuse(ErrNoLeader, "%s to %s: send: %v", req.Op, addr, err)
+	}
+	var res result
+	if err := json.NewDecoder(io.LimitReader(c, maxForwardSize)).Decode(&res); err != nil {
+		return refuse(ErrOutcomeUnknown, "%s to %s: no answer: %v", req.Op, addr, err)
+	}
+	return &res
+}
+
+// bound returns ctx limited to ApplyTimeout and to the store's lifetime.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// timeoutOf returns the time left until ctx's deadline (at least 1 ms).
+func timeoutOf(ctx context.Context) time.Duration {
+	d, has := ctx.Deadline()
+	if !has {
+		return 0
+	}
+	return max(time.Until(d), time.Millisecond)
+}
+
+// waitFuture waits for f or for ctx, whichever ends first.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for raft: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,470 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"haxd/ha"
+)
+
+// state is the replicated cluster state. It is JSON-encoded as is in
+// snapshots, so field names are part of the on-disk format.
+type state struct {
+	// Resources is the resources config with each resource's location.
+	Resources map[ha.SID]ha.ResourceConfig `json:"resources,omitempty"`
+	// Rules and Groups are the raw section config texts.
+	Rules  string `json:"rules,omitempty"`
+	Groups string `json:"groups,omitempty"`
+	// Datacenter holds the datacenter settings; nil until first written.
+	Datacenter *datacenterDoc `json:"datacenter,omitempty"`
+	// ManagerStatus is the JSON of the last ha.ManagerStatus written.
+	ManagerStatus json.RawMessage `json:"manager_status,omitempty"`
+	// ManagerTerm is the term of the last fenced write; a fenced write with
+	// a lower term is refused.
+	ManagerTerm uint64 `json:"manager_term,omitempty"`
+	// LRMStatus is the JSON of each node's last ha.LRMStatus.
+	LRMStatus map[string]json.RawMessage `json:"lrm_status,omitempty"`
+	// Commands is the CRM command queue, oldest first.
+	Commands []string `json:"commands,omitempty"`
+	// Locks holds every held lock by name.
+	Locks map[string]LockInfo `json:"locks,omitempty"`
+}
+
+// snapshotDoc is the snapshot encoding.
+type snapshotDoc struct {
+	Version int    `json:"version"`
+	State   *state `json:"state"`
+}
+
+// lockHooks lets the store's lock timers follow the FSM. The hooks run on
+// the FSM goroutine after the state change, without the FSM's mutex held.
+type lockHooks interface {
+	// lockRenewed is called for every committed acquisition or renewal.
+	lockRenewed(name string)
+	// lockReleased is called when a lock is released.
+	lockReleased(name string)
+	// locksRestored is called after a snapshot restore with the held locks.
+	locksRestored(names []string)
+}
+
+// fsm applies commands to state. Apply is deterministic: its effect on the
+// state depends only on the state, the command and the log entry's index
+// and term. Reads from other goroutines take the read lock.
+type fsm struct {
+	mu     sync.RWMutex
+	st     *state
+	hooks  lockHooks
+	logger *slog.Logger
+}
+
+func newFSM(hooks lockHooks, logger *slog.Logger) *fsm {
+	return &fsm{st: newState(), hooks: hooks, logger: logger}
+}
+
+func newState() *state {
+	return &state{
+		Resources: map[ha.SID]ha.ResourceConfig{},
+		LRMStatus: map[string]json.RawMessage{},
+		Locks:     map[string]LockInfo{},
+	}
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+// refuse builds a refusal result.
+func refuse(sentinel error, format string, args ...any) *result {
+	err := fmt.Errorf(format+": %w", append(args, sentinel)...)
+	return &result{Code: errorCode(sentinel), Msg: err.Error()}
+}
+
+// ok builds a success result with value v (nil for none).
+func ok(v any) *result {
+	if v == nil {
+		return &result{}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return refuse(ErrInvalid, "encode result")
+	}
+	return &result{Value: b}
+}
+
+// Apply applies one committed log entry and returns a *result.
+func (f *fsm) Apply(l *raft.Log) any {
+	var cmd command
+	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		f.logger.Error("skip undecodable log entry", "index", l.Index, "err", err)
+		return refuse(ErrInvalid, "decode log entry %d", l.Index)
+	}
+	if cmd.V != commandVersion {
+		f.logger.Error("skip log entry of unknown version", "index", l.Index, "version", cmd.V)
+		return refuse(ErrInvalid, "log entry %d: command version %d, this node knows %d", l.Index, cmd.V, commandVersion)
+	}
+	if cmd.Term != 0 && cmd.Term != l.Term {
+		return refuse(ErrStaleTerm, "%s: written as master of term %d, appended in term %d", cmd.Op, cmd.Term, l.Term)
+	}
+	f.mu.Lock()
+	res, renewed, released := f.apply(l, &cmd)
+	f.mu.Unlock()
+	if f.hooks != nil {
+		if renewed != "" {
+			f.hooks.lockRenewed(renewed)
+		}
+		if released != "" {
+			f.hooks.lockReleased(released)
+		}
+	}
+	return res
+}
+
+// apply changes the state under f.mu. It returns the result and the name
+// of a lock it granted or renewed, or released.
+func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released string) {
+	st := f.st
+	fenced := func() *result {
+		if cmd.Term == 0 {
+			return refuse(ErrStaleTerm, "%s: missing the writer's term", cmd.Op)
+		}
+		if cmd.Term < st.ManagerTerm {
+			return refuse(ErrStaleTerm, "%s: term %d is older than term %d of the last master write", cmd.Op, cmd.Term, st.ManagerTerm)
+		}
+		st.ManagerTerm = cmd.Term
+		return nil
+	}
+	decode := func(v any) *result {
+		if err := json.Unmarshal(cmd.Data, v); err != nil {
+			return refuse(ErrInvalid, "decode %s payload", cmd.Op)
+		}
+		return nil
+	}
+	switch cmd.Op {
+	case opManagerStatus:
+		var ms ha.ManagerStatus
+		if r := decode(&ms); r != nil {
+			return r, "", ""
+		}
+		if r := fenced(); r != nil {
+			return r, "", ""
+		}
+		st.ManagerStatus = slices.Clone(cmd.Data)
+		return ok(nil), "", ""
+
+	case opLRMStatus:
+		var c lrmStatusCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		var probe ha.LRMStatus
+		if c.Node == "" || json.Unmarshal(c.Status, &probe) != nil {
+			return refuse(ErrInvalid, "lrm status of node %q", c.Node), "", ""
+		}
+		st.LRMStatus[c.Node] = slices.Clone(c.Status)
+		return ok(nil), "", ""
+
+	case opPutResource:
+		var rc ha.ResourceConfig
+		if r := decode(&rc); r != nil {
+			return r, "", ""
+		}
+		if _, err := ha.ParseSID(string(rc.SID)); err != nil {
+			return refuse(ErrInvalid, "put resource %q", rc.SID), "", ""
+		}
+		st.Resources[rc.SID] = rc
+		return ok(nil), "", ""
+
+	case opDeleteResource:
+		var c sidCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		if _, found := st.Resources[c.SID]; !found {
+			return refuse(ErrNotFound, "delete resource %q", c.SID), "", ""
+		}
+		delete(st.Resources, c.SID)
+		return ok(nil), "", ""
+
+	case opSetLocation, opStealService:
+		var c locationCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		rc, found := st.Resources[c.SID]
+		if !found {
+			return refuse(ErrNotFound, "move resource %q", c.SID), "", ""
+		}
+		if c.To == "" {
+			return refuse(ErrInvalid, "move resource %q: empty target node", c.SID), "", ""
+		}
+		if c.From != "" && rc.Node != c.From {
+			return refuse(ErrConflict, "move resource %q from %q: it is on %q", c.SID, c.From, rc.Node), "", ""
+		}
+		if cmd.Op == opStealService {
+			if r := fenced(); r != nil {
+				return r, "", ""
+			}
+		}
+		rc.Node = c.To
+		st.Resources[c.SID] = rc
+		return ok(nil), "", ""
+
+	case opSetRequestedState:
+		var c requestedStateCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		rc, found := st.Resources[c.SID]
+		if !found {
+			return refuse(ErrNotFound, "set requested state of %q", c.SID), "", ""
+		}
+		if _, valid := ha.ParseRequestedState(string(c.State)); !valid {
+			return refuse(ErrInvalid, "set requested state of %q to %q", c.SID, c.State), "", ""
+		}
+		if cmd.Term != 0 {
+			if r := fenced(); r != nil {
+				return r, "", ""
+			}
+		}
+		rc.State = c.State
+		st.Resources[c.SID] = rc
+		return ok(nil), "", ""
+
+	case opSetRules, opSetGroups:
+		var c textCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		if cmd.Op == opSetRules {
+			st.Rules = c.Text
+		} else {
+			st.Groups = c.Text
+		}
+		return ok(nil), "", ""
+
+	case opSetDatacenter:
+		var c datacenterDoc
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		st.Datacenter = &c
+		return ok(nil), "", ""
+
+	case opAppendCommands:
+		var c commandsCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		st.Commands = append(st.Commands, c.Commands...)
+		return ok(nil), "", ""
+
+	case opTakeCommands:
+		if r := fenced(); r != nil {
+			return r, "", ""
+		}
+		taken := st.Commands
+		st.Commands = nil
+		if taken == nil {
+			taken = []string{}
+		}
+		return ok(taken), "", ""
+
+	case opLock:
+		var c lockCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		if c.Name == "" || c.Holder == "" {
+			return refuse(ErrInvalid, "lock %q for %q: empty name or holder", c.Name, c.Holder), "", ""
+		}
+		cur, held := st.Locks[c.Name]
+		var out LockResult
+		switch {
+		case !held && !c.Takeover:
+			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index}, New: true}
+		case held && !c.Takeover && cur.Owner == c.Holder:
+			cur.Index = l.Index
+			out = LockResult{LockInfo: cur}
+		case held && c.Takeover && cur.Owner == c.ExpectOwner && cur.Index == c.ExpectIndex && cur.Owner != c.Holder:
+			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index}, New: true}
+		case held && !c.Takeover:
+			return refuse(ErrLockHeld, "lock %q for %q: held by %q", c.Name, c.Holder, cur.Owner), "", ""
+		default:
+			return refuse(ErrLockConflict, "lock %q for %q: changed since the leader's check", c.Name, c.Holder), "", ""
+		}
+		if cmd.Term != 0 {
+			if r := fenced(); r != nil {
+				return r, "", ""
+			}
+		}
+		st.Locks[c.Name] = out.LockInfo
+		return ok(out), c.Name, ""
+
+	case opUnlock:
+		var c unlockCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		cur, held := st.Locks[c.Name]
+		if !held {
+			return refuse(ErrNotFound, "release lock %q for %q: not held", c.Name, c.Holder), "", ""
+		}
+		if cur.Owner != c.Holder {
+			return refuse(ErrLockHeld, "release lock %q for %q: held by %q", c.Name, c.Holder, cur.Owner), "", ""
+		}
+		delete(st.Locks, c.Name)
+		return ok(nil), "", c.Name
+	}
+	return refuse(ErrInvalid, "log entry %d: unknown operation %q", l.Index, cmd.Op), "", ""
+}
+
+// Snapshot captures the state; raft persists it while Apply goes on.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(snapshotDoc{Version: commandVersion, State: f.st})
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot: %w", err)
+	}
+	return &fsmSnapshot{data: b}, nil
+}
+
+// Restore replaces the state with a snapshot.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var doc snapshotDoc
+	if err := json.NewDecoder(rc).Decode(&doc); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	if doc.Version != commandVersion {
+		return fmt.Errorf("decode snapshot: version %d, this node knows %d", doc.Version, commandVersion)
+	}
+	st := doc.State
+	if st == nil {
+		st = newState()
+	}
+	if st.Resources == nil {
+		st.Resources = map[ha.SID]ha.ResourceConfig{}
+	}
+	if st.LRMStatus == nil {
+		st.LRMStatus = map[string]json.RawMessage{}
+	}
+	if st.Locks == nil {
+		st.Locks = map[string]LockInfo{}
+	}
+	f.mu.Lock()
+	f.st = st
+	names := slices.Sorted(maps.Keys(st.Locks))
+	f.mu.Unlock()
+	if f.hooks != nil {
+		f.hooks.locksRestored(names)
+	}
+	return nil
+}
+
+// fsmSnapshot is an encoded state.
+type fsmSnapshot struct{ data []byte }
+
+// Persist writes the snapshot.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release does nothing.
+func (s *fsmSnapshot) Release() {}
+
+// Read accessors. They return copies; the caller may modify them.
+
+func (f *fsm) managerStatus() (*ha.ManagerStatus, error) {
+	f.mu.RLock()
+	raw := f.st.ManagerStatus
+	f.mu.RUnlock()
+	ms := &ha.ManagerStatus{}
+	if len(raw) == 0 {
+		return ms, nil
+	}
+	if err := json.Unmarshal(raw, ms); err != nil {
+		return nil, fmt.Errorf("decode manager status: %w", err)
+	}
+	return ms, nil
+}
+
+func (f *fsm) lrmStatus(node string) (*ha.LRMStatus, error) {
+	f.mu.RLock()
+	raw := f.st.LRMStatus[node]
+	f.mu.RUnlock()
+	st := &ha.LRMStatus{}
+	if len(raw) == 0 {
+		return st, nil
+	}
+	if err := json.Unmarshal(raw, st); err != nil {
+		return nil, fmt.Errorf("decode lrm status of %s: %w", node, err)
+	}
+	return st, nil
+}
+
+func (f *fsm) lrmNodes() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.Sorted(maps.Keys(f.st.LRMStatus))
+}
+
+func (f *fsm) resources() map[ha.SID]*ha.ResourceConfig {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[ha.SID]*ha.ResourceConfig, len(f.st.Resources))
+	for sid, rc := range f.st.Resources {
+		c := rc
+		c.Spec = slices.Clone(rc.Spec)
+		out[sid] = &c
+	}
+	return out
+}
+
+func (f *fsm) text() (rules, groups string) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Rules, f.st.Groups
+}
+
+func (f *fsm) datacenter() *ha.Datacenter {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.st.Datacenter == nil {
+		return &ha.Datacenter{}
+	}
+	dc := f.st.Datacenter.Datacenter
+	dc.CRS.Set = maps.Clone(f.st.Datacenter.CRSSet)
+	return &dc
+}
+
+func (f *fsm) commands() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.Clone(f.st.Commands)
+}
+
+func (f *fsm) lock(name string) (LockInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	li, held := f.st.Locks[name]
+	return li, held
+}
+
+func (f *fsm) locks() map[string]LockInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return maps.Clone(f.st.Locks)
+}

@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// lockTimers is the leader's in-memory timing of the locks. Every node
+// keeps it up to date from the entries it applies, but only the leader's
+// copy decides: when a node becomes leader of a term it first restarts
+// every timer at the full TTL, because it cannot know how long ago the
+// previous leader last saw a renewal.
+type lockTimers struct {
+	mu sync.Mutex
+	// epoch is the term for which the timers were last restarted.
+	epoch uint64
+	// deadline is, per lock, the time after which another holder may take
+	// it: the clock reading at the last applied renewal (or the restart)
+	// plus the TTL.
+	deadline map[string]time.Time
+}
+
+// lockRenewed restarts the timer of name at the full TTL (FSM hook).
+func (s *Store) lockRenewed(name string) {
+	now := s.clock.Now()
+	s.timers.mu.Lock()
+	s.timers.deadline[name] = now.Add(s.cfg.LockTTL)
+	s.timers.mu.Unlock()
+}
+
+// lockReleased forgets name's timer (FSM hook).
+func (s *Store) lockReleased(name string) {
+	s.timers.mu.Lock()
+	delete(s.timers.deadline, name)
+	s.timers.mu.Unlock()
+}
+
+// locksRestored restarts every timer at the full TTL after a snapshot
+// restore (FSM hook).
+func (s *Store) locksRestored(names []string) {
+	now := s.clock.Now()
+	s.timers.mu.Lock()
+	clear(s.timers.deadline)
+	for _, n := range names {
+		s.timers.deadline[n] = now.Add(s.cfg.LockTTL)
+	}
+	s.timers.mu.Unlock()
+}
+
+// restartLockTimers restarts every held lock's timer at the full TTL,
+// once per leadership term. It never shortens a timer.
+func (s *Store) restartLockTimers(term uint64) {
+	s.timers.mu.Lock()
+	defer s.timers.mu.Unlock()
+	if s.timers.epoch == term {
+		return
+	}
+	now := s.clock.Now()
+	for name := range s.fsm.locks() {
+		d := now.Add(s.cfg.LockTTL)
+		if cur, has := s.timers.deadline[name]; !has || cur.Before(d) {
+			s.timers.deadline[name] = d
+		}
+	}
+	s.timers.epoch = term
+	s.logger.Debug("restarted lock timers", "term", term, "ttl", s.cfg.LockTTL)
+}
+
+// lockDeadline returns the time after which name may be taken over,
+// starting a full TTL now for a lock the timers do not know yet.
+func (s *Store) lockDeadline(name string) time.Time {
+	s.timers.mu.Lock()
+	defer s.timers.mu.Unlock()
+	d, has := s.timers.deadline[name]
+	if !has {
+		d = s.clock.Now().Add(s.cfg.LockTTL)
+		s.timers.deadline[name] = d
+	}
+	return d
+}
+
+// AcquireLock takes or refreshes the lock called name for holder (the
+// caller's node name). It succeeds when the lock is free, when holder owns
+// it (a refresh), or when another owner's last committed renewal is more
+// than Config.LockTTL ago on the leader's clock (a takeover); otherwise it
+// fails with ErrLockHeld. A takeover that races with a renewal or release
+// fails with ErrLockConflict. term is the CRM's fencing token when the
+// master CRM takes a failed node's agent lock, 0 for an LRM.
+//
+// The caller (an LRM) may count its lock valid until the time it sent this
+// request plus its validity: the leader starts the TTL only when it applies
+// the entry, which is later.
+func (s *Store) AcquireLock(ctx context.Context, name, holder string, term uint64) (LockResult, error) {
+	if name == "" || holder == "" {
+		return LockResult{}, fmt.Errorf("acquire lock %q for %q: %w: empty name or holder", name, holder, ErrInvalid)
+	}
+	// Retrying after an unknown outcome is safe: if the first attempt was
+	// committed, the retry is a refresh by the new owner.
+	res := s.do(ctx, &fwdRequest{Op: fwdLock, Lock: &lockRequest{Name: name, Holder: holder, Term: term}, idempotent: true})
+	if err := res.err(); err != nil {
+		return LockResult{}, fmt.Errorf("acquire lock: %w", err)
+	}
+	var out LockResult
+	if err := json.Unmarshal(res.Value, &out); err != nil {
+		return LockResult{}, fmt.Errorf("acquire lock %q: decode result: %w", name, err)
+	}
+	return out, nil
+}
+
+// ReleaseLock releases the lock called name held by holder. It fails with
+// ErrLockHeld if another node holds it and ErrNotFound if nobody does.
+func (s *Store) ReleaseLock(ctx context.Context, name, holder string) error {
+	_, err := s.apply(ctx, opUnlock, 0, unlockCmd{Name: name, Holder: holder})
+	return err
+}
+
+// acquireLocal decides a lock request on the leader and commits it.
+func (s *Store) acquireLocal(ctx context.Context, req *lockRequest) *result {
+	term, leader := s.LeaderTerm()
+	if !leader {
+		return refuse(ErrNotLeader, "lock %q on %s", req.Name, s.cfg.NodeID)
+	}
+	if req.Term != 0 && req.Term != term {
+		return refuse(ErrStaleTerm, "lock %q for %q: requested as master of term %d, leader term is %d", req.Name, req.Holder, req.Term, term)
+	}
+	s.restartLockTimers(term)
+	c := lockCmd{Name: req.Name, Holder: req.Holder}
+	if cur, held := s.fsm.lock(req.Name); held && cur.Owner != req.Holder {
+		now := s.clock.Now()
+		deadline := s.lockDeadline(req.Name)
+		if !now.After(deadline) {
+			return refuse(ErrLockHeld, "lock %q for %q: held by %q for another %v", req.Name, req.Holder, cur.Owner, deadline.Sub(now))
+		}
+		c.Takeover, c.ExpectOwner, c.ExpectIndex = true, cur.Owner, cur.Index
+	}
+	b, err := newCommand(opLock, req.Term, c)
+	if err != nil {
+		return refuse(ErrInvalid, "%v", err)
+	}
+	res := s.applyLocal(ctx, b)
+	if res.Code == "" && res.Msg == "" && c.Takeover {
+		s.logger.Info("took over expired lock", "lock", req.Name, "holder", req.Holder, "previous_owner", c.ExpectOwner)
+	}
+	return res
+}

@@ -1,0 +1,649 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"haxd/ha"
+)
+
+// Store is one node of the replicated cluster state.
+type Store struct {
+	cfg    Config
+	logger *slog.Logger
+	clock  Clock
+
+	raft     *raft.Raft
+	fsm      *fsm
+	mux      *mux
+	trans    *raft.NetworkTransport
+	bolt     *raftboltdb.BoltStore
+	snaps    *raft.FileSnapshotStore
+	observer *raft.Observer
+	addr     string
+	hadState bool
+
+	timers lockTimers
+
+	healthMu  sync.Mutex
+	unhealthy map[raft.ServerID]bool
+
+	kick      chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Server is one member of the raft configuration.
+type Server struct {
+	// ID is the node name.
+	ID string
+	// Addr is the node's store address.
+	Addr string
+	// Voter is true for voting members, false for non-voters.
+	Voter bool
+	// Leader is true for the leader this node knows.
+	Leader bool
+}
+
+// Peer names another node for Bootstrap.
+type Peer struct {
+	// ID is the node name.
+	ID string
+	// Addr is the node's store address.
+	Addr string
+}
+
+// Open starts a store node: it opens (or creates) the bbolt log and the
+// snapshots in cfg.DataDir, listens on cfg.BindAddr and starts raft. A node
+// with existing raft state rejoins its cluster by itself; a new node waits
+// for Bootstrap or Join. logger receives the store's and raft's records
+// (raft's attributes in group "raft"); nil discards them.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if logger == nil {
+		logger = discardLogger()
+	}
+	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1)}
+	if s.clock == nil {
+		s.clock = SystemClock{}
+	}
+	s.timers.deadline = map[string]time.Time{}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	started := false
+	defer func() {
+		if !started {
+			s.cancel()
+			if s.raft != nil {
+				_ = s.raft.Shutdown().Error()
+			}
+			if s.trans != nil {
+				_ = s.trans.Close()
+			} else if s.mux != nil {
+				_ = s.mux.Close()
+			}
+			if s.mux != nil {
+				s.mux.wait()
+			}
+			if s.bolt != nil {
+				_ = s.bolt.Close()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		NoSync:      cfg.NoSync,
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoSync: cfg.NoSync},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+	}
+	s.bolt = bolt
+	raftLog := newHclogAdapter(logger, "raft")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, raftLog.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
+	}
+	s.snaps = snaps
+	hadState, err := raft.HasExistingState(bolt, bolt, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("read raft state: %w", err)
+	}
+	s.hadState = hadState
+
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on bind_addr %s: %w", cfg.BindAddr, err)
+	}
+	adv, err := advertiseAddr(cfg.AdvertiseAddr, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.addr = adv.String()
+	s.mux = newMux(ln, adv, s.handleForward, logger)
+	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  s.mux,
+		MaxPool: cfg.MaxPool,
+		Timeout: cfg.TransportTimeout,
+		Logger:  raftLog.Named("net"),
+	})
+
+	s.fsm = newFSM(s, logger)
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.Logger = raftLog
+	notify := make(chan bool, 16)
+	rc.NotifyCh = notify
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raft config: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, bolt, bolt, snaps, s.trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	s.raft = r
+	obs := make(chan raft.Observation, 64)
+	s.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.PeerObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(s.observer)
+
+	s.wg.Add(3)
+	go s.leaderLoop(notify)
+	go s.observeLoop(obs)
+	go s.autopilotLoop()
+	started = true
+	logger.Info("store started", "node", cfg.NodeID, "addr", s.addr, "existing_state", hadState)
+	return s, nil
+}
+
+// advertiseAddr returns the address other nodes dial.
+func advertiseAddr(configured string, listen net.Addr) (*net.TCPAddr, error) {
+	if configured != "" {
+		a, err := net.ResolveTCPAddr("tcp", configured)
+		if err != nil {
+			return nil, fmt.Errorf("resolve advertise_addr %s: %w", configured, err)
+		}
+		return a, nil
+	}
+	a, isTCP := listen.(*net.TCPAddr)
+	if !isTCP || a.IP == nil || a.IP.IsUnspecified() {
+		return nil, fmt.Errorf("store listens on %s: set advertise_addr to an address other nodes can reach", listen)
+	}
+	return a, nil
+}
+
+// Close stops raft and releases the listener and the database. Pending
+// operations fail with ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		var errs []error
+		s.raft.DeregisterObserver(s.observer)
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
+		}
+		if err := s.trans.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close transport: %w", err))
+		}
+		s.mux.wait()
+		s.wg.Wait()
+		if err := s.bolt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft log: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+		s.logger.Info("store stopped", "node", s.cfg.NodeID)
+	})
+	return s.closeErr
+}
+
+// leaderLoop follows raft's leadership notifications.
+func (s *Store) leaderLoop(notify <-chan bool) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case leader := <-notify:
+			if leader {
+				term := s.raft.CurrentTerm()
+				s.restartLockTimers(term)
+				s.logger.Info("became raft leader", "node", s.cfg.NodeID, "term", term)
+				s.kickAutopilot()
+			} else {
+				s.healthMu.Lock()
+				clear(s.unhealthy)
+				s.healthMu.Unlock()
+				s.logger.Info("lost raft leadership", "node", s.cfg.NodeID)
+			}
+		}
+	}
+}
+
+// observeLoop tracks peers whose heartbeats fail, for the autopilot.
+func (s *Store) observeLoop(obs <-chan raft.Observation) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case o := <-obs:
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				s.healthMu.Lock()
+				s.unhealthy[d.PeerID] = true
+				s.healthMu.Unlock()
+			case raft.ResumedHeartbeatObservation:
+				s.healthMu.Lock()
+				delete(s.unhealthy, d.PeerID)
+				s.healthMu.Unlock()
+			case raft.PeerObservation:
+				if d.Removed {
+					s.healthMu.Lock()
+					delete(s.unhealthy, d.Peer.ID)
+					s.healthMu.Unlock()
+				}
+				s.kickAutopilot()
+			}
+		}
+	}
+}
+
+// NodeID returns this node's name.
+func (s *Store) NodeID() string { return s.cfg.NodeID }
+
+// Addr returns the address other nodes use to reach this node.
+func (s *Store) Addr() string { return s.addr }
+
+// HadState reports whether the node found raft state on disk at Open; such
+// a node must not be bootstrapped or joined again.
+func (s *Store) HadState() bool { return s.hadState }
+
+// IsLeader reports whether this node is the raft leader.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderTerm returns the raft term in which this node is leader, and false
+// if it is not the leader. The term is the CRM's fencing token: pass it to
+// every CRM write.
+func (s *Store) LeaderTerm() (uint64, bool) {
+	// The term only grows, and raft sets the follower state before a newer
+	// term, so a leader state seen between two equal readings of the term
+	// is the leadership of that term.
+	t1 := s.raft.CurrentTerm()
+	if s.raft.State() != raft.Leader {
+		return t1, false
+	}
+	if t2 := s.raft.CurrentTerm(); t2 != t1 {
+		return t2, false
+	}
+	return t1, true
+}
+
+// Leader returns the ID and address of the leader this node knows, or
+// empty strings.
+func (s *Store) Leader() (id, addr string) {
+	a, i := s.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// WaitLeader waits until a leader is known and returns its ID.
+func (s *Store) WaitLeader(ctx context.Context) (string, error) {
+	for {
+		if id, _ := s.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for leader: %w: %w", ErrNoLeader, ctx.Err())
+		case <-s.ctx.Done():
+			return "", fmt.Errorf("wait for leader: %w", ErrClosed)
+		case <-time.After(retryInterval):
+		}
+	}
+}
+
+// Bootstrap creates a new cluster of this node and peers. This node is a
+// voter; peers become voters in ID order up to Config.Voters, the rest
+// non-voters. Run it on one node only, and only on a node without state
+// (it fails with raft.ErrCantBootstrap otherwise); the others start empty
+// and get the configuration from the leader.
+func (s *Store) Bootstrap(peers ...Peer) error {
+	servers := []raft.Server{{ID: raft.ServerID(s.cfg.NodeID), Address: raft.ServerAddress(s.addr), Suffrage: raft.Voter}}
+	sorted := slices.SortedFunc(slices.Values(peers), func(a, b Peer) int { return cmp.Compare(a.ID, b.ID) })
+	for _, p := range sorted {
+		if p.ID == s.cfg.NodeID {
+			continue
+		}
+		if p.ID == "" || p.Addr == "" {
+			return fmt.Errorf("bootstrap peer %q at %q: %w: empty id or address", p.ID, p.Addr, ErrInvalid)
+		}
+		suffrage := raft.Nonvoter
+		if len(servers) < s.cfg.Voters {
+			suffrage = raft.Voter
+		}
+		servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: suffrage})
+	}
+	if err := s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		return fmt.Errorf("bootstrap cluster: %w", err)
+	}
+	return nil
+}
+
+// Join asks the cluster member at addr to add this node as a non-voter
+// (the autopilot promotes it if voters are missing). It is a no-op for a
+// node that is already a member.
+func (s *Store) Join(ctx context.Context, addr string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	req := fwdRequest{Op: fwdJoin, ID: s.cfg.NodeID, Addr: s.addr}
+	for {
+		r := req
+		res := s.send(ctx, addr, &r)
+		err := res.err()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
+			return fmt.Errorf("join via %s: %w", addr, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join via %s: %w", addr, err)
+		case <-time.After(retryInterval):
+		}
+	}
+}
+
+// AddVoter adds (or promotes) a voting member. The autopilot demotes
+// voters beyond Config.Voters again.
+func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
+	return s.do(ctx, &fwdRequest{Op: fwdAddVoter, ID: id, Addr: addr}).errf("add voter %s", id)
+}
+
+// AddNonvoter adds a non-voting member.
+func (s *Store) AddNonvoter(ctx context.Context, id, addr string) error {
+	return s.do(ctx, &fwdRequest{Op: fwdJoin, ID: id, Addr: addr}).errf("add non-voter %s", id)
+}
+
+// Remove removes a member; if it was a voter, the autopilot promotes a
+// non-voter in its place.
+func (s *Store) Remove(ctx context.Context, id string) error {
+	return s.do(ctx, &fwdRequest{Op: fwdRemove, ID: id}).errf("remove server %s", id)
+}
+
+// errf returns the result's error with context, or nil.
+func (r *result) errf(format string, args ...any) error {
+	if err := r.err(); err != nil {
+		return fmt.Errorf(format+": %w", append(args, err)...)
+	}
+	return nil
+}
+
+// Servers returns the raft configuration as this node knows it, sorted by
+// ID.
+func (s *Store) Servers() ([]Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("read raft configuration: %w", err)
+	}
+	_, leader := s.raft.LeaderWithID()
+	var out []Server
+	for _, sv := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(sv.ID), Addr: string(sv.Address), Voter: sv.Suffrage == raft.Voter, Leader: sv.ID == leader})
+	}
+	slices.SortFunc(out, func(a, b Server) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// Snapshot makes raft take a snapshot now (raft also takes them by itself,
+// see Config.SnapshotThreshold).
+func (s *Store) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("take snapshot: %w", err)
+	}
+	return nil
+}
+
+// Barrier makes the following local reads linearizable: when it returns
+// nil, this node's state reflects every write committed before the call.
+// On the leader it commits a no-op entry; a follower asks the leader for
+// its applied index (read index) and waits until it has applied that far.
+func (s *Store) Barrier(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	res := s.do(ctx, &fwdRequest{Op: fwdReadIndex, idempotent: true})
+	if err := res.err(); err != nil {
+		return fmt.Errorf("read barrier: %w", err)
+	}
+	var idx uint64
+	if err := json.Unmarshal(res.Value, &idx); err != nil {
+		return fmt.Errorf("read barrier: decode index: %w", err)
+	}
+	for s.raft.AppliedIndex() < idx {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read barrier: wait for index %d (applied %d): %w", idx, s.raft.AppliedIndex(), ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// idempotent reports whether repeating op has the same effect as one
+// application, so that the store may retry it when an attempt's outcome is
+// unknown.
+// Term-fenced ones cannot repeat under a new leader anyway.
+func idempotent(op string) bool {
+	switch op {
+	case opManagerStatus, opLRMStatus, opPutResource, opSetRules, opSetGroups,
+		opSetDatacenter, opSetRequestedState:
+		return true
+	}
+	return false
+}
+
+// apply runs an encoded command on the leader and returns its result.
+func (s *Store) apply(ctx context.Context, op string, term uint64, data any) (*result, error) {
+	b, err := newCommand(op, term, data)
+	if err != nil {
+		return nil, err
+	}
+	res := s.do(ctx, &fwdRequest{Op: fwdApply, Command: b, idempotent: idempotent(op)})
+	if err := res.err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return res, nil
+}
+
+// Writes. Each goes through the leader (forwarded from followers) and
+// returns once committed and applied on the leader, or with an error. A
+// write that fails with ErrOutcomeUnknown (leadership lost mid-commit, a
+// broken connection) or a timeout may still have been committed.
+
+// WriteManagerStatus stores ms as the manager status. term is the raft
+// term in which the writing CRM is master (LeaderTerm); a write from a
+// deposed master fails with ErrStaleTerm.
+func (s *Store) WriteManagerStatus(ctx context.Context, term uint64, ms *ha.ManagerStatus) error {
+	if ms == nil {
+		ms = &ha.ManagerStatus{}
+	}
+	b, err := json.Marshal(ms)
+	if err != nil {
+		return fmt.Errorf("encode manager status: %w", err)
+	}
+	_, err = s.apply(ctx, opManagerStatus, term, json.RawMessage(b))
+	return err
+}
+
+// WriteLRMStatus stores node's LRM status.
+func (s *Store) WriteLRMStatus(ctx context.Context, node string, st *ha.LRMStatus) error {
+	if st == nil {
+		st = &ha.LRMStatus{}
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode lrm status of %s: %w", node, err)
+	}
+	_, err = s.apply(ctx, opLRMStatus, 0, lrmStatusCmd{Node: node, Status: b})
+	return err
+}
+
+// PutResource creates or replaces a resource's config, location included.
+func (s *Store) PutResource(ctx context.Context, rc ha.ResourceConfig) error {
+	if _, err := ha.ParseSID(string(rc.SID)); err != nil {
+		return fmt.Errorf("put resource: %w: %w", ErrInvalid, err)
+	}
+	_, err := s.apply(ctx, opPutResource, 0, rc)
+	return err
+}
+
+// DeleteResource removes a resource; ErrNotFound if there is none.
+func (s *Store) DeleteResource(ctx context.Context, sid ha.SID) error {
+	_, err := s.apply(ctx, opDeleteResource, 0, sidCmd{SID: sid})
+	return err
+}
+
+// SetLocation moves sid to node to (a resource agent after a successful
+// migration). With from set, only if sid is on from now (else ErrConflict).
+func (s *Store) SetLocation(ctx context.Context, sid ha.SID, from, to string) error {
+	_, err := s.apply(ctx, opSetLocation, 0, locationCmd{SID: sid, From: from, To: to})
+	return err
+}
+
+// StealService moves sid from a fenced node to another (the CRM's
+// recovery). Fenced by term; ErrConflict if sid is not on from.
+func (s *Store) StealService(ctx context.Context, term uint64, sid ha.SID, from, to string) error {
+	_, err := s.apply(ctx, opStealService, term, locationCmd{SID: sid, From: from, To: to})
+	return err
+}
+
+// SetRequestedState changes sid's requested state. term is the CRM's
+// fencing token, or 0 for an operator's write.
+func (s *Store) SetRequestedState(ctx context.Context, term uint64, sid ha.SID, state ha.RequestedState) error {
+	_, err := s.apply(ctx, opSetRequestedState, term, requestedStateCmd{SID: sid, State: state})
+	return err
+}
+
+// SetRules replaces the rules config text.
+func (s *Store) SetRules(ctx context.Context, text []byte) error {
+	_, err := s.apply(ctx, opSetRules, 0, textCmd{Text: string(text)})
+	return err
+}
+
+// SetGroups replaces the legacy groups config text.
+func (s *Store) SetGroups(ctx context.Context, text []byte) error {
+	_, err := s.apply(ctx, opSetGroups, 0, textCmd{Text: string(text)})
+	return err
+}
+
+// SetDatacenter replaces the datacenter settings.
+func (s *Store) SetDatacenter(ctx context.Context, dc *ha.Datacenter) error {
+	if dc == nil {
+		dc = &ha.Datacenter{}
+	}
+	doc := datacenterDoc{Datacenter: *dc, CRSSet: maps.Clone(dc.CRS.Set)}
+	_, err := s.apply(ctx, opSetDatacenter, 0, doc)
+	return err
+}
+
+// AppendCommands appends to the CRM command queue.
+func (s *Store) AppendCommands(ctx context.Context, cmds ...string) error {
+	if len(cmds) == 0 {
+		return nil
+	}
+	_, err := s.apply(ctx, opAppendCommands, 0, commandsCmd{Commands: cmds})
+	return err
+}
+
+// TakeCommands returns and removes the queued CRM commands in one
+// committed entry. Fenced by term. If it fails after the entry was
+// appended (leadership lost mid-commit) the commands may be gone.
+func (s *Store) TakeCommands(ctx context.Context, term uint64) ([]string, error) {
+	res, err := s.apply(ctx, opTakeCommands, term, struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	var cmds []string
+	if err := json.Unmarshal(res.Value, &cmds); err != nil {
+		return nil, fmt.Errorf("take commands: decode: %w", err)
+	}
+	return cmds, nil
+}
+
+// Local reads. They return this node's applied state, which on a follower
+// may lag the leader by a few milliseconds; call Barrier first for a
+// linearizable read. Every read returns a copy.
+
+// ManagerStatus returns the manager status (empty if never written).
+func (s *Store) ManagerStatus() (*ha.ManagerStatus, error) { return s.fsm.managerStatus() }
+
+// LRMStatus returns node's LRM status (empty if never written).
+func (s *Store) LRMStatus(node string) (*ha.LRMStatus, error) { return s.fsm.lrmStatus(node) }
+
+// LRMNodes returns the nodes that have written an LRM status, sorted.
+func (s *Store) LRMNodes() []string { return s.fsm.lrmNodes() }
+
+// Resources returns the resources config keyed by SID.
+func (s *Store) Resources() map[ha.SID]*ha.ResourceConfig { return s.fsm.resources() }
+
+// Rules returns the rules config text.
+func (s *Store) Rules() []byte {
+	r, _ := s.fsm.text()
+	return []byte(r)
+}
+
+// Groups returns the legacy groups config text.
+func (s *Store) Groups() []byte {
+	_, g := s.fsm.text()
+	return []byte(g)
+}
+
+// Datacenter returns the datacenter settings (zero value if never set).
+func (s *Store) Datacenter() *ha.Datacenter { return s.fsm.datacenter() }
+
+// Commands returns the queued CRM commands without removing them.
+func (s *Store) Commands() []string { return s.fsm.commands() }
+
+// Lock returns the lock called name and whether it is held.
+func (s *Store) Lock(name string) (LockInfo, bool) { return s.fsm.lock(name) }
+
+// Locks returns every held lock by name.
+func (s *Store) Locks() map[string]LockInfo { return s.fsm.locks() }
