@@ -17,6 +17,7 @@ var version = "dev"
 
 // CLI is the haxd command tree.
 type CLI struct {
+	Demo    DemoCmd    `cmd:"" help:"Start a 3-node cluster on loopback, kill a node, watch the failover."`
 	Agent   AgentCmd   `cmd:"" help:"Run the HA agent of this node."`
 	HA      HACmd      `cmd:"" name:"ha" help:"Operate the HA cluster through the local agent."`
 	Version VersionCmd `cmd:"" help:"Print the haxd version."`

@@ -33,8 +33,9 @@ type Generated struct {
 
 // Generate builds a random cluster of 3 to NodesMax nodes with vm, ct and
 // fa services and a random fault schedule: power and network failures,
-// partitions, LRM restarts, CRM stops and starts (master changes), reboots
-// and shutdowns, failing resources (fa ids) and operator commands
+// partitions (some losing quorum), stalled daemons (skip-round), LRM
+// restarts, CRM stops and starts (master changes), reboots and shutdowns,
+// failing resources (fa ids) and operator commands
 // (migrate, relocate, stop, requested states, maintenance, disarm/arm).
 // The same seed always gives the same scenario.
 func Generate(seed int64, o GenOptions) *Generated {
@@ -220,10 +221,15 @@ func (g *generator) fault() []string {
 	case k < 8:
 		return []string{"network " + node + " on"}
 	case k < 9:
-		// A partition: a minority loses the network at once.
+		// A partition: usually a minority loses the network at once,
+		// sometimes a majority (the cluster loses quorum).
 		var cmds []string
 		perm := g.r.Perm(len(g.nodes))
-		for _, i := range perm[:1+g.r.IntN((len(g.nodes)-1)/2)] {
+		size := 1 + g.r.IntN((len(g.nodes)-1)/2)
+		if g.r.IntN(4) == 0 {
+			size = 1 + g.r.IntN(len(g.nodes)-1)
+		}
+		for _, i := range perm[:size] {
 			cmds = append(cmds, "network "+g.nodes[i]+" off")
 		}
 		return cmds
@@ -246,6 +252,10 @@ func (g *generator) fault() []string {
 		}
 		return []string{"crm " + node + " arm-ha"}
 	case k < 14:
+		if g.r.IntN(3) == 0 {
+			// Stalled daemons: every CRM or every LRM skips rounds.
+			return []string{fmt.Sprintf("skip-round %s %d", g.pick([]string{"crm", "lrm"}), 1+g.r.IntN(4))}
+		}
 		return []string{fmt.Sprintf("delay %d", 20*g.r.IntN(10))}
 	}
 	if sid == "" {

@@ -1,0 +1,359 @@
+// Package cluster starts and breaks real haxd clusters on loopback: one
+// `haxd agent` process per node (each starting its own guard), with its own
+// data dir, ports and API socket. `haxd demo` and the integration tests use
+// it. Every process runs in its own session, so a node can be killed the
+// hard way (SIGKILL of agent, guard and services) or partly (agent only,
+// SIGSTOP).
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"haxd/api"
+	"haxd/gossip"
+	"haxd/internal/invariant"
+)
+
+// Options configure a cluster.
+type Options struct {
+	// Binary is the haxd executable to run.
+	Binary string
+	// Dir holds every node's data dir, logs and the heartbeat records.
+	Dir string
+	// Nodes is the number of nodes (node1..nodeN).
+	Nodes int
+	// Timing is the timing profile: fast (default) or pve.
+	Timing string
+	// Extra are further `--set key=value` overrides for every agent.
+	Extra []string
+}
+
+// Node is one node of the cluster.
+type Node struct {
+	Name    string
+	DataDir string
+	Socket  string
+	Gossip  string
+	Raft    string
+	Log     string
+	args    []string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// Cluster is a running set of agents.
+type Cluster struct {
+	opts  Options
+	key   string
+	Nodes []*Node
+	// HeartbeatDir is where demo services record their runs.
+	HeartbeatDir string
+}
+
+// Start launches every agent and returns once all API sockets answer.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Timing == "" {
+		opts.Timing = "fast"
+	}
+	key, err := gossip.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts, key: key, HeartbeatDir: filepath.Join(opts.Dir, "heartbeats")}
+	ports, err := freePorts(2 * opts.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	for i := range opts.Nodes {
+		name := fmt.Sprintf("node%d", i+1)
+		n := &Node{Name: name, DataDir: filepath.Join(opts.Dir, name), Socket: filepath.Join(opts.Dir, name, "api.sock"),
+			Gossip: fmt.Sprintf("127.0.0.1:%d", ports[2*i]), Raft: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+			Log: filepath.Join(opts.Dir, name+".log")}
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		n.args = []string{"agent", "--node-name", n.Name, "--data-dir", n.DataDir, "--gossip-addr", n.Gossip,
+			"--raft-addr", n.Raft, "--api-socket", n.Socket, "--encrypt-key", key, "--timing", opts.Timing,
+			"--bootstrap-expect", strconv.Itoa(opts.Nodes), "--join", c.Nodes[0].Gossip}
+		for _, kv := range opts.Extra {
+			n.args = append(n.args, "--set", kv)
+		}
+		if err := c.StartAgent(n); err != nil {
+			c.Destroy()
+			return nil, err
+		}
+	}
+	for _, n := range c.Nodes {
+		if err := c.waitSocket(ctx, n); err != nil {
+			c.Destroy()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Node returns the node with the given name.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// StartAgent (re)starts n's agent process.
+func (c *Cluster) StartAgent(n *Node) error {
+	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.opts.Binary, n.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start agent %s: %w", n.Name, err)
+	}
+	n.cmd = cmd
+	n.done = make(chan struct{})
+	go func(done chan struct{}) {
+		cmd.Wait() //nolint:errcheck // the exit is visible in the node's log
+		logf.Close()
+		close(done)
+	}(n.done)
+	return nil
+}
+
+func (c *Cluster) waitSocket(ctx context.Context, n *Node) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		cl := api.NewClient(n.Socket)
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := cl.Status(sctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.done:
+			return fmt.Errorf("agent %s exited; see %s", n.Name, n.Log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("agent %s: API did not answer within 20s; see %s", n.Name, n.Log)
+}
+
+// Client returns an API client of n.
+func (n *Node) Client() *api.Client { return api.NewClient(n.Socket) }
+
+// AgentPID returns the agent's pid, or 0 when it is not running.
+func (n *Node) AgentPID() int {
+	if n.cmd == nil || n.Exited() {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// Exited reports whether the agent process has exited.
+func (n *Node) Exited() bool {
+	if n.done == nil {
+		return true
+	}
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// GuardPID returns the pid of n's guard process, or 0.
+func (n *Node) GuardPID() int {
+	b, err := os.ReadFile(filepath.Join(n.DataDir, "guard.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// ServicePGIDs returns the process groups of the demo services that
+// recorded heartbeats on n and are still alive.
+func (c *Cluster) ServicePGIDs(n *Node) []int {
+	runs, _ := invariant.Load(c.HeartbeatDir)
+	var out []int
+	for _, r := range runs {
+		if r.Node == n.Name && syscall.Kill(r.PID, 0) == nil {
+			out = append(out, r.PID)
+		}
+	}
+	return out
+}
+
+// KillNode kills n the hard way: agent, guard and every service, with
+// SIGKILL, as a power loss would.
+func (c *Cluster) KillNode(n *Node) {
+	if pid := n.AgentPID(); pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if pid := n.GuardPID(); pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pg := range c.ServicePGIDs(n) {
+		syscall.Kill(-pg, syscall.SIGKILL)
+	}
+	if n.done != nil {
+		<-n.done
+	}
+}
+
+// KillAgent kills only n's agent with SIGKILL; its guard and services live on.
+func (c *Cluster) KillAgent(n *Node) {
+	if pid := n.AgentPID(); pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-n.done
+	}
+}
+
+// StopAgent sends SIGTERM to n's agent and waits for it to exit (the LRM
+// follows the restart/shutdown rules first).
+func (c *Cluster) StopAgent(n *Node, timeout time.Duration) error {
+	pid := n.AgentPID()
+	if pid == 0 {
+		return nil
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-n.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("agent %s did not exit within %v after SIGTERM", n.Name, timeout)
+	}
+}
+
+// Pause sends SIGSTOP to n's agent; Resume sends SIGCONT.
+func (c *Cluster) Pause(n *Node) { syscall.Kill(n.AgentPID(), syscall.SIGSTOP) }
+
+// Resume continues a paused agent.
+func (c *Cluster) Resume(n *Node) { syscall.Kill(n.AgentPID(), syscall.SIGCONT) }
+
+// AddDemoService adds an exec service that runs `haxd demo-service` on node.
+func (c *Cluster) AddDemoService(ctx context.Context, via *Node, sid, node string) error {
+	return via.Client().AddResource(ctx, api.AddResourceRequest{SID: sid, Node: node,
+		Spec: []byte(fmt.Sprintf(`{"command":%q,"args":["demo-service","--dir",%q],"stop_timeout":"5s"}`, c.opts.Binary, c.HeartbeatDir))})
+}
+
+// Status returns the status via the first live node.
+func (c *Cluster) Status(ctx context.Context) (*api.Status, *Node, error) {
+	var last error
+	for _, n := range c.Nodes {
+		if n.Exited() {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := n.Client().Status(sctx)
+		cancel()
+		if err == nil {
+			return st, n, nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = errors.New("no agent running")
+	}
+	return nil, nil, last
+}
+
+// RunningOn returns the node that most recently recorded a heartbeat of
+// service sid within the last window, or "".
+func (c *Cluster) RunningOn(sid string, window time.Duration) string {
+	runs, _ := invariant.Load(c.HeartbeatDir)
+	now := invariant.Monotonic()
+	best, node := int64(0), ""
+	for _, r := range runs {
+		if r.Service == sid && now-r.Last < int64(window) && r.Last > best {
+			best, node = r.Last, r.Node
+		}
+	}
+	return node
+}
+
+// Check runs the invariant check over every recorded heartbeat.
+func (c *Cluster) Check() ([]invariant.Run, []string, error) {
+	runs, err := invariant.Load(c.HeartbeatDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return runs, invariant.Check(runs), nil
+}
+
+// Destroy kills every agent, guard and service of the cluster.
+func (c *Cluster) Destroy() {
+	for _, n := range c.Nodes {
+		c.KillNode(n)
+	}
+	// Services adopted or restarted after the heartbeat scan: kill anything
+	// left that recorded a heartbeat.
+	runs, _ := invariant.Load(c.HeartbeatDir)
+	for _, r := range runs {
+		syscall.Kill(-r.PID, syscall.SIGKILL)
+	}
+}
+
+// LogTail returns the tail of n's agent log, for test failure messages.
+func (n *Node) LogTail(lines int) string {
+	f, err := os.Open(n.Log)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		p := l.Addr().(*net.TCPAddr).Port
+		// memberlist also needs the UDP port.
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		u.Close()
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}
