@@ -22,7 +22,7 @@ func TestGuardRefusesTimingsThatBreakTheSafetyInequality(t *testing.T) {
 		want    time.Duration
 		wantErr error
 	}{
-		{"fast profile", GuardCmd{Socket: "/s", Timing: "fast"}, 800 * time.Millisecond, nil},
+		{"fast profile", GuardCmd{Socket: "/s", Timing: "fast"}, ha.FastTiming().WatchdogTimeout, nil},
 		{"pve profile", GuardCmd{Socket: "/s", Timing: "pve"}, 60 * time.Second, nil},
 		{"fast with a 2s watchdog", GuardCmd{Socket: "/s", Timing: "fast", WatchdogTimeout: 2 * time.Second}, 0, ha.ErrUnsafeTiming},
 		{"pve with 100s", GuardCmd{Socket: "/s", Timing: "pve", WatchdogTimeout: 100 * time.Second}, 0, ha.ErrUnsafeTiming},

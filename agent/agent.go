@@ -210,6 +210,9 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
 func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	e := newEnv(a.n, "lrm", newWorkers(life, a.cfg.MaxWorkers))
+	feedCtx, stopFeed := context.WithCancel(life)
+	defer stopFeed()
+	go a.n.feedWhileValid(feedCtx, min(a.cfg.Timing.WatchdogTimeout/4, 100*time.Millisecond))
 	l := lrm.New(e, lrm.Options{Timing: a.cfg.Timing})
 	stopping := false
 	for {

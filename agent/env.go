@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"haxd/fence"
@@ -27,6 +28,11 @@ type node struct {
 	targets     *targets
 	agents      map[string]ha.ResourceAgent
 	log         *slog.Logger
+
+	// validUntil is the end of the own agent lock's validity in Unix
+	// nanoseconds: send time of the last acknowledged renewal plus
+	// Timing.LockValidity. The feeder feeds the guard only before it.
+	validUntil atomic.Int64
 
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down
@@ -146,7 +152,11 @@ func (e *env) AcquireAgentLock(node string) bool {
 	if node != e.n.name {
 		term = e.term // fencing another node: a CRM-only, term-fenced write
 	}
+	sent := time.Now()
 	res, err := e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
+	if err == nil && node == e.n.name {
+		e.n.validUntil.Store(sent.Add(e.n.cfg.Timing.LockValidity).UnixNano())
+	}
 	if err != nil {
 		if !errors.Is(err, store.ErrLockHeld) {
 			e.log.Debug("agent lock", "lock", node, "err", err)
@@ -190,6 +200,35 @@ func (e *env) WatchdogOpen() error {
 	}
 	t.cl = cl
 	return nil
+}
+
+// feedWhileValid feeds the guard every interval while a handle is open and
+// the own agent lock is within its validity, until ctx ends. Feeding
+// between renewals keeps a slow renewal (a leader election, a slow fsync)
+// from firing the guard while the lock is still provably held; once the
+// validity ends, feeding stops and the guard kills every service
+// watchdog_timeout later. This is the bound the safety inequality uses.
+func (n *node) feedWhileValid(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if now.UnixNano() >= n.validUntil.Load() {
+				continue
+			}
+			n.targets.mu.Lock()
+			cl := n.targets.cl
+			n.targets.mu.Unlock()
+			if cl != nil {
+				if err := cl.Feed(); err != nil {
+					n.log.Warn("feeding the guard failed", "err", err)
+				}
+			}
+		}
+	}
 }
 
 func (e *env) guard() *fence.Client {

@@ -70,8 +70,8 @@ func TestTimingValidateRejectsUnsafe(t *testing.T) {
 		warn    string
 	}{
 		{name: "validity eats the margin", mutate: func(t *Timing) { t.LockValidity = 2 * time.Second }, unsafe: true,
-			wantErr: "lock_validity (2s) + self_fence_time (200ms) + watchdog_timeout (800ms) + clock_drift_margin (500ms) = 3.5s must be less than lock_ttl (3s)"},
-		{name: "equal is unsafe", mutate: func(t *Timing) { t.LockTTL = 2700 * time.Millisecond }, unsafe: true},
+			wantErr: "lock_validity (2s) + self_fence_time (200ms) + watchdog_timeout (600ms) + clock_drift_margin (500ms) = 3.3s must be less than lock_ttl (2.5s)"},
+		{name: "equal is unsafe", mutate: func(t *Timing) { t.LockTTL = 2300 * time.Millisecond }, unsafe: true},
 		{name: "watchdog too long", mutate: func(t *Timing) { t.WatchdogTimeout = 5 * time.Second }, unsafe: true},
 		{name: "negative validity", mutate: func(t *Timing) { t.LockValidity = -1 }, wantErr: "lock_validity: expected a duration >= 0"},
 		{name: "zero round", mutate: func(t *Timing) { t.CRMRound = 0 }, wantErr: "crm_round: expected a positive duration"},

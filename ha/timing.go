@@ -13,8 +13,9 @@ import (
 //
 //	LockValidity + SelfFenceTime + WatchdogTimeout + ClockDriftMargin < LockTTL
 type Timing struct {
-	// CRMRound is the period of the master CRM's manage round.
-	// PVE 10 s; fast 500 ms.
+	// CRMRound is the period of the master CRM's manage round; a failed
+	// node's lock is taken at the first round after it expired. PVE 10 s;
+	// fast 250 ms.
 	CRMRound time.Duration
 	// LRMRound is the period of an active LRM's round (lock renewal and
 	// resource actions). PVE 10 s; fast 250 ms.
@@ -24,16 +25,17 @@ type Timing struct {
 	LRMMaintenanceRound time.Duration
 	// LockTTL is how long a lock stays held after its last committed
 	// renewal; only after it may the CRM take a failed node's agent lock and
-	// recover its services. PVE 120 s; fast 3 s.
+	// recover its services. It dominates failover time. PVE 120 s; fast
+	// 2.5 s.
 	LockTTL time.Duration
 	// LockValidity is how long after sending an acknowledged renewal the LRM
 	// still counts its lock valid and keeps feeding its watchdog. It must
 	// outlast a leader election plus one renewal (liveness). PVE 0 (valid
-	// only at the instant of renewal); fast 1.2 s.
+	// only at the instant of renewal); fast 1 s.
 	LockValidity time.Duration
 	// WatchdogTimeout is how long the watchdog (or the guard) waits for a
 	// feed before it kills the node's services. PVE 60 s (watchdog-mux
-	// client timeout); fast 800 ms.
+	// client timeout); fast 600 ms.
 	WatchdogTimeout time.Duration
 	// SelfFenceTime bounds how long killing every local service takes once
 	// the watchdog fired. PVE 10 s (hardware watchdog reset); fast 200 ms.
@@ -44,7 +46,8 @@ type Timing struct {
 	ClockDriftMargin time.Duration
 	// ElectionTimeout is the expected worst-case time to elect a new raft
 	// leader; used only for the liveness check of LockValidity. PVE 0 (PVE
-	// has no leader election in its lock path); fast 600 ms.
+	// has no leader election in its lock path); fast 550 ms (raft with a
+	// 200 ms heartbeat timeout: measured max 520 ms, research/timings.md).
 	ElectionTimeout time.Duration
 	// FenceDelay is how long a node must be out of the quorate partition
 	// before its services go to fence. Not part of the safety argument.
@@ -88,15 +91,15 @@ func PVETiming() Timing {
 // PVE's round counts and scales the durations.
 func FastTiming() Timing {
 	t := PVETiming()
-	t.CRMRound = 500 * time.Millisecond
+	t.CRMRound = 250 * time.Millisecond
 	t.LRMRound = 250 * time.Millisecond
 	t.LRMMaintenanceRound = 250 * time.Millisecond
-	t.LockTTL = 3 * time.Second
-	t.LockValidity = 1200 * time.Millisecond
-	t.WatchdogTimeout = 800 * time.Millisecond
+	t.LockTTL = 2500 * time.Millisecond
+	t.LockValidity = time.Second
+	t.WatchdogTimeout = 600 * time.Millisecond
 	t.SelfFenceTime = 200 * time.Millisecond
 	t.ClockDriftMargin = 500 * time.Millisecond
-	t.ElectionTimeout = 600 * time.Millisecond
+	t.ElectionTimeout = 550 * time.Millisecond
 	t.FenceDelay = time.Second
 	t.LRMRestartGiveUp = 9 * time.Second
 	return t

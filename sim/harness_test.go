@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -345,5 +346,35 @@ func TestFAStartFailuresCountGlobally(t *testing.T) {
 	_ = a1.Stop(ctx, "fa:120001", nil)
 	if _ = a2.Start(ctx, "fa:120001"); !s.byName["node2"].running["fa:120001"] {
 		t.Error("start on node2 failed")
+	}
+}
+
+func TestRoundLengthLimits(t *testing.T) {
+	hw := func(n int) string {
+		var parts []string
+		for i := 1; i <= n; i++ {
+			parts = append(parts, fmt.Sprintf(`"node%d": {"power": "off", "network": "off"}`, i))
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	tests := []struct {
+		nodes  int
+		timing ha.Timing
+		ok     bool
+	}{
+		{29, ha.PVETiming(), true},   // 58 s rounds
+		{30, ha.PVETiming(), false},  // 60 s rounds: upstream's limit
+		{11, ha.FastTiming(), true},  // 0.55 s rounds (25 ms steps)
+		{12, ha.FastTiming(), false}, // 0.6 s rounds: the watchdog would fire
+	}
+	for _, tt := range tests {
+		sc, err := loadFiles(map[string]string{"cmdlist": "[]", "hardware_status": hw(tt.nodes)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Run(sc, Options{Timing: tt.timing, Daemons: fakeFactory(nil, nil)})
+		if (err == nil) != tt.ok {
+			t.Errorf("%d nodes, round %v: err %v, want ok=%v", tt.nodes, tt.timing.CRMRound, err, tt.ok)
+		}
 	}
 }

@@ -226,3 +226,37 @@ func TestResourceAgents(t *testing.T) {
 		t.Error("unknown type has an agent")
 	}
 }
+
+func TestDynamicNodeStats(t *testing.T) {
+	s, envs := newTestSim(t)
+	var log []string
+	s.sink = SinkFunc(func(r Record) { log = append(log, FormatPVE(r)) })
+	two := 2.0
+	s.byName["node1"].maxCPU = &two
+	s.static = map[ha.SID]Stats{"vm:101": {"maxcpu": 1, "maxmem": 100}, "vm:102": {"maxcpu": 4, "maxmem": 100}}
+	s.dynamic = map[ha.SID]Stats{"vm:101": {"cpu": 1.5, "mem": 50}, "vm:102": {"cpu": 1}}
+	s.byName["node1"].running["vm:101"] = true
+	s.byName["node1"].running["vm:102"] = true
+	ns, err := envs["node1"].DynamicNodeStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only running services count; node capacity defaults apply.
+	if got := ns["node1"]; got.CPU != 2.5 || got.Mem != 50 || got.MaxCPU != 2 || got.MaxMem != defaultMaxMem {
+		t.Errorf("node1 stats %+v", got)
+	}
+	if got := ns["node2"]; got.CPU != 0 || got.MaxCPU != defaultMaxCPU {
+		t.Errorf("node2 stats %+v", got)
+	}
+	want := "warning     0     hardware: overcommitted cpu on 'vm:101'\n" +
+		"warning     0     hardware: overcommitted cpu on 'node1'\n"
+	if strings.Join(log, "") != want {
+		t.Errorf("log %q, want %q", strings.Join(log, ""), want)
+	}
+	if _, err := envs["node1"].StaticNodeStats(); err == nil {
+		t.Error("static stats without capacities in hardware_status must fail")
+	}
+	if st, ok := envs["node1"].ServiceStats("vm:102"); !ok || st.MaxCPU != 4 || st.CPU != 1 || st.Mem != 0 {
+		t.Errorf("merged stats %+v %v", st, ok)
+	}
+}

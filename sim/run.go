@@ -184,6 +184,9 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 	if s.roundLen >= 3*round {
 		return nil, fmt.Errorf("simulate: %d nodes need a round of %v, the limit is %v", len(sc.Nodes), s.roundLen, 3*round)
 	}
+	if s.roundLen >= opts.Timing.WatchdogTimeout {
+		return nil, fmt.Errorf("simulate: %d nodes need a round of %v, which a healthy daemon's watchdog (timeout %v) would not survive", len(sc.Nodes), s.roundLen, opts.Timing.WatchdogTimeout)
+	}
 	s.endAfter = 25 * round
 	s.maxTime = 500 * round
 	s.lockTTL = opts.Timing.LockTTL
