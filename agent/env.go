@@ -89,7 +89,32 @@ func (e *env) leaderReachable() bool {
 	return id != ""
 }
 
-func (e *env) Quorate() bool { return e.n.gossip.Quorum(e.leaderReachable()) }
+// members returns the cluster's nodes, the raft configuration (the
+// authoritative membership: a node removed with `haxd ha node remove`
+// leaves it), each with its gossip liveness. Without a readable
+// configuration it falls back to the gossip member list.
+func (e *env) members() []gossip.Member {
+	gm := e.n.gossip.Members()
+	servers, err := e.n.store.Servers()
+	if err != nil || len(servers) == 0 {
+		return gm
+	}
+	out := make([]gossip.Member, 0, len(servers))
+	for _, s := range servers {
+		m := gossip.Member{Name: s.ID, State: gossip.StateUnknown}
+		for _, g := range gm {
+			if g.Name == s.ID {
+				m = g
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Quorate: a strict majority of the cluster's nodes is alive in this
+// node's gossip view, and a raft leader is reachable.
+func (e *env) Quorate() bool { return gossip.Quorate(e.members(), e.leaderReachable()) }
 
 // UpdateClusterState makes this round's reads linearizable (a raft barrier
 // or read index through the leader); it fails when no leader answers.
@@ -104,16 +129,8 @@ func (e *env) UpdateClusterState() bool {
 }
 
 func (e *env) NodeInfo() map[string]ha.NodeInfo {
-	info := e.n.gossip.NodeInfo(e.Quorate())
-	// Raft members that gossip does not know (yet) are members too.
-	if servers, err := e.n.store.Servers(); err == nil {
-		for _, s := range servers {
-			if _, ok := info[s.ID]; !ok {
-				info[s.ID] = ha.NodeInfo{}
-			}
-		}
-	}
-	return info
+	members := e.members()
+	return gossip.NodeInfo(members, e.n.name, gossip.Quorate(members, e.leaderReachable()))
 }
 
 // AcquireManagerLock: the CRM master is the raft leader. The term of the
