@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/alecthomas/kong"
+
+	"haxd/api"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -50,8 +52,9 @@ func main() {
 	if err := ctx.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "haxd:", err)
 		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
+		var ae *api.Error
+		if errors.As(err, &ue) || errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500 {
+			os.Exit(2) // bad input: a flag, a config file or a request the agent refused
 		}
 		os.Exit(1)
 	}
