@@ -16,7 +16,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the log.golden files of sim/testdata/scenarios")
 
-const pveTestsDir = "../../shared/pve-tests"
+var pveTestsDir = func() string {
+	if d := os.Getenv("HAXD_SHARED"); d != "" {
+		return filepath.Join(d, "pve-tests")
+	}
+	return "../../shared/pve-tests"
+}()
 
 // scenarioDirs returns the scenario directories below root (those with a
 // cmdlist), sorted.

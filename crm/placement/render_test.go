@@ -9,7 +9,12 @@ import (
 )
 
 // pveTests is the shared PVE regression data, relative to this package.
-const pveTests = "../../../shared/pve-tests"
+var pveTests = func() string {
+	if d := os.Getenv("HAXD_SHARED"); d != "" {
+		return filepath.Join(d, "pve-tests")
+	}
+	return "../../../shared/pve-tests"
+}()
 
 // Every rules_cfgs/*.cfg, checked for node1..node3, must print exactly the
 // upstream .cfg.expect text.
