@@ -65,7 +65,7 @@ type Config struct {
 	// LockTTL is how long a lock stays held after its last committed
 	// renewal, timed by the leader on its monotonic clock; another node may
 	// take it only when strictly more than LockTTL has passed. Set it to
-	// ha.Timing.LockTTL. Default 3 s (ha.FastTiming).
+	// ha.Timing.LockTTL. Default: ha.FastTiming().LockTTL (2.5 s).
 	LockTTL time.Duration
 	// ApplyTimeout bounds every write and linearizable read, including the
 	// wait for a leader and the forwarding round trip, when the caller's
@@ -99,7 +99,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		SnapshotRetain:     2,
-		LockTTL:            3 * time.Second,
+		LockTTL:            ha.FastTiming().LockTTL,
 		ApplyTimeout:       5 * time.Second,
 		TransportTimeout:   10 * time.Second,
 		MaxPool:            3,
