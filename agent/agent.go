@@ -67,6 +67,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(cfg.RaftAddr)
 		scfg.AdvertiseAddr = net.JoinHostPort(cfg.AdvertiseIP, port)
 	}
+	warnings, err := scfg.CheckTiming(cfg.Timing)
+	if err != nil {
+		return fmt.Errorf("store timing: %w", err)
+	}
+	for _, w := range warnings {
+		a.log.Warn("store timing: " + w)
+	}
 	st, err := store.Open(life, scfg, a.log.With("component", "store"))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)

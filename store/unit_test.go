@@ -180,8 +180,8 @@ func TestCheckTiming(t *testing.T) {
 		wantErr   bool
 		warnings  int
 	}{
-		{"defaults match the fast profile", 200 * time.Millisecond, 3 * time.Second, ha.FastTiming(), false, 0},
-		{"slow raft for the fast profile", 500 * time.Millisecond, 3 * time.Second, ha.FastTiming(), false, 1},
+		{"defaults match the fast profile", 200 * time.Millisecond, ha.FastTiming().LockTTL, ha.FastTiming(), false, 0},
+		{"slow raft for the fast profile", 500 * time.Millisecond, ha.FastTiming().LockTTL, ha.FastTiming(), false, 1},
 		{"pve profile has no election estimate", time.Second, 120 * time.Second, ha.PVETiming(), false, 0},
 		{"lock ttl differs", 200 * time.Millisecond, 2 * time.Second, ha.FastTiming(), true, 0},
 	}
