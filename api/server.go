@@ -120,9 +120,8 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	sid, err := ha.ParseSID(req.SID)
-	if err != nil {
-		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+	sid, ok := s.sid(w, r, req.SID)
+	if !ok {
 		return
 	}
 	if req.Node != "" && !ValidNodeName(req.Node) {
@@ -179,9 +178,8 @@ func (s *Server) setResource(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	sid, err := ha.ParseSID(req.SID)
-	if err != nil {
-		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+	sid, ok := s.sid(w, r, req.SID)
+	if !ok {
 		return
 	}
 	var state ha.RequestedState
@@ -203,7 +201,7 @@ func (s *Server) setResource(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	err = s.backend.UpdateResource(r.Context(), sid, func(cfg *ha.ResourceConfig) error {
+	err := s.backend.UpdateResource(r.Context(), sid, func(cfg *ha.ResourceConfig) error {
 		if e := applyLimits(cfg, req.MaxRestart, req.MaxRelocate); e != nil {
 			return e
 		}
@@ -230,9 +228,8 @@ func (s *Server) removeResource(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	sid, err := ha.ParseSID(req.SID)
-	if err != nil {
-		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+	sid, ok := s.sid(w, r, req.SID)
+	if !ok {
 		return
 	}
 	purge := req.Purge == nil || *req.Purge
@@ -288,9 +285,8 @@ func (s *Server) move(task string) http.HandlerFunc {
 		if !s.decode(w, r, &req) {
 			return
 		}
-		sid, err := ha.ParseSID(req.SID)
-		if err != nil {
-			s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+		sid, ok := s.sid(w, r, req.SID)
+		if !ok {
 			return
 		}
 		if !ValidNodeName(req.Node) {
@@ -315,9 +311,8 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	sid, err := ha.ParseSID(req.SID)
-	if err != nil {
-		s.fail(w, r, BadRequest("sid", req.SID, "expected type:name"))
+	sid, ok := s.sid(w, r, req.SID)
+	if !ok {
 		return
 	}
 	if req.Timeout < 0 {
@@ -414,6 +409,17 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request, line string) {
 	}
 	s.log.Info("queued crm command", "command", line)
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// sid parses the request's SID, answering 400 naming the value when it is
+// malformed.
+func (s *Server) sid(w http.ResponseWriter, r *http.Request, raw string) (ha.SID, bool) {
+	sid, err := ha.ParseSID(raw)
+	if err != nil {
+		s.fail(w, r, BadRequest("sid", raw, "expected type:name (%v)", err))
+		return "", false
+	}
+	return sid, true
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are
