@@ -241,7 +241,7 @@ func (n *node) feedWhileValid(ctx context.Context, interval time.Duration) {
 			n.targets.mu.Unlock()
 			if cl != nil {
 				if err := cl.Feed(); err != nil {
-					n.log.Warn("feeding the guard failed", "err", err)
+					n.feedFailed(cl, err)
 				}
 			}
 		}
@@ -262,7 +262,31 @@ func (e *env) WatchdogUpdate() error {
 	if cl == nil {
 		return e.WatchdogOpen()
 	}
-	return cl.Feed()
+	if err := cl.Feed(); err != nil {
+		e.n.feedFailed(cl, err)
+		return err
+	}
+	return nil
+}
+
+// feedFailed handles a failed feed. When the guard has fenced (it killed
+// every registered service, as a watchdog reset would), the handle is
+// dropped together with the targets, which are all dead now; the next lock
+// renewal opens a fresh handle, as a rebooted node would.
+func (n *node) feedFailed(cl *fence.Client, err error) {
+	if !errors.Is(err, fence.ErrFenced) {
+		n.log.Warn("feeding the guard failed", "err", err)
+		return
+	}
+	n.targets.mu.Lock()
+	defer n.targets.mu.Unlock()
+	if n.targets.cl != cl {
+		return
+	}
+	n.log.Error("the guard fenced this node: every service it ran was killed")
+	cl.Abandon()
+	n.targets.cl = nil
+	clear(n.targets.set)
 }
 
 func (e *env) WatchdogClose() error {
