@@ -25,7 +25,7 @@ type AgentCmd struct {
 	EncryptKey      string   `name:"encrypt-key" help:"Override encrypt_key (base64, from haxd keygen)." env:"HAXD_ENCRYPT_KEY"`
 	Insecure        bool     `help:"Run without gossip encryption (local tests only)."`
 	Timing          string   `help:"Override the timing profile: fast or pve."`
-	Set             []string `help:"Override any config key: --set key=value (repeatable)."`
+	Set             []string `help:"Override any config key: --set key=value (repeatable)." sep:"none"`
 }
 
 // Run loads the config, applies the flags, validates and runs the agent

@@ -343,6 +343,7 @@ func TestDocsExampleConfig(t *testing.T) {
 			switch {
 			case f.Type.Kind() == reflect.Pointer:
 				one.Insecure = true
+				one.AdvertiseIP = "10.0.0.11"
 				if _, err := one.Finish(); err != nil {
 					t.Errorf("%s:%d: %v", path, i+1, err)
 				} else if one.Timing != ha.FastTiming() {
@@ -497,6 +498,7 @@ func TestDocsConfigExamplesAreAccepted(t *testing.T) {
 		blocks++
 		cfg := agent.DefaultConfig()
 		cfg.Insecure = true
+		cfg.AdvertiseIP = "10.0.0.11" // the blocks are fragments of a node's config
 		if err := agent.ParseConfig("configuration.md example", []byte(block), &cfg); err != nil {
 			t.Errorf("example %d is refused: %v", blocks, err)
 			continue

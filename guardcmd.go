@@ -20,6 +20,10 @@ type GuardCmd struct {
 	Socket          string        `default:"/run/haxd/guard.sock" help:"Unix socket the agent feeds."`
 	Timing          string        `enum:"pve,fast" default:"fast" help:"Timing profile: its watchdog_timeout is the guard's, and its safety inequality is checked at start-up."`
 	WatchdogTimeout time.Duration `name:"watchdog-timeout" help:"Override the profile's watchdog_timeout (the safety inequality is checked with it)."`
+	LockTTL         time.Duration `name:"lock-ttl" help:"Override the profile's lock_ttl for the safety check (the agent passes its effective timing)."`
+	LockValidity    time.Duration `name:"lock-validity" help:"Override the profile's lock_validity for the safety check (0 keeps the profile's)."`
+	SelfFenceTime   time.Duration `name:"self-fence-time" help:"Override the profile's self_fence_time."`
+	DriftMargin     time.Duration `name:"clock-drift-margin" help:"Override the profile's clock_drift_margin for the safety check."`
 	Device          string        `help:"Watchdog device to arm and feed, e.g. /dev/watchdog; it stops being fed when the guard fences, so the machine resets."`
 	DeviceTimeout   time.Duration `name:"device-timeout" help:"Set the device's timeout (whole seconds); 0 keeps the driver's."`
 	DeviceKeepalive time.Duration `name:"device-keepalive" default:"1s" help:"How often to feed the device."`
@@ -58,6 +62,18 @@ func (c *GuardCmd) config(logger *slog.Logger) (fence.GuardConfig, error) {
 	}
 	if c.WatchdogTimeout != 0 {
 		timing.WatchdogTimeout = c.WatchdogTimeout
+	}
+	if c.LockTTL != 0 {
+		timing.LockTTL = c.LockTTL
+	}
+	if c.LockValidity != 0 {
+		timing.LockValidity = c.LockValidity
+	}
+	if c.SelfFenceTime != 0 {
+		timing.SelfFenceTime = c.SelfFenceTime
+	}
+	if c.DriftMargin != 0 {
+		timing.ClockDriftMargin = c.DriftMargin
 	}
 	warnings, err := timing.Validate()
 	if err != nil {

@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("start gossip: %w", err)
 	}
 
-	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket,
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(),
 		targets: &targets{set: map[fenceTarget]bool{}}, log: a.log}
 	ex, err := exec.New(exec.Config{
 		StateDir:     filepath.Join(cfg.DataDir, "services"),
@@ -126,6 +126,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("exec agent: %w", err)
 	}
 	a.exec = ex
+	a.n.killAll = ex.KillAll
 	adopted, err := ex.Adopt(ctx)
 	if err != nil {
 		a.log.Warn("adopting running services failed", "err", err)
@@ -350,8 +351,11 @@ func (a *Agent) ensureGuard(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find own executable to start the guard: %w", err)
 	}
+	t := a.cfg.Timing
 	args := []string{"guard", "--socket", sock, "--timing", a.cfg.TimingProfile,
-		"--watchdog-timeout", a.cfg.Timing.WatchdogTimeout.String()}
+		"--watchdog-timeout", t.WatchdogTimeout.String(), "--lock-ttl", t.LockTTL.String(),
+		"--lock-validity", t.LockValidity.String(), "--self-fence-time", t.SelfFenceTime.String(),
+		"--clock-drift-margin", t.ClockDriftMargin.String()}
 	if a.cfg.WatchdogDevice != "" {
 		args = append(args, "--device", a.cfg.WatchdogDevice)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -271,6 +272,23 @@ func (c *Config) validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log_format %q: expected text or json", c.LogFormat)
+	}
+	for _, a := range []struct{ key, addr string }{{"gossip_addr", c.GossipAddr}, {"raft_addr", c.RaftAddr}} {
+		host, port, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			return fmt.Errorf("%s %q: expected host:port: %w", a.key, a.addr, err)
+		}
+		if _, err := strconv.Atoi(port); err != nil {
+			return fmt.Errorf("%s %q: port %q is not a number", a.key, a.addr, port)
+		}
+		if ip := net.ParseIP(host); ip == nil {
+			return fmt.Errorf("%s %q: %q is not an IP address", a.key, a.addr, host)
+		} else if ip.IsUnspecified() && c.AdvertiseIP == "" {
+			return fmt.Errorf("advertise_ip: required when %s binds to %s (other nodes cannot dial an unspecified address)", a.key, host)
+		}
+	}
+	if c.AdvertiseIP != "" && net.ParseIP(c.AdvertiseIP) == nil {
+		return fmt.Errorf("advertise_ip %q: not an IP address", c.AdvertiseIP)
 	}
 	if c.EncryptKey == "" && !c.Insecure {
 		return fmt.Errorf("encrypt_key: required (create one with `haxd keygen`), or set insecure = true for local tests")

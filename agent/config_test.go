@@ -15,6 +15,7 @@ func TestParseConfig(t *testing.T) {
 	cfg := DefaultConfig()
 	src := `# haxd agent config
 node_name = node1
+advertise_ip = 10.0.0.1
 data_dir = "/tmp/haxd data"
 join = 10.0.0.2:7946, 10.0.0.3:7946
 bootstrap_expect = 3
@@ -71,10 +72,14 @@ func TestFinishRejects(t *testing.T) {
 		{"unsafe ttl", func(c *Config) { c.LockTTL = d("2s") }, "must be less than lock_ttl (2s)", true},
 		{"bad profile", func(c *Config) { c.TimingProfile = "warp" }, `unknown timing profile "warp"`, false},
 		{"bad policy", func(c *Config) { c.ShutdownPolicy = "panic" }, `shutdown_policy "panic"`, false},
+		{"unspecified bind without advertise_ip", func(c *Config) { c.AdvertiseIP = "" }, "advertise_ip: required when gossip_addr binds to 0.0.0.0", false},
+		{"bad advertise_ip", func(c *Config) { c.AdvertiseIP = "node1.lan" }, `advertise_ip "node1.lan": not an IP address`, false},
+		{"gossip host name", func(c *Config) { c.GossipAddr = "node1:7946" }, `gossip_addr "node1:7946": "node1" is not an IP address`, false},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
 		cfg.NodeName = "node1"
+		cfg.AdvertiseIP = "10.0.0.1"
 		cfg.EncryptKey = goodKey
 		tt.mutate(&cfg)
 		_, err := cfg.Finish()

@@ -29,10 +29,16 @@ type node struct {
 	agents      map[string]ha.ResourceAgent
 	log         *slog.Logger
 
-	// validUntil is the end of the own agent lock's validity in Unix
-	// nanoseconds: send time of the last acknowledged renewal plus
-	// Timing.LockValidity. The feeder feeds the guard only before it.
+	// base is the monotonic reference of validUntil.
+	base time.Time
+	// validUntil is the end of the own agent lock's validity, in
+	// nanoseconds since base on the monotonic clock: send time of the last
+	// acknowledged renewal plus Timing.LockValidity. The feeder feeds the
+	// guard only before it.
 	validUntil atomic.Int64
+	// killAll kills every local service at once; the last resort when the
+	// lock lapsed and the guard did not act (it died or hangs).
+	killAll func() error
 
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down
@@ -172,7 +178,7 @@ func (e *env) AcquireAgentLock(node string) bool {
 	sent := time.Now()
 	res, err := e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
 	if err == nil && node == e.n.name {
-		e.n.validUntil.Store(sent.Add(e.n.cfg.Timing.LockValidity).UnixNano())
+		e.n.validUntil.Store(int64(sent.Sub(e.n.base) + e.n.cfg.Timing.LockValidity))
 	}
 	if err != nil {
 		if !errors.Is(err, store.ErrLockHeld) {
@@ -206,6 +212,10 @@ func (e *env) WatchdogOpen() error {
 	if err != nil {
 		return fmt.Errorf("open guard handle: %w", err)
 	}
+	if err := cl.CheckTimeout(e.n.cfg.Timing.WatchdogTimeout); err != nil {
+		_ = cl.Close()
+		return err
+	}
 	t := e.n.targets
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -232,17 +242,32 @@ func (n *node) feedWhileValid(ctx context.Context, interval time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			if now.UnixNano() >= n.validUntil.Load() {
-				continue
-			}
+		case <-t.C:
+			now := int64(time.Since(n.base)) // monotonic
 			n.targets.mu.Lock()
 			cl := n.targets.cl
+			live := len(n.targets.set)
 			n.targets.mu.Unlock()
-			if cl != nil {
+			if cl == nil {
+				continue
+			}
+			valid := n.validUntil.Load()
+			switch {
+			case now < valid:
 				if err := cl.Feed(); err != nil {
 					n.feedFailed(cl, err)
 				}
+			case now >= valid+int64(n.cfg.Timing.WatchdogTimeout+n.cfg.Timing.SelfFenceTime) && live > 0 && n.killAll != nil:
+				// The guard should have killed everything by now. If it
+				// died or hangs, the agent does it itself (DESIGN.md:
+				// when its lock lapses, the LRM kills every service).
+				n.log.Error("agent lock lapsed and services may still run: killing every local service")
+				if err := n.killAll(); err != nil {
+					n.log.Error("killing local services failed", "err", err)
+				}
+				n.targets.mu.Lock()
+				clear(n.targets.set)
+				n.targets.mu.Unlock()
 			}
 		}
 	}

@@ -11,7 +11,7 @@
 // ha.PVETiming a round is 20 s and a daemon step costs 1 s, exactly as in
 // PVE; in general a round is 2×CRMRound, shortened to half the watchdog
 // timeout when a full round would let a healthy daemon's watchdog run out
-// (ha.FastTiming: 0.4 s rounds, 20 ms steps). A step costs 1/20 round,
+// (ha.FastTiming: 0.5 s rounds, 25 ms steps). A step costs 1/20 round,
 // cmdlist steps run every 5 rounds, `delay N` waits N step units, the run
 // ends 25 rounds after the last command and is forced to end after 500
 // rounds. Lock TTL, watchdog timeout and fence delay come from the timing.
