@@ -263,23 +263,27 @@ func (a *Agent) membership(ctx context.Context) {
 	}
 	for {
 		if a.inRaftConfig() {
+			a.markMember()
 			return
 		}
 		members := a.n.gossip.Members()
 		var peers []store.Peer
+		clusterExists := false
 		for _, m := range members {
 			if m.State == gossip.StateOnline && m.RaftAddr != "" {
 				peers = append(peers, store.Peer{ID: m.Name, Addr: m.RaftAddr})
+				clusterExists = clusterExists || m.Tags[tagMember] == "1"
 			}
 		}
 		slices.SortFunc(peers, func(x, y store.Peer) int { return strings.Compare(x.ID, y.ID) })
 		switch {
-		case a.cfg.BootstrapExpect > 0 && !a.n.store.HadState() && len(peers) >= a.cfg.BootstrapExpect && peers[0].ID == a.cfg.NodeName:
+		case a.cfg.BootstrapExpect > 0 && !clusterExists && !a.n.store.HadState() && len(peers) >= a.cfg.BootstrapExpect && peers[0].ID == a.cfg.NodeName:
 			if err := a.n.store.Bootstrap(peers...); err != nil {
 				a.log.Warn("bootstrap failed", "err", err)
 			} else {
 				a.log.Info("bootstrapped the cluster", "peers", len(peers))
 				a.seedDatacenter(ctx)
+				a.markMember()
 				return
 			}
 		default:
@@ -292,6 +296,7 @@ func (a *Agent) membership(ctx context.Context) {
 				cancel()
 				if err == nil {
 					a.log.Info("joined the cluster", "via", p.ID)
+					a.markMember()
 					return
 				}
 			}
@@ -299,6 +304,18 @@ func (a *Agent) membership(ctx context.Context) {
 		if !sleepCtx(ctx, 500*time.Millisecond) {
 			return
 		}
+	}
+}
+
+// tagMember is gossiped once a node belongs to a raft cluster, so that a
+// new node started with bootstrap_expect never bootstraps a second cluster
+// beside an existing one: it joins instead.
+const tagMember = "member"
+
+func (a *Agent) markMember() {
+	tags := map[string]string{gossip.TagVersion: Version, gossip.TagRaft: a.n.store.Addr(), gossip.TagAPI: a.cfg.APISocket, tagMember: "1"}
+	if err := a.n.gossip.SetTags(tags); err != nil {
+		a.log.Warn("gossip tags", "err", err)
 	}
 }
 
