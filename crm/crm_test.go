@@ -188,7 +188,11 @@ func BenchmarkManageRound(b *testing.B) { benchmarkManageRound(b, false) }
 // the cost of the state machine alone.
 func BenchmarkManageRoundBasic(b *testing.B) { benchmarkManageRound(b, true) }
 
-func benchmarkManageRound(b *testing.B, basic bool) {
+func benchmarkManageRound(b *testing.B, basic bool) { benchmarkManageRoundWith(b, basic, nil) }
+
+// benchmarkManageRoundWith measures a round of 50 nodes and 2,000 started
+// services after setup (if any) changed the environment.
+func benchmarkManageRoundWith(b *testing.B, basic bool, setup func(e *fakeEnv, nodes []string)) {
 	nodes := make([]string, 50)
 	for i := range nodes {
 		nodes[i] = fmt.Sprintf("node%02d", i+1)
@@ -197,6 +201,9 @@ func benchmarkManageRound(b *testing.B, basic bool) {
 	for i := 0; i < 2000; i++ {
 		sid := ha.SID(fmt.Sprintf("vm:%d", 1000+i))
 		e.addService(sid, nodes[i%len(nodes)], ha.RequestStarted)
+	}
+	if setup != nil {
+		setup(e, nodes)
 	}
 	var c *CRM
 	if basic {

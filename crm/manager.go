@@ -35,6 +35,11 @@ type manager struct {
 	// pendingCmds are CRM commands the daemon read before this manager
 	// existed; they are processed before the queue of the first round.
 	pendingCmds []string
+	// sids caches the sorted keys of services between rounds (sortedSIDs).
+	sids []ha.SID
+	// written is the service table of the last written manager status:
+	// deep copies that the manager never modifies (writeStatus).
+	written map[ha.SID]*ha.ServiceStatus
 
 	// Per round.
 	now       time.Time
@@ -250,9 +255,9 @@ func (m *manager) addRemoveServices() {
 // until a pass changes nothing. With deferred set, only those services take
 // part (deferred disarm, §8.7).
 func (m *manager) fixpoint(deferred map[ha.SID]bool) {
-	sids := slices.Sorted(maps.Keys(m.services))
+	sids := m.sortedSIDs()
 	if deferred != nil {
-		sids = slices.DeleteFunc(sids, func(s ha.SID) bool { return !deferred[s] })
+		sids = slices.DeleteFunc(slices.Clone(sids), func(s ha.SID) bool { return !deferred[s] })
 	}
 	for {
 		repeat := false
@@ -307,8 +312,26 @@ func (m *manager) fixpoint(deferred map[ha.SID]bool) {
 	}
 }
 
+// sortedSIDs returns the SIDs of the service table, sorted. The slice is
+// kept between rounds and sorted again only when the set of SIDs changed;
+// callers must not modify it.
+func (m *manager) sortedSIDs() []ha.SID {
+	if len(m.sids) == len(m.services) && !slices.ContainsFunc(m.sids, func(sid ha.SID) bool {
+		_, ok := m.services[sid]
+		return !ok
+	}) {
+		// Same size and every cached SID present: the same set.
+		return m.sids
+	}
+	m.sids = slices.Sorted(maps.Keys(m.services))
+	return m.sids
+}
+
 // writeStatus writes the manager status (§3.6 step 12). The written value
-// is a deep copy, so later rounds cannot change what was written.
+// is a deep copy, so later rounds cannot change what was written. A service
+// whose status equals its last written copy shares that copy: the manager
+// never modifies a written copy, and the comparison is against its content
+// at this write, so the written table always equals the service table.
 func (m *manager) writeStatus() error {
 	ms := &ha.ManagerStatus{
 		MasterNode:    m.env.NodeName(),
@@ -317,8 +340,13 @@ func (m *manager) writeStatus() error {
 		ServiceStatus: make(map[ha.SID]*ha.ServiceStatus, len(m.services)),
 	}
 	for sid, sd := range m.services {
-		ms.ServiceStatus[sid] = sd.Clone()
+		if w := m.written[sid]; w != nil && sameStatus(w, sd) {
+			ms.ServiceStatus[sid] = w
+		} else {
+			ms.ServiceStatus[sid] = sd.Clone()
+		}
 	}
+	m.written = ms.ServiceStatus
 	for n, r := range m.nodeRequest {
 		if r != nil && *r != (ha.NodeRequest{}) {
 			if ms.NodeRequest == nil {
@@ -333,6 +361,24 @@ func (m *manager) writeStatus() error {
 		ms.Disarm = &d
 	}
 	return m.env.WriteManagerStatus(ms)
+}
+
+// sameStatus reports whether a and b hold the same service status, pointed-to
+// values and failed nodes included (nil and empty failed nodes are equal, as
+// ServiceStatus.Clone makes them). TestSameStatusCoversEveryField keeps it in
+// step with ha.ServiceStatus.
+func sameStatus(a, b *ha.ServiceStatus) bool {
+	return a.State == b.State && a.Node == b.Node && a.UID == b.UID && a.Target == b.Target &&
+		a.Running == b.Running && a.MaintenanceNode == b.MaintenanceNode &&
+		samePtr(a.Timeout, b.Timeout) && samePtr(a.Cmd, b.Cmd) && slices.Equal(a.FailedNodes, b.FailedNodes)
+}
+
+// samePtr reports whether a and b are both nil or point to equal values.
+func samePtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // setNodeState changes a node state, logging the change (§6.1).

@@ -115,7 +115,7 @@ func (s *Scheduler) rebalanceCandidates(withCriteria bool) ([]*rebalanceCandidat
 	for i, n := range u.online {
 		index[n] = i
 	}
-	for _, sid := range slices.Sorted(maps.Keys(s.services)) {
+	for _, sid := range s.sortedServices() {
 		sd := s.services[sid]
 		if sd.State != ha.StateStarted {
 			continue

@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -71,10 +72,10 @@ type Scheduler struct {
 	opts Options
 
 	// compiled rules and their inputs
-	fingerprint string
-	ruleSet     *RuleSet
-	compiled    *Compiled
-	failback    map[ha.SID]bool
+	inputs   *compileInputs
+	ruleSet  *RuleSet
+	compiled *Compiled
+	failback map[ha.SID]bool
 
 	// scheduler mode as configured (raw) and whether any was seen yet
 	mode     string
@@ -88,6 +89,8 @@ type Scheduler struct {
 	crs        ha.CRSOptions
 	stats      StatsSource
 	usage      *usage
+	// sids caches the sorted keys of services (sortedServices).
+	sids []ha.SID
 }
 
 // New returns a Scheduler for a freshly elected CRM master.
@@ -168,6 +171,21 @@ func (s *Scheduler) Prepare(r Round) []LogLine {
 	return out
 }
 
+// sortedServices returns the SIDs of the service table, sorted. The slice
+// is kept and sorted again only when the set of SIDs changed; callers must
+// not modify it.
+func (s *Scheduler) sortedServices() []ha.SID {
+	if len(s.sids) == len(s.services) && !slices.ContainsFunc(s.sids, func(sid ha.SID) bool {
+		_, ok := s.services[sid]
+		return !ok
+	}) {
+		// Same size and every cached SID present: the same set.
+		return s.sids
+	}
+	s.sids = slices.Sorted(maps.Keys(s.services))
+	return s.sids
+}
+
 // KnownNodes returns the known nodes, sorted.
 func (s *Scheduler) KnownNodes() []string { return slices.Sorted(maps.Keys(s.nodeStatus)) }
 
@@ -192,13 +210,22 @@ func (s *Scheduler) rebuildUsage() []LogLine {
 		mode = ModeBasic
 	}
 	online := s.OnlineNodes()
+	if mode == ModeBasic && s.usage != nil && s.usage.mode == ModeBasic && slices.Equal(s.usage.online, online) {
+		// The basic model depends on nothing but the online nodes and the
+		// service table: bring last round's model up to date instead of
+		// rebuilding it.
+		s.usage.syncBasic(s.services)
+		return out
+	}
 	u, err := newUsage(mode, online, s.stats)
 	if err != nil {
 		out = append(out, warn("fallback to 'basic' scheduler mode, init for '%s' failed - %v", mode, err))
 		u, _ = newUsage(ModeBasic, online, nil)
 	}
 	s.usage = u
-	for _, sid := range slices.Sorted(maps.Keys(s.services)) {
+	sids := s.sortedServices()
+	u.slab = make([]usageEntry, len(sids))
+	for _, sid := range sids {
 		if w := u.add(sid, s.services[sid], s.stats); w != "" {
 			out = append(out, warn("%s", w))
 		}
@@ -206,31 +233,64 @@ func (s *Scheduler) rebuildUsage() []LogLine {
 	return out
 }
 
-// ruleFingerprint identifies the inputs of a rules compilation: the rules
-// and groups text, the known nodes and the resources config.
-func ruleFingerprint(r Round, known []string) string {
-	var b strings.Builder
-	b.WriteString(digest(r.Rules))
-	b.WriteString("|")
-	b.WriteString(digest(r.Groups))
-	b.WriteString("|")
-	b.WriteString(strings.Join(known, ","))
-	for _, sid := range slices.Sorted(maps.Keys(r.Resources)) {
-		cd := r.Resources[sid]
+// resourceKey is the part of a resource's configuration that a rules
+// compilation reads: every configured property except the location, which
+// lives outside the resources config in PVE.
+type resourceKey struct {
+	requested               ha.RequestedState
+	maxRestart, maxRelocate int
+	failback                bool
+	group, comment          string
+}
+
+func resourceKeyOf(cd *ha.ResourceConfig) resourceKey {
+	return resourceKey{requested: cd.Requested(), maxRestart: cd.MaxRestart, maxRelocate: cd.MaxRelocate,
+		failback: cd.Failback, group: cd.Group, comment: cd.Comment}
+}
+
+// compileInputs are the inputs of a rules compilation: the rules and groups
+// text, the known nodes and the resources config (nil entries are not
+// configured). A round whose inputs equal the last compilation's reuses it;
+// the comparison is exact and costs one map lookup per resource, with no
+// formatting or sorting.
+type compileInputs struct {
+	rules, groups []byte
+	known         []string
+	resources     map[ha.SID]resourceKey
+}
+
+func newCompileInputs(r Round, known []string) *compileInputs {
+	in := &compileInputs{rules: slices.Clone(r.Rules), groups: slices.Clone(r.Groups), known: known,
+		resources: make(map[ha.SID]resourceKey, len(r.Resources))}
+	for sid, cd := range r.Resources {
+		if cd != nil {
+			in.resources[sid] = resourceKeyOf(cd)
+		}
+	}
+	return in
+}
+
+// matches reports whether r and known are the inputs in.
+func (in *compileInputs) matches(r Round, known []string) bool {
+	if !bytes.Equal(in.rules, r.Rules) || !bytes.Equal(in.groups, r.Groups) || !slices.Equal(in.known, known) {
+		return false
+	}
+	n := 0
+	for sid, cd := range r.Resources {
 		if cd == nil {
 			continue
 		}
-		// every configured property except the location, which lives
-		// outside the resources config in PVE
-		fmt.Fprintf(&b, "|%s:%s:%d:%d:%t:%q:%q", sid, cd.Requested(), cd.MaxRestart, cd.MaxRelocate, cd.Failback, cd.Group, cd.Comment)
+		n++
+		if k, ok := in.resources[sid]; !ok || k != resourceKeyOf(cd) {
+			return false
+		}
 	}
-	return b.String()
+	return n == len(in.resources)
 }
 
 func (s *Scheduler) recompile(r Round) []LogLine {
 	known := s.KnownNodes()
-	fp := ruleFingerprint(r, known)
-	if s.ruleSet != nil && fp == s.fingerprint {
+	if s.ruleSet != nil && s.inputs != nil && s.inputs.matches(r, known) {
 		return nil
 	}
 	var out []LogLine
@@ -247,7 +307,7 @@ func (s *Scheduler) recompile(r Round) []LogLine {
 	for _, l := range drops {
 		out = append(out, info("%s", l))
 	}
-	s.fingerprint, s.ruleSet, s.failback = fp, canon, failback
+	s.inputs, s.ruleSet, s.failback = newCompileInputs(r, known), canon, failback
 	s.compiled = Compile(canon, known)
 	return out
 }
@@ -289,35 +349,42 @@ func (s *Scheduler) ServiceChanged(sid ha.SID) []LogLine {
 }
 
 // partnerNodes computes, over online nodes, the positive-partner counts and
-// the nodes blocked by negative partners of sid (placement.md §4.2).
+// the nodes blocked by negative partners of sid (placement.md §4.2). The
+// maps are nil (read as empty) when sid has no partners of that kind.
 func (s *Scheduler) partnerNodes(sid ha.SID, isOnline map[string]bool) (together map[string]int, separate map[string]bool) {
-	together, separate = map[string]int{}, map[string]bool{}
-	for _, p := range slices.Sorted(maps.Keys(s.compiled.Positive[sid])) {
-		cur, tgt := usedNodes(s.services[p], isOnline)
-		if tgt != "" {
-			together[tgt]++
-		} else if cur != "" {
-			together[cur]++
+	if pos := s.compiled.Positive[sid]; len(pos) > 0 {
+		together = map[string]int{}
+		for _, p := range slices.Sorted(maps.Keys(pos)) {
+			cur, tgt := usedNodes(s.services[p], isOnline)
+			if tgt != "" {
+				together[tgt]++
+			} else if cur != "" {
+				together[cur]++
+			}
 		}
 	}
-	for _, p := range slices.Sorted(maps.Keys(s.compiled.Negative[sid])) {
-		cur, tgt := usedNodes(s.services[p], isOnline)
-		if cur != "" {
-			separate[cur] = true
-		}
-		if tgt != "" {
-			separate[tgt] = true
+	if neg := s.compiled.Negative[sid]; len(neg) > 0 {
+		separate = map[string]bool{}
+		for _, p := range slices.Sorted(maps.Keys(neg)) {
+			cur, tgt := usedNodes(s.services[p], isOnline)
+			if cur != "" {
+				separate[cur] = true
+			}
+			if tgt != "" {
+				separate[tgt] = true
+			}
 		}
 	}
 	return together, separate
 }
 
 // priorityClass returns the online nodes sid may use (allowed) and those of
-// its highest online priority class (pri), placement.md §6.2 step 2.
+// its highest online priority class (pri), placement.md §6.2 step 2. Without
+// a node-affinity rule both are online itself: callers must not modify them.
 func (s *Scheduler) priorityClass(sid ha.SID, online []string) (allowed, pri []string) {
 	na, ok := s.compiled.NodeAffinity[sid]
 	if !ok {
-		return online, slices.Clone(online)
+		return online, online
 	}
 	best := 0
 	for _, n := range online {
@@ -348,16 +415,29 @@ func (s *Scheduler) Select(sid ha.SID, pref Preference) (string, []LogLine) {
 	}
 	online := s.usage.online
 	isOnline := s.usage.isOnline
+	current := sd.Node
+	if pref == PreferNone && isOnline[current] && len(s.compiled.Positive[sid]) == 0 && len(s.compiled.Negative[sid]) == 0 {
+		if _, ok := s.compiled.NodeAffinity[sid]; !ok {
+			// The common case, and exactly what the steps below give for
+			// it: without rules allowed and pri are the online nodes,
+			// which include current, and no partner counts or blocks.
+			if s.Failback(sid) && sd.MaintenanceNode != "" && isOnline[sd.MaintenanceNode] {
+				return sd.MaintenanceNode, nil
+			}
+			return current, nil
+		}
+	}
 	allowed, pri := s.priorityClass(sid, online)
 	if len(pri) == 0 {
 		return "", nil
 	}
 	together, separate := s.partnerNodes(sid, isOnline)
-	current := sd.Node
 	if pref == PreferNone && !s.Failback(sid) && slices.Contains(allowed, current) &&
 		(together[current] > 0 || !separate[current]) {
 		return current, nil
 	}
+	// pri may be online itself: work on a copy from here on.
+	pri = slices.Clone(pri)
 	if pref == PreferTryNext {
 		pri = slices.DeleteFunc(pri, func(n string) bool { return slices.Contains(sd.FailedNodes, n) })
 	}

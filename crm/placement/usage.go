@@ -50,6 +50,8 @@ type usage struct {
 	services map[ha.SID]*usageEntry
 	// cache holds loads(false) and loads(true) until the next change.
 	cache [2][]nodeLoad
+	// slab holds unused entries, allocated together for a rebuild.
+	slab []usageEntry
 }
 
 // usedNodes returns the online nodes sd is counted on (§7.1): its current
@@ -123,11 +125,8 @@ func newUsage(mode string, online []string, stats StatsSource) (*usage, error) {
 // service's stats are missing in static/dynamic mode (it is then counted for
 // nothing but its positions).
 func (u *usage) add(sid ha.SID, sd *ha.ServiceStatus, stats StatsSource) string {
-	cur, tgt := usedNodes(sd, u.isOnline)
-	e := &usageEntry{current: cur, target: tgt, hasStats: true}
-	if sd != nil {
-		e.running = (sd.State == ha.StateStarted && sd.Running) || (sd.State != ha.StateStarted && cur != "")
-	}
+	e := u.entry(sd)
+	cur, tgt := e.current, e.target
 	u.services[sid] = e
 	u.cache = [2][]nodeLoad{}
 	if cur == "" && tgt == "" {
@@ -151,6 +150,53 @@ func (u *usage) add(sid ha.SID, sd *ha.ServiceStatus, stats StatsSource) string 
 		}
 	}
 	return ""
+}
+
+// entry returns the positions and running flag of sd as add accounts
+// them, with hasStats set and no stats.
+func (u *usage) entry(sd *ha.ServiceStatus) *usageEntry {
+	cur, tgt, running := u.position(sd)
+	var e *usageEntry
+	if len(u.slab) > 0 {
+		e, u.slab = &u.slab[0], u.slab[1:]
+	} else {
+		e = &usageEntry{}
+	}
+	*e = usageEntry{current: cur, target: tgt, running: running, hasStats: true}
+	return e
+}
+
+// position returns the online nodes sd is counted on (usedNodes) and its
+// dynamic-mode running flag (§7.1).
+func (u *usage) position(sd *ha.ServiceStatus) (current, target string, running bool) {
+	current, target = usedNodes(sd, u.isOnline)
+	if sd != nil {
+		running = (sd.State == ha.StateStarted && sd.Running) || (sd.State != ha.StateStarted && current != "")
+	}
+	return current, target, running
+}
+
+// syncBasic brings a basic-mode model up to date with services, as if it
+// had been rebuilt from them: it re-adds only the services whose positions
+// or running flag changed and forgets the ones no longer present. In basic
+// mode add never warns and only counts positions, so the order of the
+// changes does not matter and the result equals a fresh rebuild.
+func (u *usage) syncBasic(services map[ha.SID]*ha.ServiceStatus) {
+	for sid := range u.services {
+		if _, ok := services[sid]; !ok {
+			u.remove(sid)
+		}
+	}
+	for sid, sd := range services {
+		if e, ok := u.services[sid]; ok {
+			cur, tgt, running := u.position(sd)
+			if e.current == cur && e.target == tgt && e.running == running && e.hasStats {
+				continue
+			}
+			u.remove(sid)
+		}
+		u.add(sid, sd, nil)
+	}
 }
 
 // remove forgets sid.
