@@ -86,7 +86,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	for _, n := range c.Nodes {
 		n.args = []string{"agent", "--node-name", n.Name, "--data-dir", n.DataDir, "--gossip-addr", n.Gossip,
 			"--raft-addr", n.Raft, "--api-socket", n.Socket, "--encrypt-key", key, "--timing", opts.Timing,
-			"--bootstrap-expect", strconv.Itoa(opts.Nodes), "--join", c.Nodes[0].Gossip}
+			"--bootstrap-expect", strconv.Itoa(opts.Nodes)}
+		// Join every other node, never only node1: a restarted node1 that
+		// joined just itself would stay alone in its gossip view.
+		for _, o := range c.Nodes {
+			if o != n {
+				n.args = append(n.args, "--join", o.Gossip)
+			}
+		}
 		for _, kv := range opts.Extra {
 			n.args = append(n.args, "--set", kv)
 		}
@@ -185,13 +192,22 @@ func (n *Node) Exited() bool {
 	}
 }
 
-// GuardPID returns the pid of n's guard process, or 0.
+// GuardPID returns the pid of n's guard process, or 0 when it is not
+// running.
 func (n *Node) GuardPID() int {
 	b, err := os.ReadFile(filepath.Join(n.DataDir, "guard.pid"))
 	if err != nil {
 		return 0
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		return 0
+	}
+	// guard.pid outlives the guard; its pid may belong to anything now.
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !slices.Contains(strings.Split(string(cmd), "\x00"), filepath.Join(n.DataDir, "guard.sock")) {
+		return 0
+	}
 	return pid
 }
 
@@ -201,11 +217,23 @@ func (c *Cluster) ServicePGIDs(n *Node) []int {
 	runs, _ := invariant.Load(c.HeartbeatDir)
 	var out []int
 	for _, r := range runs {
-		if r.Node == n.Name && syscall.Kill(r.PID, 0) == nil {
+		if r.Node == n.Name && c.ours(r.PID) {
 			out = append(out, r.PID)
 		}
 	}
 	return out
+}
+
+// ours reports whether pid is alive and still a demo service of this
+// cluster: pids of old runs get reused, and signalling a reused pid's
+// process group could hit anything on the machine.
+func (c *Cluster) ours(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(b), "\x00")
+	return slices.Contains(args, "demo-service") && slices.Contains(args, c.HeartbeatDir)
 }
 
 // KillNode kills n the hard way: agent, guard and every service, with
@@ -249,11 +277,25 @@ func (c *Cluster) StopAgent(n *Node, timeout time.Duration) error {
 	}
 }
 
-// Pause sends SIGSTOP to n's agent; Resume sends SIGCONT.
-func (c *Cluster) Pause(n *Node) { syscall.Kill(n.AgentPID(), syscall.SIGSTOP) }
+// Pause sends SIGSTOP to n's agent; Resume sends SIGCONT. Both do nothing
+// when the agent is not running (a pid of 0 would signal the caller's own
+// process group).
+func (c *Cluster) Pause(n *Node) {
+	if pid := n.AgentPID(); pid > 0 {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+}
 
 // Resume continues a paused agent.
-func (c *Cluster) Resume(n *Node) { syscall.Kill(n.AgentPID(), syscall.SIGCONT) }
+func (c *Cluster) Resume(n *Node) {
+	if pid := n.AgentPID(); pid > 0 {
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+}
+
+// WaitReady waits until n's API answers (at most 20 s), e.g. after
+// StartAgent restarted it.
+func (c *Cluster) WaitReady(ctx context.Context, n *Node) error { return c.waitSocket(ctx, n) }
 
 // AddDemoService adds an exec service that runs `haxd demo-service` on node.
 func (c *Cluster) AddDemoService(ctx context.Context, via *Node, sid, node string) error {
@@ -310,11 +352,15 @@ func (c *Cluster) Destroy() {
 	for _, n := range c.Nodes {
 		c.KillNode(n)
 	}
-	// Services adopted or restarted after the heartbeat scan: kill anything
-	// left that recorded a heartbeat.
-	runs, _ := invariant.Load(c.HeartbeatDir)
-	for _, r := range runs {
-		syscall.Kill(-r.PID, syscall.SIGKILL)
+	// Services started after the heartbeat scan, some maybe before their
+	// first heartbeat: kill every process left that runs a demo service of
+	// this cluster (each leads its own session).
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && c.ours(pid) {
+			syscall.Kill(-pid, syscall.SIGKILL)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
