@@ -100,6 +100,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	gcfg.APIAddr = cfg.APISocket
 	gcfg.Tags = map[string]string{gossip.TagVersion: Version}
 	gcfg.Insecure = cfg.Insecure
+	// serf's snapshot lets a restarted agent rejoin the members it knew,
+	// even when its join list names only itself.
+	gcfg.SnapshotPath = filepath.Join(cfg.DataDir, "serf.snapshot")
 	if cfg.EncryptKey != "" {
 		key, err := gossip.ParseKey(cfg.EncryptKey)
 		if err != nil {
@@ -249,18 +252,7 @@ func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- s
 // there is no state yet; otherwise ask the members to add this node until
 // it is part of the configuration.
 func (a *Agent) membership(ctx context.Context) {
-	if len(a.cfg.Join) > 0 {
-		for {
-			if _, err := a.n.gossip.Join(a.cfg.Join); err == nil {
-				break
-			} else {
-				a.log.Warn("gossip join failed, retrying", "join", a.cfg.Join, "err", err)
-			}
-			if !sleepCtx(ctx, time.Second) {
-				return
-			}
-		}
-	}
+	go a.rejoin(ctx)
 	for {
 		if a.inRaftConfig() {
 			a.markMember()
@@ -317,6 +309,40 @@ func (a *Agent) markMember() {
 	if err := a.n.gossip.SetTags(tags); err != nil {
 		a.log.Warn("gossip tags", "err", err)
 	}
+}
+
+// rejoin keeps this node in gossip: whenever no other member is alive in
+// its view (at start, or after a restart in which the others forgot it),
+// it joins the configured addresses again, its own address excluded.
+func (a *Agent) rejoin(ctx context.Context) {
+	var addrs []string
+	for _, j := range a.cfg.Join {
+		if j != a.cfg.GossipAddr && j != a.n.gossip.LocalAddr() {
+			addrs = append(addrs, j)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	for {
+		if !a.othersAlive() {
+			if _, err := a.n.gossip.Join(addrs); err != nil {
+				a.log.Warn("gossip join failed, retrying", "join", addrs, "err", err)
+			}
+		}
+		if !sleepCtx(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+func (a *Agent) othersAlive() bool {
+	for _, m := range a.n.gossip.Members() {
+		if m.Name != a.cfg.NodeName && m.State == gossip.StateOnline {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) inRaftConfig() bool {
