@@ -26,8 +26,9 @@ type SimRunCmd struct {
 	Dir       string `arg:"" help:"Scenario directory."`
 }
 
-// Run replays the scenario; it exits with status 2 when the scenario
-// cannot be loaded and 1 when the simulation ended with an error.
+// Run replays the scenario; it exits with status 2 when the scenario is
+// bad (it cannot be loaded, or a command is malformed or unknown) and 1
+// when the invariant check failed.
 func (c *SimRunCmd) Run() error {
 	if code := c.run(os.Stdout, os.Stderr); code != 0 {
 		os.Exit(code)
@@ -64,10 +65,11 @@ func (c *SimRunCmd) run(stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "simulated %v, %d log lines, %d services\n", res.End, res.Lines, len(res.ManagerStatus.ServiceStatus))
 	}
 	if res.Err != nil {
-		if errors.Is(res.Err, sim.ErrInvariant) || !c.Quiet {
-			fmt.Fprintln(stderr, "haxd sim run:", res.Err)
+		fmt.Fprintln(stderr, "haxd sim run:", res.Err)
+		if errors.Is(res.Err, sim.ErrInvariant) {
+			return 1 // haxd broke its one rule
 		}
-		return 1
+		return 2 // the scenario is at fault: a malformed or unknown command
 	}
 	return 0
 }

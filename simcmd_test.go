@@ -39,7 +39,7 @@ func TestSimRunExitCodes(t *testing.T) {
 			"service_config": `{"xx:101": {"node": "node1"}}`}, 2, `invalid service id "xx:101"`},
 		{"bad power value", map[string]string{"cmdlist": simTestCmdlist,
 			"hardware_status": `{"node1": {"power": "maybe"}}`}, 2, `hardware_status: node node1: field power: expected "on" or "off", found "maybe"`},
-		{"fatal command", map[string]string{"cmdlist": `[["power node1 on"], ["power node1 sideways"]]`}, 1, "unknown action"},
+		{"fatal command", map[string]string{"cmdlist": `[["power node1 on"], ["power node1 sideways"]]`}, 2, "unknown action"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
