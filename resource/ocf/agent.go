@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"haxd/ha"
+	"haxd/resource"
 )
 
 // Type is the resource type this agent handles ("ocf:<name>" SIDs).
@@ -91,26 +92,15 @@ type DirSpecs string
 
 // Spec reads and parses the spec file of sid.
 func (d DirSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	name := sid.Name()
-	if name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
-		return Spec{}, fmt.Errorf("ocf spec of %s: name %q cannot be a file name", sid, name)
+	p, b, err := resource.ReadSpecFile(string(d), "ocf", sid)
+	if err != nil {
+		return Spec{}, err
 	}
-	for _, ext := range []string{".json", ".conf"} {
-		p := filepath.Join(string(d), name+ext)
-		b, err := os.ReadFile(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return Spec{}, fmt.Errorf("ocf spec of %s: %w", sid, err)
-		}
-		s, err := ParseSpec(b)
-		if err != nil {
-			return Spec{}, fmt.Errorf("%s: %w", p, err)
-		}
-		return s, nil
+	s, err := ParseSpec(b)
+	if err != nil {
+		return Spec{}, fmt.Errorf("%s: %w", p, err)
 	}
-	return Spec{}, fmt.Errorf("ocf spec of %s: no %s.json or %s.conf in %s: %w", sid, name, name, string(d), fs.ErrNotExist)
+	return s, nil
 }
 
 // Config configures an Agent.
