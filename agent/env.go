@@ -170,6 +170,13 @@ func (e *env) ReleaseManagerLock() bool {
 
 func (e *env) AcquireAgentLock(node string) bool {
 	ctx, cancel := e.ctx()
+	if v := e.n.cfg.Timing.LockValidity; node == e.n.name && v > 0 {
+		// A renewal that returns after the validity does not count (the
+		// LRM checks), so waiting longer (a dead leader that does not
+		// answer) only delays the next attempt with the new leader.
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), v)
+	}
 	defer cancel()
 	var term uint64
 	if node != e.n.name {
