@@ -23,6 +23,8 @@ import (
 	"haxd/ha"
 	"haxd/lrm"
 	"haxd/resource/exec"
+	"haxd/resource/ocf"
+	"haxd/resource/systemd"
 	"haxd/store"
 )
 
@@ -138,7 +140,22 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		a.n.targets.add(target(s.PGID, s.Cgroup))
 		a.log.Info("re-adopted running service", ha.KeySID, s.SID, "pid", s.PID)
 	}
-	a.n.agents = map[string]ha.ResourceAgent{"exec": movingAgent{ResourceAgent: ex, n: a.n}}
+	oc, err := ocf.New(ocf.Config{Specs: ocfSpecs{a.n}, RunDir: filepath.Join(cfg.DataDir, "ocf"), Logger: a.log.With("component", "ocf")})
+	if err != nil {
+		return fmt.Errorf("ocf agent: %w", err)
+	}
+	sd, err := systemd.New(systemd.Config{Logger: a.log.With("component", "systemd")})
+	if err != nil {
+		return fmt.Errorf("systemd agent: %w", err)
+	}
+	// The guard kills exec services (registered process groups and
+	// cgroups); ocf and systemd resources are stopped by the LRM and, on a
+	// self-fence, only by a hardware watchdog reset (docs/safety.md).
+	a.n.agents = map[string]ha.ResourceAgent{
+		"exec":    movingAgent{ResourceAgent: ex, n: a.n},
+		"ocf":     movingAgent{ResourceAgent: oc, n: a.n},
+		"systemd": movingAgent{ResourceAgent: sd, n: a.n},
+	}
 
 	go a.membership(life)
 

@@ -9,6 +9,7 @@ import (
 	"haxd/fence"
 	"haxd/ha"
 	"haxd/resource/exec"
+	"haxd/resource/ocf"
 )
 
 // targets is the set of process groups and cgroups the guard must kill when
@@ -88,9 +89,39 @@ func execSpecs(n *node) exec.SpecFunc {
 	}
 }
 
+// ocfSpecs reads an OCF resource's spec from the replicated resources
+// config.
+type ocfSpecs struct{ n *node }
+
+// Spec implements ocf.SpecSource.
+func (o ocfSpecs) Spec(_ context.Context, sid ha.SID) (ocf.Spec, error) {
+	cd := o.n.store.Resources()[sid]
+	if cd == nil || len(cd.Spec) == 0 {
+		return ocf.Spec{}, fmt.Errorf("resource %s has no ocf spec", sid)
+	}
+	spec, err := ocf.ParseSpec(cd.Spec)
+	if err != nil {
+		return ocf.Spec{}, fmt.Errorf("resource %s spec: %w", sid, err)
+	}
+	return spec, nil
+}
+
 // validateSpec checks a resource's spec before it is stored.
 func validateSpec(sid ha.SID, spec json.RawMessage) error {
 	switch sid.Type() {
+	case "ocf":
+		if len(spec) == 0 {
+			return fmt.Errorf("spec: an ocf resource needs a spec with an agent (provider:type)")
+		}
+		if _, err := ocf.ParseSpec(spec); err != nil {
+			return fmt.Errorf("spec: %w", err)
+		}
+		return nil
+	case "systemd":
+		if len(spec) != 0 {
+			return fmt.Errorf("spec: a systemd resource takes no spec; its name is the unit")
+		}
+		return nil
 	case "exec":
 		if len(spec) == 0 {
 			return fmt.Errorf("spec: an exec resource needs a spec with a command")
@@ -100,5 +131,5 @@ func validateSpec(sid ha.SID, spec json.RawMessage) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("sid %q: unknown resource type %q (known: exec)", sid, sid.Type())
+	return fmt.Errorf("sid %q: unknown resource type %q (known: exec, ocf, systemd)", sid, sid.Type())
 }
