@@ -84,6 +84,17 @@ func (c *AgentCmd) Run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go func() {
+		// The graceful shutdown waits for the CRM to freeze the services,
+		// which needs a master. A second signal exits at once, like a
+		// crash: the guard then fences this node's services.
+		<-ctx.Done()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
+		<-again
+		logger.Error("second signal during shutdown: exiting without a clean stop; the guard will fence")
+		os.Exit(1)
+	}()
 	agent.Version = version
 	return agent.Run(ctx, cfg, logger)
 }

@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(),
-		targets: &targets{set: map[fenceTarget]bool{}}, log: a.log}
+		targets: &targets{set: map[fence.Target]bool{}}, log: a.log}
 	ex, err := exec.New(exec.Config{
 		StateDir:     filepath.Join(cfg.DataDir, "services"),
 		CgroupParent: cfg.CgroupParent,
@@ -186,8 +186,6 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	a.log.Info("agent stopped")
 	return nil
 }
-
-type fenceTarget = fence.Target
 
 // detectNodeShutdown tells a node shutdown or reboot (systemd is stopping
 // the system) from a restart of the agent alone, and records it for the
