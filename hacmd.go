@@ -27,6 +27,7 @@ type HACmd struct {
 	NodeMaintenance HAMaintenanceCmd `cmd:"" name:"node-maintenance" help:"Enable or disable maintenance of a node."`
 	CRMCommand      HACRMCmd         `cmd:"" name:"crm-command" help:"Disarm or arm the whole HA stack."`
 	Rules           HARulesCmd       `cmd:"" help:"Show or replace the placement rules."`
+	Groups          HAGroupsCmd      `cmd:"" help:"Show or replace the legacy HA groups (migrated to rules by the CRM)."`
 	Node            HANodeCmd        `cmd:"" help:"Cluster node operations."`
 }
 
@@ -77,6 +78,7 @@ type HAAddCmd struct {
 	MaxRelocate *int     `name:"max-relocate" help:"Relocations after failed starts before entering error (default 1)."`
 	Failback    *bool    `help:"Move back to a higher-priority node when it returns (default true)."`
 	Comment     string   `help:"Free text."`
+	Group       string   `help:"Legacy HA group (see haxd ha groups); the CRM migrates it to a node-affinity rule."`
 	Spec        string   `help:"Type-specific definition as JSON (exec: {\"command\":...,\"args\":[...]})."`
 	Command     []string `arg:"" optional:"" passthrough:"" help:"For exec resources: the command and its arguments, after -- (shorthand for --spec)."`
 }
@@ -84,7 +86,7 @@ type HAAddCmd struct {
 // Run adds the resource.
 func (c *HAAddCmd) Run(h *HACmd) error {
 	req := api.AddResourceRequest{SID: c.SID, Node: c.Node, State: c.State, MaxRestart: c.MaxRestart,
-		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment}
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group}
 	switch {
 	case c.Spec != "" && len(c.Command) > 0:
 		return fmt.Errorf("--spec and a command after -- are mutually exclusive")
@@ -130,6 +132,7 @@ type HASetCmd struct {
 	MaxRelocate *int    `name:"max-relocate" help:"Relocations after failed starts."`
 	Failback    *bool   `help:"Fail back to higher-priority nodes."`
 	Comment     *string `help:"Free text."`
+	Group       *string `help:"Legacy HA group; empty removes it."`
 }
 
 // Run changes the resource.
@@ -137,7 +140,7 @@ func (c *HASetCmd) Run(h *HACmd) error {
 	ctx, cancel := apiContext()
 	defer cancel()
 	return h.client().SetResource(ctx, api.SetResourceRequest{SID: c.SID, State: c.State, MaxRestart: c.MaxRestart,
-		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment})
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group})
 }
 
 // HAMoveCmd is migrate or relocate.
@@ -227,6 +230,33 @@ func (c *HARulesCmd) Run(h *HACmd, kctx *kong.Context) error {
 		return fmt.Errorf("read rules: %w", err)
 	}
 	return h.client().SetRules(ctx, string(b))
+}
+
+// HAGroupsCmd shows or replaces the legacy groups config.
+type HAGroupsCmd struct {
+	Show struct{} `cmd:"" help:"Print the groups config."`
+	Set  struct {
+		File string `arg:"" type:"existingfile" help:"Groups file (section config: group: <id> / nodes / restricted / nofailback)."`
+	} `cmd:"" help:"Replace the groups config with FILE after validating it."`
+}
+
+// Run shows or sets the groups.
+func (c *HAGroupsCmd) Run(h *HACmd, kctx *kong.Context) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	if kctx.Selected().Name == "show" {
+		text, err := h.client().Groups(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Print(text)
+		return nil
+	}
+	b, err := os.ReadFile(c.Set.File)
+	if err != nil {
+		return fmt.Errorf("read groups: %w", err)
+	}
+	return h.client().SetGroups(ctx, string(b))
 }
 
 // HANodeCmd holds node operations.

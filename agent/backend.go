@@ -115,6 +115,18 @@ func (b *backend) SetRules(ctx context.Context, text string) error {
 	return mapErr(b.st().SetRules(ctx, []byte(text)))
 }
 
+func (b *backend) Groups(context.Context) (string, error) { return string(b.st().Groups()), nil }
+
+// SetGroups refuses a groups text with any parse problem; the CRM migrates
+// stored groups to node-affinity rules (ha-semantics §10.3).
+func (b *backend) SetGroups(ctx context.Context, text string) error {
+	if _, diags := placement.ParseGroups([]byte(text)); len(diags) > 0 {
+		d := diags[0]
+		return api.BadRequest("groups", fmt.Sprintf("line %d", d.Line), "%s", d.Msg)
+	}
+	return mapErr(b.st().SetGroups(ctx, []byte(text)))
+}
+
 func (b *backend) RemoveNode(ctx context.Context, node string) error {
 	if node == b.a.n.name {
 		return api.Conflict("node '%s' is the answering node; remove it from another node", node)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"haxd/crm"
 	"haxd/fence"
 	"haxd/gossip"
 	"haxd/ha"
@@ -386,11 +387,52 @@ func (e *env) ReadCRMCommands() ([]string, error) {
 // HasCRMCommands lets an idle CRM see queued commands without taking them.
 func (e *env) HasCRMCommands() (bool, error) { return len(e.n.store.Commands()) > 0, nil }
 
+// rulesCapableVersion is the PVE software level the CRM's group-to-rules
+// migration gate asks for (ha-semantics §10.3). Every haxd agent
+// understands rules, so a live member reports it.
+const rulesCapableVersion = "9.1.0"
+
 func (e *env) NodeVersion(node string) string {
-	if m, err := e.n.gossip.Member(node); err == nil {
-		return m.Tags[gossip.TagVersion]
+	if m, err := e.n.gossip.Member(node); err == nil && m.Tags[gossip.TagVersion] != "" {
+		return rulesCapableVersion
 	}
 	return ""
+}
+
+// WriteRules implements crm.GroupMigrator.
+func (e *env) WriteRules(raw []byte) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.SetRules(ctx, raw)
+}
+
+// MigrateResourceGroups implements crm.GroupMigrator: every resource loses
+// its group; the listed ones get the failback their group implied.
+func (e *env) MigrateResourceGroups(failback map[ha.SID]bool) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	for sid, cd := range e.n.store.Resources() {
+		fb, listed := failback[sid]
+		if cd.Group == "" && !listed {
+			continue
+		}
+		c := *cd
+		c.Group = ""
+		if listed {
+			c.Failback = fb
+		}
+		if err := e.n.store.PutResource(ctx, c); err != nil {
+			return fmt.Errorf("migrate group of %s: %w", sid, err)
+		}
+	}
+	return nil
+}
+
+// DeleteGroups implements crm.GroupMigrator.
+func (e *env) DeleteGroups() error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	return e.n.store.SetGroups(ctx, nil)
 }
 
 var errNoStats = errors.New("usage statistics are not collected by this agent")
@@ -409,4 +451,8 @@ func (e *env) ResourceAgent(typ string) ha.ResourceAgent { return e.n.agents[typ
 
 func (e *env) Workers() ha.Workers { return e.workers }
 
-var _ ha.Env = (*env)(nil)
+var (
+	_ ha.Env            = (*env)(nil)
+	_ crm.GroupMigrator = (*env)(nil)
+	_ crm.CommandPeeker = (*env)(nil)
+)

@@ -103,6 +103,8 @@ func (f *fakeBackend) SetRules(_ context.Context, t string) error {
 	return nil
 }
 func (f *fakeBackend) RemoveNode(context.Context, string) error { f.changes++; return nil }
+func (f *fakeBackend) Groups(context.Context) (string, error)   { return "", nil }
+func (f *fakeBackend) SetGroups(context.Context, string) error  { f.changes++; return nil }
 
 func startServer(t *testing.T, b Backend) *Client {
 	t.Helper()

@@ -87,6 +87,18 @@ func (c *Client) SetRules(ctx context.Context, text string) error {
 	return c.do(ctx, http.MethodPut, "/v1/rules", Rules{Text: text}, nil)
 }
 
+// Groups returns the legacy HA groups config text.
+func (c *Client) Groups(ctx context.Context) (string, error) {
+	var r Rules
+	err := c.do(ctx, http.MethodGet, "/v1/groups", nil, &r)
+	return r.Text, err
+}
+
+// SetGroups replaces the legacy HA groups config.
+func (c *Client) SetGroups(ctx context.Context, text string) error {
+	return c.do(ctx, http.MethodPut, "/v1/groups", Rules{Text: text}, nil)
+}
+
 // RemoveNode removes a dead node.
 func (c *Client) RemoveNode(ctx context.Context, node string) error {
 	return c.do(ctx, http.MethodPost, "/v1/node-remove", NodeRemoveRequest{Node: node}, nil)

@@ -37,12 +37,22 @@ type Backend interface {
 	Rules(ctx context.Context) (string, error)
 	// SetRules validates and stores the rules config text.
 	SetRules(ctx context.Context, text string) error
+	// Groups returns the legacy HA groups config text.
+	Groups(ctx context.Context) (string, error)
+	// SetGroups validates and stores the legacy HA groups config text;
+	// the CRM migrates groups to node-affinity rules.
+	SetGroups(ctx context.Context, text string) error
 	// RemoveNode removes a dead node from the cluster membership.
 	RemoveNode(ctx context.Context, node string) error
 }
 
 // maxBody bounds request bodies (rules text is the largest).
 const maxBody = 1 << 20
+
+var configIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
+
+// validConfigID reports whether s is a valid rule or group id.
+func validConfigID(s string) bool { return len(s) <= 128 && configIDRE.MatchString(s) }
 
 var nodeNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
 
@@ -71,6 +81,8 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/arm", s.arm)
 	s.mux.HandleFunc("GET /v1/rules", s.getRules)
 	s.mux.HandleFunc("PUT /v1/rules", s.setRules)
+	s.mux.HandleFunc("GET /v1/groups", s.getGroups)
+	s.mux.HandleFunc("PUT /v1/groups", s.setGroups)
 	s.mux.HandleFunc("POST /v1/node-remove", s.nodeRemove)
 	return s
 }
@@ -149,6 +161,11 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg.Comment = req.Comment
+	if req.Group != "" && !validConfigID(req.Group) {
+		s.fail(w, r, BadRequest("group", req.Group, "expected a letter, then letters, digits, '-', '_' or '.'"))
+		return
+	}
+	cfg.Group = req.Group
 	if err := s.backend.AddResource(r.Context(), cfg, req.Spec); err != nil {
 		s.fail(w, r, err)
 		return
@@ -195,6 +212,10 @@ func (s *Server) setResource(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, BadRequest("comment", "...", "longer than 4096 characters"))
 		return
 	}
+	if req.Group != nil && *req.Group != "" && !validConfigID(*req.Group) {
+		s.fail(w, r, BadRequest("group", *req.Group, "expected a letter, then letters, digits, '-', '_' or '.'"))
+		return
+	}
 	if state != "" && state != ha.RequestDisabled {
 		if e := s.refuseInError(r.Context(), sid); e != nil {
 			s.fail(w, r, e)
@@ -213,6 +234,9 @@ func (s *Server) setResource(w http.ResponseWriter, r *http.Request) {
 		}
 		if req.Comment != nil {
 			cfg.Comment = *req.Comment
+		}
+		if req.Group != nil {
+			cfg.Group = *req.Group
 		}
 		return nil
 	})
@@ -380,6 +404,27 @@ func (s *Server) setRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.backend.SetRules(r.Context(), req.Text); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) getGroups(w http.ResponseWriter, r *http.Request) {
+	text, err := s.backend.Groups(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Rules{Text: text})
+}
+
+func (s *Server) setGroups(w http.ResponseWriter, r *http.Request) {
+	var req Rules
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if err := s.backend.SetGroups(r.Context(), req.Text); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -65,6 +65,8 @@ type AddResourceRequest struct {
 	MaxRelocate *int   `json:"max_relocate,omitempty"`
 	Failback    *bool  `json:"failback,omitempty"`
 	Comment     string `json:"comment,omitempty"`
+	// Group is a legacy HA group; the CRM migrates it to a rule.
+	Group string `json:"group,omitempty"`
 	// Spec is the type-specific definition (for "exec": command, args...).
 	Spec json.RawMessage `json:"spec,omitempty"`
 }
@@ -77,6 +79,7 @@ type SetResourceRequest struct {
 	MaxRelocate *int    `json:"max_relocate,omitempty"`
 	Failback    *bool   `json:"failback,omitempty"`
 	Comment     *string `json:"comment,omitempty"`
+	Group       *string `json:"group,omitempty"`
 }
 
 // RemoveResourceRequest removes a resource from HA management. Purge (the
