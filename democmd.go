@@ -98,7 +98,11 @@ func (c *DemoCmd) Run() error {
 		return fmt.Errorf("demo: a service ran on two nodes at once")
 	}
 	step("invariant check: %d recorded runs, no service ever ran on two nodes at once", len(runs))
-	fmt.Printf("    agent logs: %s\n", filepath.Join(dir, "node*.log"))
+	if c.Keep {
+		fmt.Printf("    agent logs: %s\n", filepath.Join(dir, "node*.log"))
+	} else {
+		fmt.Println("    (run with --keep to keep the agent logs)")
+	}
 	return nil
 }
 
