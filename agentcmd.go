@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"haxd/agent"
@@ -84,6 +85,34 @@ func (c *AgentCmd) Run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGUSR1 stops the agent as for a node shutdown, SIGUSR2 as for a
+	// reboot: the shutdown policy applies (for init systems other than
+	// systemd, whose shutdown jobs the agent detects by itself).
+	var intent atomic.Int32 // 0 ask systemd, 1 shutdown, 2 reboot
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	usr := make(chan os.Signal, 1)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		select {
+		case sig := <-usr:
+			intent.Store(1)
+			if sig == syscall.SIGUSR2 {
+				intent.Store(2)
+			}
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	nodeShutdown := func() (bool, bool) {
+		switch intent.Load() {
+		case 1:
+			return true, false
+		case 2:
+			return true, true
+		}
+		return agent.SystemdShutdown()
+	}
 	go func() {
 		// The graceful shutdown waits for the CRM to freeze the services,
 		// which needs a master. A second signal exits at once, like a
@@ -96,7 +125,7 @@ func (c *AgentCmd) Run() error {
 		os.Exit(1)
 	}()
 	agent.Version = version
-	return agent.Run(ctx, cfg, logger)
+	return agent.RunWith(ctx, cfg, logger, nodeShutdown)
 }
 
 // usageError marks errors caused by bad input; main exits with code 2.

@@ -33,11 +33,12 @@ var Version = "dev"
 
 // Agent is one running `haxd agent`.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	n      *node
-	exec   *exec.Agent
-	apiSrv *http.Server
+	cfg          Config
+	nodeShutdown NodeShutdownFunc
+	log          *slog.Logger
+	n            *node
+	exec         *exec.Agent
+	apiSrv       *http.Server
 }
 
 // Run starts the agent and blocks until ctx is cancelled (SIGTERM), then
@@ -46,7 +47,22 @@ type Agent struct {
 // mastership, gossip leaves, and the store closes. cfg must have passed
 // Finish.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName)}
+	return RunWith(ctx, cfg, logger, nil)
+}
+
+// NodeShutdownFunc reports, when the agent stops, whether the node itself
+// is shutting down and whether that is a reboot (ha-semantics §4.9).
+type NodeShutdownFunc func() (shutdown, reboot bool)
+
+// RunWith is Run with an explicit way to tell a node shutdown from an agent
+// restart when the agent stops; nil asks systemd (a shutdown.target,
+// poweroff.target or reboot.target job is queued), and without systemd a
+// stop is an agent restart.
+func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown NodeShutdownFunc) error {
+	if nodeShutdown == nil {
+		nodeShutdown = SystemdShutdown
+	}
+	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), nodeShutdown: nodeShutdown}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -191,12 +207,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // the system) from a restart of the agent alone, and records it for the
 // LRM's shutdown policy (ha-semantics §4.9).
 func (a *Agent) detectNodeShutdown() bool {
-	shutdown, reboot := systemdShutdown()
+	shutdown, reboot := a.nodeShutdown()
 	a.n.setShutdown(shutdown, reboot)
 	return shutdown
 }
 
-func systemdShutdown() (shutdown, reboot bool) {
+// SystemdShutdown reports whether systemd is shutting the machine down (a
+// shutdown, poweroff or reboot target job is queued) and whether it reboots.
+func SystemdShutdown() (shutdown, reboot bool) {
 	if _, err := os.Stat("/run/systemd/system"); err != nil {
 		return false, false
 	}
