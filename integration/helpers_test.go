@@ -80,7 +80,7 @@ type harness struct {
 // startCluster starts three agents with the fast timing profile and
 // registers the end of the test: destroy everything, run the invariant
 // check, and on failure print the tails of every log and keep the dir.
-func startCluster(t *testing.T) *harness {
+func startCluster(t *testing.T, extra ...string) *harness {
 	t.Helper()
 	if built.skip != "" {
 		t.Skip(built.skip)
@@ -90,7 +90,7 @@ func startCluster(t *testing.T) *harness {
 		t.Fatalf("create cluster dir: %v", err)
 	}
 	h := &harness{t: t, ctx: context.Background(), dir: dir, timing: ha.FastTiming()}
-	cl, err := cluster.Start(h.ctx, cluster.Options{Binary: built.bin, Dir: dir, Nodes: 3, Timing: "fast"})
+	cl, err := cluster.Start(h.ctx, cluster.Options{Binary: built.bin, Dir: dir, Nodes: 3, Timing: "fast", Extra: extra})
 	if err != nil {
 		t.Logf("cluster dir kept: %s", dir)
 		t.Fatalf("start cluster: %v", err)

@@ -999,3 +999,35 @@ func TestAgentErrorsCountAsFailures(t *testing.T) {
 		t.Errorf("result %+v, want ERROR", r)
 	}
 }
+
+// A node shutdown that arrives while a concurrent start of a service is
+// still running must still stop that service before the LRM releases its
+// lock: otherwise the CRM fences the node through the free lock and
+// recovers the service elsewhere while it runs here (found by the
+// integration test of shutdown_policy=failover).
+func TestShutdownStopsAServiceWhoseStartWasStillRunning(t *testing.T) {
+	e := newFakeEnv()
+	e.workers.max = 2
+	e.addService(vm1, "node1", ha.StateStarted, "u1")
+	l := newTestLRM(t, e)
+	step(t, l, e) // takes the lock, hands the start to a worker
+	if l.State() != ha.LRMActive || len(e.workers.pending) != 1 {
+		t.Fatalf("setup: state %s, %d pending jobs; want active with the start running", l.State(), len(e.workers.pending))
+	}
+	e.dc.ShutdownPolicy = ha.ShutdownFailover
+	e.down = true
+	l.RequestShutdown()
+	e.workers.complete() // the start finishes: vm:101 runs
+	if !e.agent.running[vm1] {
+		t.Fatal("setup: the start did not run vm:101")
+	}
+	for i := 0; i < 5 && step(t, l, e); i++ {
+		e.workers.complete()
+	}
+	if e.agent.running[vm1] {
+		t.Fatal("the LRM shut down with vm:101 still running")
+	}
+	if e.lockHolder != "" && !e.wdOpen {
+		t.Errorf("lock %q watchdog %v", e.lockHolder, e.wdOpen)
+	}
+}

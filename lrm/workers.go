@@ -25,6 +25,11 @@ type job struct {
 	tries int
 	// running is set once the job was handed to a concurrent worker.
 	running bool
+	// thenStop is a node-shutdown stop job that arrived while this job was
+	// running; it is queued as soon as this job finishes. Dropping it (as
+	// for ordinary requests) would let the LRM release its lock with the
+	// service still running, and the CRM recover it elsewhere.
+	thenStop *job
 }
 
 // manageResources queues the requests of the services on this node and runs
@@ -63,6 +68,9 @@ func (l *LRM) queue(sid ha.SID, uid string, state ha.ServiceState, target string
 	tries := 0
 	if old := l.jobs[sid]; old != nil {
 		if old.running {
+			if uid == "" {
+				old.thenStop = &job{sid: sid, state: state, target: target, timeout: timeout}
+			}
 			return
 		}
 		// Keep the scheduling priority of the replaced job. (Upstream
@@ -166,6 +174,9 @@ func (l *LRM) collectFinished(w ha.Workers) int {
 // stop_command_finished).
 func (l *LRM) finish(j *job, code ha.ExitCode) {
 	delete(l.jobs, j.sid)
+	if j.thenStop != nil {
+		l.jobs[j.sid] = j.thenStop
+	}
 	if code < 0 {
 		l.log.Error(fmt.Sprintf("resource agent %s finished - failed to execute", j.sid), ha.KeySID, string(j.sid))
 		code = -1
