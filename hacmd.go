@@ -29,6 +29,7 @@ type HACmd struct {
 	Rules           HARulesCmd       `cmd:"" help:"Show or replace the placement rules."`
 	Groups          HAGroupsCmd      `cmd:"" help:"Show or replace the legacy HA groups (migrated to rules by the CRM)."`
 	Node            HANodeCmd        `cmd:"" help:"Cluster node operations."`
+	Datacenter      HADatacenterCmd  `cmd:"" help:"Show or change cluster-wide settings (shutdown policy, scheduler)."`
 }
 
 func (h *HACmd) client() *api.Client { return api.NewClient(h.Socket) }
@@ -271,4 +272,38 @@ func (c *HANodeCmd) Run(h *HACmd) error {
 	ctx, cancel := apiContext()
 	defer cancel()
 	return h.client().RemoveNode(ctx, c.Remove.Node)
+}
+
+// HADatacenterCmd shows or changes the cluster-wide settings.
+type HADatacenterCmd struct {
+	Show struct{} `cmd:"" help:"Print the settings as JSON."`
+	Set  struct {
+		ShutdownPolicy            *string  `name:"shutdown-policy" help:"conditional, freeze, failover or migrate."`
+		CRSMode                   *string  `name:"crs-mode" help:"Scheduler: basic, static or dynamic."`
+		RebalanceOnStart          *bool    `name:"rebalance-on-start" negatable:"" help:"Choose the best node when a service starts."`
+		AutoRebalance             *bool    `name:"auto-rebalance" negatable:"" help:"Move services while the cluster is imbalanced."`
+		AutoRebalanceThreshold    *float64 `name:"auto-rebalance-threshold" help:"Imbalance that triggers rebalancing (default 0.3)."`
+		AutoRebalanceMethod       *string  `name:"auto-rebalance-method" help:"bruteforce or topsis."`
+		AutoRebalanceHoldDuration *int     `name:"auto-rebalance-hold-duration" help:"Rounds the imbalance must last (default 3)."`
+		AutoRebalanceMargin       *float64 `name:"auto-rebalance-margin" help:"Improvement a move must bring (default 0.1)."`
+	} `cmd:"" help:"Change the given settings; the others stay."`
+}
+
+// Run shows or changes the settings.
+func (c *HADatacenterCmd) Run(h *HACmd, kctx *kong.Context) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	if kctx.Selected().Name == "show" {
+		dc, err := h.client().Datacenter(ctx)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(dc)
+	}
+	s := c.Set
+	return h.client().SetDatacenter(ctx, api.DatacenterRequest{ShutdownPolicy: s.ShutdownPolicy, CRSMode: s.CRSMode,
+		RebalanceOnStart: s.RebalanceOnStart, AutoRebalance: s.AutoRebalance, AutoRebalanceThreshold: s.AutoRebalanceThreshold,
+		AutoRebalanceMethod: s.AutoRebalanceMethod, AutoRebalanceHoldDuration: s.AutoRebalanceHoldDuration, AutoRebalanceMargin: s.AutoRebalanceMargin})
 }

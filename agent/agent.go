@@ -387,11 +387,21 @@ func (a *Agent) inRaftConfig() bool {
 		a.n.store.HadState()
 }
 
-// seedDatacenter stores the datacenter settings of the bootstrapping node.
+// seedDatacenter stores the shutdown policy of the bootstrapping node,
+// unless an operator set the settings meanwhile.
 func (a *Agent) seedDatacenter(ctx context.Context) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := a.n.store.SetDatacenter(wctx, &ha.Datacenter{ShutdownPolicy: ha.ShutdownPolicy(a.cfg.ShutdownPolicy)})
+		err := a.n.store.Barrier(wctx)
+		if err == nil {
+			dc := a.n.store.Datacenter()
+			if dc.ShutdownPolicy != "" {
+				cancel()
+				return
+			}
+			dc.ShutdownPolicy = ha.ShutdownPolicy(a.cfg.ShutdownPolicy)
+			err = a.n.store.SetDatacenter(wctx, dc)
+		}
 		cancel()
 		if err == nil || !sleepCtx(ctx, time.Second) {
 			return

@@ -127,6 +127,20 @@ func (b *backend) SetGroups(ctx context.Context, text string) error {
 	return mapErr(b.st().SetGroups(ctx, []byte(text)))
 }
 
+func (b *backend) Datacenter(ctx context.Context) (*ha.Datacenter, error) {
+	_ = b.st().Barrier(ctx) // read what the leader has; best effort
+	return b.st().Datacenter(), nil
+}
+
+func (b *backend) UpdateDatacenter(ctx context.Context, fn func(*ha.Datacenter) error) error {
+	_ = b.st().Barrier(ctx)
+	dc := b.st().Datacenter()
+	if err := fn(dc); err != nil {
+		return err
+	}
+	return mapErr(b.st().SetDatacenter(ctx, dc))
+}
+
 func (b *backend) RemoveNode(ctx context.Context, node string) error {
 	if node == b.a.n.name {
 		return api.Conflict("node '%s' is the answering node; remove it from another node", node)

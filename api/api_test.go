@@ -22,6 +22,7 @@ type fakeBackend struct {
 	st       Status
 	commands []string
 	rules    string
+	dc       ha.Datacenter
 	changes  int
 }
 
@@ -104,7 +105,14 @@ func (f *fakeBackend) SetRules(_ context.Context, t string) error {
 }
 func (f *fakeBackend) RemoveNode(context.Context, string) error { f.changes++; return nil }
 func (f *fakeBackend) Groups(context.Context) (string, error)   { return "", nil }
-func (f *fakeBackend) SetGroups(context.Context, string) error  { f.changes++; return nil }
+func (f *fakeBackend) Datacenter(context.Context) (*ha.Datacenter, error) {
+	return &f.dc, nil
+}
+func (f *fakeBackend) UpdateDatacenter(_ context.Context, fn func(*ha.Datacenter) error) error {
+	f.changes++
+	return fn(&f.dc)
+}
+func (f *fakeBackend) SetGroups(context.Context, string) error { f.changes++; return nil }
 
 func startServer(t *testing.T, b Backend) *Client {
 	t.Helper()
@@ -192,6 +200,9 @@ func TestInvalidRequestsChangeNothing(t *testing.T) {
 		{"negative stop timeout", func() error { return c.Stop(ctx, StopRequest{SID: "exec:web", Timeout: -5}) }, 400, `timeout "-5"`},
 		{"disarm mode", func() error { return c.Disarm(ctx, DisarmRequest{Mode: "panic"}) }, 400, `mode "panic"`},
 		{"maintenance unknown node", func() error { return c.NodeMaintenance(ctx, NodeMaintenanceRequest{Node: "node7", Enable: true}) }, 400, `node "node7"`},
+		{"bad shutdown policy", func() error { p := "reboot"; return c.SetDatacenter(ctx, DatacenterRequest{ShutdownPolicy: &p}) }, 400, `shutdown_policy "reboot": expected one of conditional, freeze, failover, migrate`},
+		{"bad crs mode", func() error { m := "smart"; return c.SetDatacenter(ctx, DatacenterRequest{CRSMode: &m}) }, 400, `crs_mode "smart"`},
+		{"negative threshold", func() error { v := -0.5; return c.SetDatacenter(ctx, DatacenterRequest{AutoRebalanceThreshold: &v}) }, 400, `auto_rebalance_threshold "-0.5"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,6 +270,11 @@ func TestValidRequestsQueueCommands(t *testing.T) {
 		"enable-node-maintenance node2", "disable-node-maintenance node2", "disarm-ha freeze", "arm-ha"}
 	if strings.Join(f.commands, "|") != strings.Join(want, "|") {
 		t.Fatalf("queued %q, want %q", f.commands, want)
+	}
+	mode, policy, hold := "static", "migrate", 0
+	must(c.SetDatacenter(ctx, DatacenterRequest{CRSMode: &mode, ShutdownPolicy: &policy, AutoRebalanceHoldDuration: &hold}))
+	if dc, err := c.Datacenter(ctx); err != nil || dc.CRS.Mode != "static" || dc.ShutdownPolicy != ha.ShutdownMigrate || !f.dc.CRS.Set["ha-auto-rebalance-hold-duration"] {
+		t.Fatalf("datacenter = %+v, %v", dc, err)
 	}
 	must(c.AddResource(ctx, AddResourceRequest{SID: "exec:db", Node: "node2", State: "stopped"}))
 	if cd := f.st.Resources["exec:db"]; cd == nil || cd.State != ha.RequestStopped || cd.MaxRestart != 1 || !cd.Failback {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+
+	"haxd/ha"
 )
 
 // Client talks to an agent's API over its unix socket.
@@ -97,6 +99,17 @@ func (c *Client) Groups(ctx context.Context) (string, error) {
 // SetGroups replaces the legacy HA groups config.
 func (c *Client) SetGroups(ctx context.Context, text string) error {
 	return c.do(ctx, http.MethodPut, "/v1/groups", Rules{Text: text}, nil)
+}
+
+// Datacenter returns the cluster-wide settings.
+func (c *Client) Datacenter(ctx context.Context) (*ha.Datacenter, error) {
+	var dc ha.Datacenter
+	return &dc, c.do(ctx, http.MethodGet, "/v1/datacenter", nil, &dc)
+}
+
+// SetDatacenter changes cluster-wide settings.
+func (c *Client) SetDatacenter(ctx context.Context, req DatacenterRequest) error {
+	return c.do(ctx, http.MethodPut, "/v1/datacenter", req, nil)
 }
 
 // RemoveNode removes a dead node.

@@ -12,7 +12,7 @@ import (
 // FuzzRequests posts arbitrary bodies to every write endpoint: the server
 // must answer (never panic) with 2xx or a 4xx naming what is wrong.
 func FuzzRequests(f *testing.F) {
-	paths := []string{"/v1/resources", "/v1/migrate", "/v1/relocate", "/v1/stop", "/v1/node-maintenance", "/v1/disarm", "/v1/rules", "/v1/groups", "/v1/node-remove"}
+	paths := []string{"/v1/resources", "/v1/migrate", "/v1/relocate", "/v1/stop", "/v1/node-maintenance", "/v1/disarm", "/v1/rules", "/v1/groups", "/v1/datacenter", "/v1/node-remove"}
 	for _, b := range []string{`{"sid":"exec:web","node":"node2"}`, `{"sid":"exec:x","state":"started","max_restart":2,"spec":{"command":"sleep"}}`,
 		`{"sid":"exec:web","timeout":0}`, `{"node":"node2","enable":true}`, `{"mode":"freeze"}`, `{"text":"node-affinity: a\n\tnodes n1\n"}`, `{`, `[]`, `null`} {
 		for i := range paths {

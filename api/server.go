@@ -44,6 +44,10 @@ type Backend interface {
 	SetGroups(ctx context.Context, text string) error
 	// RemoveNode removes a dead node from the cluster membership.
 	RemoveNode(ctx context.Context, node string) error
+	// Datacenter returns the cluster-wide settings.
+	Datacenter(ctx context.Context) (*ha.Datacenter, error)
+	// UpdateDatacenter applies fn to the stored settings atomically.
+	UpdateDatacenter(ctx context.Context, fn func(*ha.Datacenter) error) error
 }
 
 // maxBody bounds request bodies (rules text is the largest).
@@ -84,6 +88,8 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/groups", s.getGroups)
 	s.mux.HandleFunc("PUT /v1/groups", s.setGroups)
 	s.mux.HandleFunc("POST /v1/node-remove", s.nodeRemove)
+	s.mux.HandleFunc("GET /v1/datacenter", s.getDatacenter)
+	s.mux.HandleFunc("PUT /v1/datacenter", s.setDatacenter)
 	return s
 }
 
@@ -429,6 +435,98 @@ func (s *Server) setGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) getDatacenter(w http.ResponseWriter, r *http.Request) {
+	dc, err := s.backend.Datacenter(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, dc)
+}
+
+func (s *Server) setDatacenter(w http.ResponseWriter, r *http.Request) {
+	var req DatacenterRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if e := validateDatacenter(&req); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	err := s.backend.UpdateDatacenter(r.Context(), func(dc *ha.Datacenter) error {
+		applyDatacenter(dc, &req)
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func validateDatacenter(req *DatacenterRequest) *Error {
+	oneOf := func(field string, v *string, allowed ...string) *Error {
+		if v != nil && !slices.Contains(allowed, *v) {
+			return BadRequest(field, *v, "expected one of %s", strings.Join(allowed, ", "))
+		}
+		return nil
+	}
+	if e := oneOf("shutdown_policy", req.ShutdownPolicy, "conditional", "freeze", "failover", "migrate"); e != nil {
+		return e
+	}
+	if e := oneOf("crs_mode", req.CRSMode, "basic", "static", "dynamic"); e != nil {
+		return e
+	}
+	if e := oneOf("auto_rebalance_method", req.AutoRebalanceMethod, "bruteforce", "topsis"); e != nil {
+		return e
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"auto_rebalance_threshold", req.AutoRebalanceThreshold}, {"auto_rebalance_margin", req.AutoRebalanceMargin}} {
+		if f.v != nil && (*f.v < 0 || *f.v != *f.v) {
+			return BadRequest(f.name, *f.v, "expected a number >= 0")
+		}
+	}
+	if req.AutoRebalanceHoldDuration != nil && *req.AutoRebalanceHoldDuration < 0 {
+		return BadRequest("auto_rebalance_hold_duration", *req.AutoRebalanceHoldDuration, "expected rounds >= 0")
+	}
+	return nil
+}
+
+func applyDatacenter(dc *ha.Datacenter, req *DatacenterRequest) {
+	if dc.CRS.Set == nil {
+		dc.CRS.Set = map[string]bool{}
+	}
+	if req.ShutdownPolicy != nil {
+		dc.ShutdownPolicy = ha.ShutdownPolicy(*req.ShutdownPolicy)
+	}
+	if req.CRSMode != nil {
+		dc.CRS.Mode = *req.CRSMode
+	}
+	if req.RebalanceOnStart != nil {
+		dc.CRS.RebalanceOnStart = *req.RebalanceOnStart
+	}
+	if req.AutoRebalance != nil {
+		dc.CRS.AutoRebalance = *req.AutoRebalance
+	}
+	if req.AutoRebalanceMethod != nil {
+		dc.CRS.AutoRebalanceMethod = *req.AutoRebalanceMethod
+	}
+	if req.AutoRebalanceThreshold != nil {
+		dc.CRS.AutoRebalanceThreshold = *req.AutoRebalanceThreshold
+		dc.CRS.Set["ha-auto-rebalance-threshold"] = true
+	}
+	if req.AutoRebalanceHoldDuration != nil {
+		dc.CRS.AutoRebalanceHoldDuration = *req.AutoRebalanceHoldDuration
+		dc.CRS.Set["ha-auto-rebalance-hold-duration"] = true
+	}
+	if req.AutoRebalanceMargin != nil {
+		dc.CRS.AutoRebalanceMargin = *req.AutoRebalanceMargin
+		dc.CRS.Set["ha-auto-rebalance-margin"] = true
+	}
 }
 
 func (s *Server) nodeRemove(w http.ResponseWriter, r *http.Request) {

@@ -124,6 +124,27 @@ type Rules struct {
 	Text string `json:"text"`
 }
 
+// DatacenterRequest changes cluster-wide settings; nil fields stay
+// (ha-semantics §10.4, placement.md §7.4).
+type DatacenterRequest struct {
+	// ShutdownPolicy is conditional, freeze, failover or migrate.
+	ShutdownPolicy *string `json:"shutdown_policy,omitempty"`
+	// CRSMode is the scheduler: basic, static or dynamic.
+	CRSMode *string `json:"crs_mode,omitempty"`
+	// RebalanceOnStart picks the best node for a service when it starts.
+	RebalanceOnStart *bool `json:"rebalance_on_start,omitempty"`
+	// AutoRebalance moves services while the cluster is imbalanced.
+	AutoRebalance *bool `json:"auto_rebalance,omitempty"`
+	// AutoRebalanceThreshold is the imbalance that triggers it (>= 0).
+	AutoRebalanceThreshold *float64 `json:"auto_rebalance_threshold,omitempty"`
+	// AutoRebalanceMethod is bruteforce or topsis.
+	AutoRebalanceMethod *string `json:"auto_rebalance_method,omitempty"`
+	// AutoRebalanceHoldDuration is in CRM rounds (>= 0).
+	AutoRebalanceHoldDuration *int `json:"auto_rebalance_hold_duration,omitempty"`
+	// AutoRebalanceMargin is the improvement a move must bring (>= 0).
+	AutoRebalanceMargin *float64 `json:"auto_rebalance_margin,omitempty"`
+}
+
 // Error is the body of every non-2xx response.
 type Error struct {
 	// Code is the HTTP status.
