@@ -68,13 +68,63 @@ func newEnv(n *node, role string, w *workers) *env {
 	return &env{n: n, role: role, log: n.log.With("origin", n.name+"/"+role), workers: w}
 }
 
-// opTimeout bounds one store operation of a round.
+// ctx bounds one store operation of a round. The LRM's operations also
+// end when the raft leader changes (see leaderWatch).
 func (e *env) ctx() (context.Context, context.CancelFunc) {
-	d := e.n.cfg.Timing.LockTTL
-	if d > 5*time.Second {
-		d = 5 * time.Second
+	return e.watched(context.WithTimeout(context.Background(), e.opTimeout()))
+}
+
+// opTimeout is the longest a store operation of a round may take.
+func (e *env) opTimeout() time.Duration {
+	return min(e.n.cfg.Timing.LockTTL, 5*time.Second)
+}
+
+// watched adds the leader watch to the LRM's contexts.
+func (e *env) watched(ctx context.Context, cancel context.CancelFunc) (context.Context, context.CancelFunc) {
+	if e.role != "lrm" {
+		return ctx, cancel
 	}
-	return context.WithTimeout(context.Background(), d)
+	wctx, wcancel := e.leaderWatch(ctx)
+	return wctx, func() { wcancel(); cancel() }
+}
+
+// leaderPoll is how often leaderWatch looks at the raft leader.
+const leaderPoll = 20 * time.Millisecond
+
+// errLeaderChanged ends an operation sent to a leader that is no longer
+// the leader this node knows.
+var errLeaderChanged = errors.New("the raft leader changed")
+
+// leaderWatch returns a context that is cancelled with errLeaderChanged
+// when the raft leader known at the start is replaced or lost. A request
+// forwarded to a leader that went silent (cut off by a partition, not
+// dead) hangs instead of failing; without the watch it would block the
+// LRM's round until its timeout, past the lock validity, even though the
+// other nodes elected a new leader long before, and the LRM would lose its
+// lock and self-fence. When no leader is known at the start there is
+// nothing to watch: the store waits for one.
+func (e *env) leaderWatch(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	start, _ := e.n.store.Leader()
+	if start == "" {
+		return ctx, func() { cancel(nil) }
+	}
+	go func() {
+		t := time.NewTicker(leaderPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if id, _ := e.n.store.Leader(); id != start {
+					cancel(errLeaderChanged)
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 func (e *env) NodeName() string     { return e.n.name }
@@ -170,21 +220,33 @@ func (e *env) ReleaseManagerLock() bool {
 }
 
 func (e *env) AcquireAgentLock(node string) bool {
-	ctx, cancel := e.ctx()
+	bound := e.opTimeout()
 	if v := e.n.cfg.Timing.LockValidity; node == e.n.name && v > 0 {
 		// A renewal that returns after the validity does not count (the
 		// LRM checks), so waiting longer (a dead leader that does not
 		// answer) only delays the next attempt with the new leader.
-		cancel()
-		ctx, cancel = context.WithTimeout(context.Background(), v)
+		bound = v
 	}
-	defer cancel()
 	var term uint64
 	if node != e.n.name {
 		term = e.term // fencing another node: a CRM-only, term-fenced write
 	}
 	sent := time.Now()
-	res, err := e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
+	deadline := sent.Add(bound)
+	var res store.LockResult
+	var err error
+	for {
+		ctx, cancel := e.watched(context.WithDeadline(context.Background(), deadline))
+		res, err = e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
+		changed := errors.Is(context.Cause(ctx), errLeaderChanged)
+		cancel()
+		// A renewal of the own lock that went to a leader that was then
+		// replaced or lost is sent again, to the next leader, within the
+		// same deadline. The validity still counts from the first send.
+		if err == nil || node != e.n.name || !changed {
+			break
+		}
+	}
 	if err == nil && node == e.n.name {
 		e.n.validUntil.Store(int64(sent.Sub(e.n.base) + e.n.cfg.Timing.LockValidity))
 	}
@@ -214,7 +276,8 @@ func (e *env) WatchdogOpen() error {
 	if e.role != "lrm" {
 		return nil
 	}
-	ctx, cancel := e.ctx()
+	// The guard is local: no leader watch.
+	ctx, cancel := context.WithTimeout(context.Background(), e.opTimeout())
 	defer cancel()
 	cl, err := fence.Open(ctx, e.n.guardSocket)
 	if err != nil {

@@ -233,7 +233,7 @@ func (s *Store) send(ctx context.Context, addr string, req *fwdRequest) *result 
 	if req.TimeoutMS <= 0 {
 		return refuse(ErrNoLeader, "%s to %s: %v", req.Op, addr, context.DeadlineExceeded)
 	}
-	c, err := dialKind(addr, connForward, time.Until(deadline))
+	c, err := dialKindCtx(ctx, addr, connForward, time.Until(deadline))
 	if err != nil {
 		return refuse(ErrNoLeader, "%s: %v", req.Op, err)
 	}

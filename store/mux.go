@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -130,7 +131,14 @@ func (m *mux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn,
 
 // dialKind connects to addr and sends the connection kind.
 func dialKind(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	return dialKindCtx(context.Background(), addr, kind, timeout)
+}
+
+// dialKindCtx is dialKind that also gives up when ctx ends: a forward to a
+// leader that went silent must not outlive the caller's interest in it.
+func dialKindCtx(ctx context.Context, addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

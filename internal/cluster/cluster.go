@@ -38,7 +38,24 @@ type Options struct {
 	Timing string
 	// Extra are further `--set key=value` overrides for every agent.
 	Extra []string
+	// IPs, when set, gives node i+1 the address IPs[i]: its gossip and
+	// raft listen on the fixed ports GossipPort and RaftPort of that
+	// address instead of on free loopback ports. It must have one entry
+	// per node.
+	IPs []string
+	// Netns, when set, runs node i+1's agent (and so its guard and
+	// services) in the network namespace Netns[i], as `ip netns exec
+	// Netns[i] haxd agent ...`; ip execs the agent, so the pid stays the
+	// agent's. It must have one entry per node and is used with IPs.
+	Netns []string
 }
+
+// GossipPort and RaftPort are the ports used on every node's own address
+// when Options.IPs is set.
+const (
+	GossipPort = 7946
+	RaftPort   = 7947
+)
 
 // Node is one node of the cluster.
 type Node struct {
@@ -48,9 +65,12 @@ type Node struct {
 	Gossip  string
 	Raft    string
 	Log     string
-	args    []string
-	cmd     *exec.Cmd
-	done    chan struct{}
+	// Netns is the network namespace the agent runs in; empty: the
+	// caller's.
+	Netns string
+	args  []string
+	cmd   *exec.Cmd
+	done  chan struct{}
 }
 
 // Cluster is a running set of agents.
@@ -72,15 +92,31 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, key: key, HeartbeatDir: filepath.Join(opts.Dir, "heartbeats")}
-	ports, err := freePorts(2 * opts.Nodes)
-	if err != nil {
-		return nil, err
+	if opts.IPs != nil && len(opts.IPs) != opts.Nodes {
+		return nil, fmt.Errorf("cluster options: %d IPs for %d nodes", len(opts.IPs), opts.Nodes)
+	}
+	if opts.Netns != nil && len(opts.Netns) != opts.Nodes {
+		return nil, fmt.Errorf("cluster options: %d network namespaces for %d nodes", len(opts.Netns), opts.Nodes)
+	}
+	var ports []int
+	if opts.IPs == nil {
+		if ports, err = freePorts(2 * opts.Nodes); err != nil {
+			return nil, err
+		}
 	}
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("node%d", i+1)
 		n := &Node{Name: name, DataDir: filepath.Join(opts.Dir, name), Socket: filepath.Join(opts.Dir, name, "api.sock"),
-			Gossip: fmt.Sprintf("127.0.0.1:%d", ports[2*i]), Raft: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
 			Log: filepath.Join(opts.Dir, name+".log")}
+		if opts.IPs == nil {
+			n.Gossip, n.Raft = fmt.Sprintf("127.0.0.1:%d", ports[2*i]), fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])
+		} else {
+			n.Gossip = net.JoinHostPort(opts.IPs[i], strconv.Itoa(GossipPort))
+			n.Raft = net.JoinHostPort(opts.IPs[i], strconv.Itoa(RaftPort))
+		}
+		if opts.Netns != nil {
+			n.Netns = opts.Netns[i]
+		}
 		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
@@ -131,6 +167,9 @@ func (c *Cluster) StartAgent(n *Node) error {
 		return err
 	}
 	cmd := exec.Command(c.opts.Binary, n.args...)
+	if n.Netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", n.Netns, c.opts.Binary}, n.args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
