@@ -216,21 +216,8 @@ type HARulesCmd struct {
 
 // Run shows or sets the rules.
 func (c *HARulesCmd) Run(h *HACmd, kctx *kong.Context) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	if kctx.Selected().Name == "show" {
-		text, err := h.client().Rules(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Print(text)
-		return nil
-	}
-	b, err := os.ReadFile(c.Set.File)
-	if err != nil {
-		return fmt.Errorf("read rules: %w", err)
-	}
-	return h.client().SetRules(ctx, string(b))
+	cl := h.client()
+	return showOrSetText(kctx, "rules", c.Set.File, cl.Rules, cl.SetRules)
 }
 
 // HAGroupsCmd shows or replaces the legacy groups config.
@@ -243,21 +230,28 @@ type HAGroupsCmd struct {
 
 // Run shows or sets the groups.
 func (c *HAGroupsCmd) Run(h *HACmd, kctx *kong.Context) error {
+	cl := h.client()
+	return showOrSetText(kctx, "groups", c.Set.File, cl.Groups, cl.SetGroups)
+}
+
+// showOrSetText prints a config text (show) or replaces it with a file's
+// contents (set).
+func showOrSetText(kctx *kong.Context, what, file string, get func(context.Context) (string, error), set func(context.Context, string) error) error {
 	ctx, cancel := apiContext()
 	defer cancel()
 	if kctx.Selected().Name == "show" {
-		text, err := h.client().Groups(ctx)
+		text, err := get(ctx)
 		if err != nil {
 			return err
 		}
 		fmt.Print(text)
 		return nil
 	}
-	b, err := os.ReadFile(c.Set.File)
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return fmt.Errorf("read groups: %w", err)
+		return fmt.Errorf("read %s: %w", what, err)
 	}
-	return h.client().SetGroups(ctx, string(b))
+	return set(ctx, string(b))
 }
 
 // HANodeCmd holds node operations.

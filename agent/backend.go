@@ -109,8 +109,7 @@ func (b *backend) Rules(context.Context) (string, error) { return string(b.st().
 // and reported by the CRM as disabled, with the reason (as PVE does).
 func (b *backend) SetRules(ctx context.Context, text string) error {
 	if _, diags := placement.ParseRules([]byte(text)); len(diags) > 0 {
-		d := diags[0]
-		return api.BadRequest("rules", fmt.Sprintf("line %d", d.Line), "%s", d.Msg)
+		return diagError("rules", diags[0])
 	}
 	return mapErr(b.st().SetRules(ctx, []byte(text)))
 }
@@ -121,8 +120,7 @@ func (b *backend) Groups(context.Context) (string, error) { return string(b.st()
 // stored groups to node-affinity rules (ha-semantics §10.3).
 func (b *backend) SetGroups(ctx context.Context, text string) error {
 	if _, diags := placement.ParseGroups([]byte(text)); len(diags) > 0 {
-		d := diags[0]
-		return api.BadRequest("groups", fmt.Sprintf("line %d", d.Line), "%s", d.Msg)
+		return diagError("groups", diags[0])
 	}
 	return mapErr(b.st().SetGroups(ctx, []byte(text)))
 }
@@ -151,6 +149,19 @@ func (b *backend) RemoveNode(ctx context.Context, node string) error {
 		}
 	}
 	return mapErr(b.st().Remove(ctx, node))
+}
+
+// diagError turns a section-config diagnostic into a 400 naming the
+// line, section and key.
+func diagError(what string, d placement.Diagnostic) error {
+	where := fmt.Sprintf("line %d", d.Line)
+	if d.Section != "" {
+		where += ", section " + d.Section
+	}
+	if d.Key != "" {
+		where += ", key " + d.Key
+	}
+	return api.BadRequest(what, where, "%s", d.Msg)
 }
 
 func mapErr(err error) error {

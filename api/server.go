@@ -83,10 +83,10 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/node-maintenance", s.nodeMaintenance)
 	s.mux.HandleFunc("POST /v1/disarm", s.disarm)
 	s.mux.HandleFunc("POST /v1/arm", s.arm)
-	s.mux.HandleFunc("GET /v1/rules", s.getRules)
-	s.mux.HandleFunc("PUT /v1/rules", s.setRules)
-	s.mux.HandleFunc("GET /v1/groups", s.getGroups)
-	s.mux.HandleFunc("PUT /v1/groups", s.setGroups)
+	s.mux.HandleFunc("GET /v1/rules", s.textGet(b.Rules))
+	s.mux.HandleFunc("PUT /v1/rules", s.textSet(b.SetRules))
+	s.mux.HandleFunc("GET /v1/groups", s.textGet(b.Groups))
+	s.mux.HandleFunc("PUT /v1/groups", s.textSet(b.SetGroups))
 	s.mux.HandleFunc("POST /v1/node-remove", s.nodeRemove)
 	s.mux.HandleFunc("GET /v1/datacenter", s.getDatacenter)
 	s.mux.HandleFunc("PUT /v1/datacenter", s.setDatacenter)
@@ -395,46 +395,31 @@ func (s *Server) disarm(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) arm(w http.ResponseWriter, r *http.Request) { s.queue(w, r, "arm-ha") }
 
-func (s *Server) getRules(w http.ResponseWriter, r *http.Request) {
-	text, err := s.backend.Rules(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
+// textGet serves a config text (rules, groups) read by get.
+func (s *Server) textGet(get func(context.Context) (string, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		text, err := get(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, Rules{Text: text})
 	}
-	writeJSON(w, http.StatusOK, Rules{Text: text})
 }
 
-func (s *Server) setRules(w http.ResponseWriter, r *http.Request) {
-	var req Rules
-	if !s.decode(w, r, &req) {
-		return
+// textSet stores a config text (rules, groups) with set, which validates it.
+func (s *Server) textSet(set func(context.Context, string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Rules
+		if !s.decode(w, r, &req) {
+			return
+		}
+		if err := set(r.Context(), req.Text); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
 	}
-	if err := s.backend.SetRules(r.Context(), req.Text); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
-}
-
-func (s *Server) getGroups(w http.ResponseWriter, r *http.Request) {
-	text, err := s.backend.Groups(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Rules{Text: text})
-}
-
-func (s *Server) setGroups(w http.ResponseWriter, r *http.Request) {
-	var req Rules
-	if !s.decode(w, r, &req) {
-		return
-	}
-	if err := s.backend.SetGroups(r.Context(), req.Text); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
 }
 
 func (s *Server) getDatacenter(w http.ResponseWriter, r *http.Request) {
