@@ -262,10 +262,18 @@ func (e *env) AcquireAgentLock(node string) bool {
 	return true
 }
 
-func (e *env) ReleaseAgentLock(node string) bool {
+func (e *env) ReleaseAgentLock(node string, running bool) bool {
 	ctx, cancel := e.ctx()
 	defer cancel()
-	return e.n.store.ReleaseLock(ctx, store.AgentLock(node), e.n.name) == nil
+	return e.n.store.ReleaseLock(ctx, store.AgentLock(node), e.n.name, running) == nil
+}
+
+// AgentLockReleasedRunning reads the local replica, which the CRM's round
+// made current with a barrier (UpdateClusterState, AcquireManagerLock).
+// The store itself refuses such a lock to anyone but its node, so a stale
+// answer can only delay a fencing, never let one through.
+func (e *env) AgentLockReleasedRunning(node string) bool {
+	return e.n.store.LockReleasedRunning(store.AgentLock(node))
 }
 
 // The CRM's watchdog: the master's writes are fenced by the raft term, so a

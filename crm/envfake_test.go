@@ -27,8 +27,11 @@ type fakeEnv struct {
 
 	managerLock bool // whether AcquireManagerLock succeeds
 	agentLock   map[string]bool
-	agentCalls  []string
-	released    int
+	// releasedRunning marks the agent locks their node released with
+	// services running.
+	releasedRunning map[string]bool
+	agentCalls      []string
+	released        int
 
 	wdOpen            bool
 	wdOpens, wdCloses int
@@ -51,7 +54,7 @@ type fakeEnv struct {
 func newFakeEnv(node string, nodes ...string) *fakeEnv {
 	e := &fakeEnv{
 		node: node, now: time.Unix(1000, 0), quorate: true, clusterOK: true,
-		members: map[string]ha.NodeInfo{}, managerLock: true, agentLock: map[string]bool{},
+		members: map[string]ha.NodeInfo{}, managerLock: true, agentLock: map[string]bool{}, releasedRunning: map[string]bool{},
 		ms: &ha.ManagerStatus{}, lrm: map[string]*ha.LRMStatus{},
 		resources: map[ha.SID]*ha.ResourceConfig{}, dc: &ha.Datacenter{},
 		agents: map[string]ha.ResourceAgent{"vm": &fakeAgent{live: true}, "ct": &fakeAgent{}},
@@ -103,12 +106,20 @@ func (e *fakeEnv) AcquireManagerLock() bool { return e.quorate && e.managerLock 
 func (e *fakeEnv) ReleaseManagerLock() bool { e.released++; return true }
 func (e *fakeEnv) AcquireAgentLock(node string) bool {
 	e.agentCalls = append(e.agentCalls, node)
+	if e.releasedRunning[node] && node != e.node {
+		// The lock's own rule: released with services running, it is
+		// refused to everyone but its node.
+		return false
+	}
 	return e.agentLock[node]
 }
-func (e *fakeEnv) ReleaseAgentLock(string) bool { return true }
-func (e *fakeEnv) WatchdogOpen() error          { e.wdOpen = true; e.wdOpens++; return nil }
-func (e *fakeEnv) WatchdogUpdate() error        { return nil }
-func (e *fakeEnv) WatchdogClose() error         { e.wdOpen = false; e.wdCloses++; return nil }
+func (e *fakeEnv) ReleaseAgentLock(string, bool) bool { return true }
+func (e *fakeEnv) AgentLockReleasedRunning(node string) bool {
+	return e.releasedRunning[node]
+}
+func (e *fakeEnv) WatchdogOpen() error   { e.wdOpen = true; e.wdOpens++; return nil }
+func (e *fakeEnv) WatchdogUpdate() error { return nil }
+func (e *fakeEnv) WatchdogClose() error  { e.wdOpen = false; e.wdCloses++; return nil }
 func (e *fakeEnv) ReadManagerStatus() (*ha.ManagerStatus, error) {
 	if e.readErr != nil {
 		return nil, e.readErr

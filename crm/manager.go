@@ -473,23 +473,20 @@ func (m *manager) fenceDelayed(node string) bool {
 	return m.offlineDelayed(node, m.t.FenceDelay) && !m.unprotected(node)
 }
 
-// unprotected reports whether node's LRM last said it is disarmed and has
-// released its agent lock and watchdog (§8.7). Such a node may still run
-// its services (disarm does not stop them, and in ignore mode they may even
-// be started by hand), yet its agent lock is free: taking it proves
-// nothing. Its services are therefore not fenced while it is away; like
-// frozen services they wait for the node to come back. haxd addition: PVE
-// fences them after arm-ha and can run them twice.
+// unprotected reports whether node's agent lock was released by node itself
+// while its services may still run (a disarm, an LRM restart: anything but
+// a clean stop of all its services), and not taken since. Such a lock was
+// given up, not taken away: it proves nothing about those services, and the
+// lock refuses it to everyone but node. Its services are therefore not
+// fenced while node is away; like frozen services they wait until node
+// takes its lock again, after which the lock times out as usual. The rule
+// lives in the lock (Env.AgentLockReleasedRunning), not in the node's last
+// LRM status, which may be stale: an LRM writes its status after it
+// released its lock, and a node cut off in between still reads active.
+// haxd addition: PVE fences such a node after arm-ha and can run its
+// services twice.
 func (m *manager) unprotected(node string) bool {
-	if m.modes[node] != ha.ModeDisarm {
-		return false
-	}
-	switch m.lrmStates[node] {
-	case ha.LRMActive, ha.LRMMaintenance, ha.LRMLostAgentLock:
-		// Lock or open watchdog still held: the usual proof holds.
-		return false
-	}
-	return true
+	return m.env.AgentLockReleasedRunning(node)
 }
 
 // fenceNode is §6.4. Taking the node's agent lock is the only proof that
@@ -500,6 +497,9 @@ func (m *manager) fenceNode(node string) bool {
 		m.env.Notify(ha.NotifyFence, fmt.Sprintf("Try to fence node '%s'", node))
 	}
 	if !m.env.AcquireAgentLock(node) {
+		if m.unprotected(node) {
+			m.unfence(node)
+		}
 		return false
 	}
 	msg := fmt.Sprintf("fencing: acknowledged - got agent lock for node '%s'", node)
@@ -507,6 +507,23 @@ func (m *manager) fenceNode(node string) bool {
 	m.setNodeState(node, ha.NodeUnknown)
 	m.env.Notify(ha.NotifySucceed, msg)
 	return true
+}
+
+// unfence gives up fencing node because its agent lock was released with
+// services running after the fencing began (the node could still reach the
+// store while the CRM saw it offline). Taking that lock would prove
+// nothing, and the node's LRM does not take its lock while services of it
+// are to be fenced, so waiting in fence would wait forever. Its services
+// are frozen instead: they stay where they are until the node's LRM is
+// active again and takes its lock (§5.5.9), and the node is unknown again.
+func (m *manager) unfence(node string) {
+	m.log.warn(fmt.Sprintf("not fencing node '%s': its LRM released its agent lock with services running, which proves nothing; waiting for it to take its lock again", node), ha.KeyNode, node)
+	for _, sid := range m.sortedSIDs() {
+		if sd := m.services[sid]; sd.Node == node && sd.State == ha.StateFence {
+			m.changeState(sid, sd, ha.StateFreeze)
+		}
+	}
+	m.setNodeState(node, ha.NodeUnknown)
 }
 
 // logLines logs the lines a placer returned, in order.

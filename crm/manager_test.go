@@ -1,6 +1,8 @@
 package crm
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -638,21 +640,27 @@ func TestMasterSeemsOffline(t *testing.T) {
 }
 
 // A node that disarmed released its agent lock while its services kept
-// running: after arm-ha, a free lock on that node proves nothing, so its
-// services are not fenced while it is away.
+// running: after arm-ha, that lock proves nothing, so its services are not
+// fenced while the node is away, whatever its last LRM status says. Only a
+// lock that timed out after it was held is a proof.
 func TestNoFencingOfDisarmedNodeAfterArm(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		lrmState  ha.LRMState
-		wantFence bool
+		name string
+		// lrm is node3's last LRM status: an LRM writes it after it
+		// released its lock, so a node cut off in between still reads
+		// active.
+		lrm             ha.LRMStatus
+		releasedRunning bool
+		wantFence       bool
 	}{
-		{"disarmed lrm released its lock", ha.LRMWaitForAgentLock, false},
-		{"lrm still holds its lock", ha.LRMActive, true},
+		{"released with services running, status says disarmed", ha.LRMStatus{State: ha.LRMWaitForAgentLock, Mode: ha.ModeDisarm}, true, false},
+		{"released with services running, status still says active", ha.LRMStatus{State: ha.LRMActive, Mode: ha.ModeActive}, true, false},
+		{"lock held, then timed out", ha.LRMStatus{State: ha.LRMActive, Mode: ha.ModeDisarm}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := threeNodes()
 			e.addService("vm:103", "node3", ha.RequestStarted)
-			e.agentLock["node3"] = true // free lock: fencing would succeed at once
+			e.agentLock["node3"] = true // a free lock: taking it would succeed at once
 			c := startMaster(t, e)
 			round(t, e, c)
 			e.cmds = []string{"disarm-ha ignore"}
@@ -660,7 +668,9 @@ func TestNoFencingOfDisarmedNodeAfterArm(t *testing.T) {
 			for _, n := range []string{"node1", "node2", "node3"} {
 				e.lrm[n] = &ha.LRMStatus{State: ha.LRMWaitForAgentLock, Mode: ha.ModeDisarm}
 			}
-			e.lrm["node3"].State = tc.lrmState
+			st := tc.lrm
+			e.lrm["node3"] = &st
+			e.releasedRunning["node3"] = tc.releasedRunning
 			round(t, e, c)
 			e.members["node3"] = ha.NodeInfo{}
 			for i := 0; i < 10; i++ {
@@ -673,15 +683,179 @@ func TestNoFencingOfDisarmedNodeAfterArm(t *testing.T) {
 			for i := 0; i < 10; i++ {
 				logs = append(logs, round(t, e, c)...)
 			}
-			fenced := false
-			for _, l := range logs {
-				if l == "info service 'vm:103': state changed from 'started' to 'fence'" {
-					fenced = true
-				}
-			}
+			fenced := slices.Contains(logs, "info service 'vm:103': state changed from 'started' to 'fence'")
 			if fenced != tc.wantFence {
 				t.Errorf("vm:103 fenced %v, want %v; logs:\n%v", fenced, tc.wantFence, logs)
 			}
+			if !tc.wantFence {
+				if slices.Contains(e.agentCalls, "node3") {
+					t.Errorf("the master asked for node3's lock: %v", e.agentCalls)
+				}
+				if len(e.steals) > 0 {
+					t.Errorf("steals %v, want none", e.steals)
+				}
+			}
+		})
+	}
+}
+
+// The path of seed 77703840: node3 disarms and releases its lock with
+// vm:103 running, arm-ha comes, node3's LRM sees it and writes mode active
+// before it could take its lock again, and node3 is cut off. The master
+// must not fence node3 on its released lock; once node3 takes its lock
+// back, the usual timing applies: cut off again, it is fenced only after
+// its lock timed out.
+func TestDisarmCutOffArmWaitsForTheNodeToTakeItsLock(t *testing.T) {
+	e := threeNodes()
+	e.addService("vm:103", "node3", ha.RequestStarted)
+	c := startMaster(t, e)
+	round(t, e, c)
+	e.lrmDo(t)
+	round(t, e, c)
+	if sd := e.sd(t, "vm:103"); sd.State != ha.StateStarted || sd.Node != "node3" {
+		t.Fatalf("vm:103 is %s on %s, want started on node3", sd.State, sd.Node)
+	}
+	e.cmds = []string{"disarm-ha freeze"}
+	round(t, e, c)
+	for _, n := range []string{"node1", "node2", "node3"} {
+		e.lrm[n] = &ha.LRMStatus{State: ha.LRMWaitForAgentLock, Mode: ha.ModeDisarm}
+	}
+	e.releasedRunning["node3"] = true
+	round(t, e, c)
+	round(t, e, c)
+	if sd := e.sd(t, "vm:103"); sd.State != ha.StateFreeze {
+		t.Fatalf("vm:103 is %s, want freeze", sd.State)
+	}
+
+	// arm-ha: every LRM reports mode active, node3's before it took its
+	// lock, and node3 is cut off.
+	e.cmds = []string{"arm-ha"}
+	for _, n := range []string{"node1", "node2", "node3"} {
+		e.lrm[n] = &ha.LRMStatus{State: ha.LRMWaitForAgentLock, Mode: ha.ModeActive}
+	}
+	e.members["node3"] = ha.NodeInfo{}
+	e.agentLock["node3"] = true // would the lock rule not refuse it, it could be taken
+	var logs []string
+	for i := 0; i < 30; i++ {
+		logs = append(logs, round(t, e, c)...)
+	}
+	assertNoLog(t, logs, "'fence'")
+	assertNoLog(t, logs, "recover")
+	if slices.Contains(e.agentCalls, "node3") || len(e.steals) > 0 {
+		t.Fatalf("master asked for node3's lock %v or stole %v", e.agentCalls, e.steals)
+	}
+	if sd := e.sd(t, "vm:103"); sd.Node != "node3" {
+		t.Fatalf("vm:103 moved to %s", sd.Node)
+	}
+
+	// node3 returns and takes its lock: the record is gone.
+	e.members["node3"] = ha.NodeInfo{Online: true}
+	e.releasedRunning["node3"] = false
+	e.lrm["node3"] = &ha.LRMStatus{State: ha.LRMActive, Mode: ha.ModeActive}
+	round(t, e, c)
+	e.lrmDo(t)
+	round(t, e, c)
+	// Cut off again: fenced once its lock can be taken (timed out).
+	e.members["node3"] = ha.NodeInfo{}
+	e.agentLock["node3"] = false
+	logs = nil
+	for i := 0; i < 10; i++ {
+		logs = append(logs, round(t, e, c)...)
+	}
+	assertLogs(t, logs, []string{"info service 'vm:103': state changed from 'started' to 'fence'"})
+	assertNoLog(t, logs, "recover")
+	e.agentLock["node3"] = true
+	logs = round(t, e, c)
+	assertLogs(t, logs, []string{
+		"info fencing: acknowledged - got agent lock for node 'node3'",
+		"info service 'vm:103': state changed from 'fence' to 'recovery'",
+	})
+}
+
+// A node whose services are already to be fenced may release its lock
+// with services running (it reached the store while the master saw it
+// offline). Its LRM never takes its lock while fencing is requested, so
+// the master gives the fencing up and freezes the services instead of
+// waiting forever.
+func TestFencingGivenUpWhenTheLockIsReleasedRunning(t *testing.T) {
+	e := threeNodes()
+	e.addService("vm:103", "node3", ha.RequestStarted)
+	c := startMaster(t, e)
+	round(t, e, c)
+	e.lrmDo(t)
+	round(t, e, c)
+	e.members["node3"] = ha.NodeInfo{}
+	var logs []string
+	for i := 0; i < 10; i++ {
+		logs = append(logs, round(t, e, c)...)
+	}
+	assertLogs(t, logs, []string{"info service 'vm:103': state changed from 'started' to 'fence'"})
+	e.releasedRunning["node3"] = true
+	logs = round(t, e, c)
+	assertLogs(t, logs, []string{
+		"warn not fencing node 'node3': its LRM released its agent lock with services running, which proves nothing; waiting for it to take its lock again",
+		"info service 'vm:103': state changed from 'fence' to 'freeze'",
+		"info node 'node3': state changed from 'fence' => 'unknown'",
+	})
+	logs = nil
+	for i := 0; i < 10; i++ {
+		logs = append(logs, round(t, e, c)...)
+	}
+	assertNoLog(t, logs, "fence")
+	if len(e.steals) > 0 {
+		t.Fatalf("steals %v", e.steals)
+	}
+}
+
+// A service waits in recovery while its fenced node comes back (seed
+// 77702804): the master's hold on that node's lock, taken when it fenced
+// it, has long expired. The master steals only while it holds the node's
+// lock at that moment; if the node took its lock back, the service is
+// recovered on that node (it runs nothing in recovery), without a steal
+// and without an error every round.
+func TestRecoveryNeedsTheFencedNodesLockAtTheSteal(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		lockTaken bool // the master can take node3's lock again
+		online    bool // node3 is online
+		wantNode  string
+		wantState ha.ServiceState
+		wantSteal bool
+	}{
+		{"lock still free for the master: recovered elsewhere", true, false, "node1", ha.StateStarted, true},
+		{"node took its lock back and is online: recovered on it", false, true, "node3", ha.StateStarted, false},
+		{"node took its lock back and is away: waits", false, false, "node3", ha.StateRecovery, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := threeNodes()
+			e.addService("vm:103", "node3", ha.RequestStarted)
+			for _, sid := range []ha.SID{"vm:104", "vm:105"} {
+				e.addService(sid, "node3", ha.RequestStarted)
+			}
+			e.ms = &ha.ManagerStatus{
+				MasterNode: "node2",
+				NodeStatus: map[string]ha.NodeState{"node1": ha.NodeOnline, "node2": ha.NodeOnline, "node3": ha.NodeUnknown},
+				ServiceStatus: map[ha.SID]*ha.ServiceStatus{
+					"vm:103": {State: ha.StateRecovery, Node: "node3", UID: "old"},
+					"vm:104": {State: ha.StateStarted, Node: "node3", UID: "old4", Running: true},
+					"vm:105": {State: ha.StateStarted, Node: "node3", UID: "old5", Running: true},
+				},
+			}
+			e.members["node3"] = ha.NodeInfo{Online: tc.online}
+			e.agentLock["node3"] = tc.lockTaken
+			c := startMaster(t, e)
+			logs := e.takeLogs()
+			for i := 0; i < 3; i++ {
+				logs = append(logs, round(t, e, c)...)
+			}
+			sd := e.sd(t, "vm:103")
+			if sd.Node != tc.wantNode || sd.State != tc.wantState {
+				t.Errorf("vm:103 %s on %s, want %s on %s; logs:\n%s", sd.State, sd.Node, tc.wantState, tc.wantNode, strings.Join(logs, "\n"))
+			}
+			if got := len(e.steals) > 0; got != tc.wantSteal {
+				t.Errorf("steals %v, want a steal %v", e.steals, tc.wantSteal)
+			}
+			assertNoLog(t, logs, "err ")
 		})
 	}
 }

@@ -348,6 +348,23 @@ func (m *manager) recovery(sid ha.SID, cd *ha.ResourceConfig, sd *ha.ServiceStat
 		}
 		return
 	}
+	if n != fenced && !m.env.AcquireAgentLock(fenced) {
+		// The proof of fencing is the fenced node's agent lock held by
+		// this master at the moment of the steal, not a lock some master
+		// took rounds ago: the service may have waited here for a target
+		// while the lock expired and the node came back and took it
+		// again. Taking the lock again (a refresh, or an expired hold)
+		// shows that the node has not held it since it was fenced. If
+		// the node holds it now, it is alive and runs nothing of this
+		// service (an LRM never starts a service in recovery): the
+		// service is recovered on that node, which needs no steal, or
+		// waits for it while it is not online.
+		if !m.online(fenced) {
+			return
+		}
+		m.log.info(fmt.Sprintf("node '%s' took its agent lock back, recovering service '%s' on it", fenced, sid), ha.KeySID, sid)
+		n = fenced
+	}
 	if n == fenced {
 		m.log.info(fmt.Sprintf("recover service '%s' to previous failed and fenced node '%s' again", sid, fenced), ha.KeySID, sid)
 	} else {

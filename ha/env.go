@@ -65,10 +65,24 @@ type Env interface {
 	ReleaseManagerLock() bool
 	// AcquireAgentLock takes or refreshes the agent lock of node. An LRM
 	// only ever asks for its own node; the master CRM asks for a failed
-	// node's lock to prove that node fenced.
+	// node's lock to prove that node fenced. Only a lock that timed out
+	// for the lock TTL after it was held, or one its node released with
+	// nothing running, can be taken by another node: a lock released with
+	// services running (ReleaseAgentLock with running set) is refused to
+	// everyone but its own node until that node takes it again.
 	AcquireAgentLock(node string) bool
 	// ReleaseAgentLock releases node's agent lock held by this node.
-	ReleaseAgentLock(node string) bool
+	// running tells the lock whether services of the node may still run
+	// (a disarm, an LRM restart, anything but a clean stop of every
+	// service); the lock then records that it was given up, not taken
+	// away, and proves nothing about those services (see AcquireAgentLock
+	// and AgentLockReleasedRunning).
+	ReleaseAgentLock(node string, running bool) bool
+	// AgentLockReleasedRunning reports whether node's agent lock was last
+	// released by node with services still running and not taken since.
+	// The CRM does not fence such a node: it waits until the node takes
+	// its lock again, after which the lock times out as usual.
+	AgentLockReleasedRunning(node string) bool
 
 	// WatchdogOpen arms this daemon's watchdog; it must then be fed within
 	// the watchdog timeout or the node is reset.

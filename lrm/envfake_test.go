@@ -30,6 +30,8 @@ type fakeEnv struct {
 	acquireDelay time.Duration
 	acquires     int
 	releases     int
+	// releaseRunning records the running flag of every release, in order.
+	releaseRunning []bool
 
 	wdOpen    bool
 	wdOpens   int
@@ -102,13 +104,19 @@ func (e *fakeEnv) AcquireAgentLock(node string) bool {
 	return true
 }
 
-func (e *fakeEnv) ReleaseAgentLock(node string) bool {
+func (e *fakeEnv) ReleaseAgentLock(node string, running bool) bool {
 	e.releases++
+	e.releaseRunning = append(e.releaseRunning, running)
 	if e.lockHolder != node {
 		return false
 	}
 	e.lockHolder = ""
 	return true
+}
+
+func (e *fakeEnv) AgentLockReleasedRunning(node string) bool {
+	n := len(e.releaseRunning)
+	return e.lockHolder == "" && n > 0 && e.releaseRunning[n-1]
 }
 
 func (e *fakeEnv) WatchdogOpen() error {

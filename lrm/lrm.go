@@ -59,6 +59,9 @@ type LRM struct {
 
 	shutdownRequested bool
 	shutdownErrors    int
+	// shutdownStopped marks the services a node-shutdown stop job stopped
+	// successfully (servicesMayRun).
+	shutdownStopped map[ha.SID]bool
 
 	idleRounds int
 
@@ -86,17 +89,18 @@ func New(env ha.Env, opts Options) *LRM {
 		timing.LRMIdleRounds = 1
 	}
 	l := &LRM{
-		env:           env,
-		log:           env.Logger(),
-		node:          env.NodeName(),
-		timing:        timing,
-		statusWritten: written,
-		state:         ha.LRMStartup,
-		mode:          ha.ModeActive,
-		nodeState:     ha.NodeUnknown,
-		jobs:          map[ha.SID]*job{},
-		results:       map[string]ha.LRMResult{},
-		restartTries:  map[ha.SID]int{},
+		env:             env,
+		log:             env.Logger(),
+		node:            env.NodeName(),
+		timing:          timing,
+		statusWritten:   written,
+		state:           ha.LRMStartup,
+		mode:            ha.ModeActive,
+		nodeState:       ha.NodeUnknown,
+		jobs:            map[ha.SID]*job{},
+		results:         map[string]ha.LRMResult{},
+		restartTries:    map[ha.SID]int{},
+		shutdownStopped: map[ha.SID]bool{},
 	}
 	l.setState(ha.LRMWaitForAgentLock)
 	return l
@@ -436,10 +440,36 @@ func (l *LRM) lockLapsed() bool {
 }
 
 // releaseLock releases the agent lock; a failure is silent (the lock then
-// times out).
+// times out). The release tells the lock whether services may still run
+// here (servicesMayRun): such a lock proves nothing to the CRM until this
+// node takes it again.
 func (l *LRM) releaseLock() {
-	l.env.ReleaseAgentLock(l.node)
+	l.env.ReleaseAgentLock(l.node, l.servicesMayRun())
 	l.lockHeld = false
+}
+
+// servicesMayRun reports whether a service may still run on this node as
+// far as this LRM knows: a service located on it (or migrating to it) in
+// any state but stopped, unless a node-shutdown stop job stopped it. A
+// frozen service (disarm, LRM restart) and a service in error count as
+// running; only a clean stop of every service makes the node's release
+// of its lock a clean one.
+func (l *LRM) servicesMayRun() bool {
+	for sid, sd := range l.services {
+		if sd == nil || (sd.Node != l.node && sd.Target != l.node) {
+			continue
+		}
+		if l.shutdownStopped[sid] {
+			continue
+		}
+		if sd.State == ha.StateStopped {
+			if j := l.jobs[sid]; j == nil || j.state == ha.StateStopped {
+				continue
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // closeWatchdog gives up the self-fence protection. Callers must only do so

@@ -1031,3 +1031,73 @@ func TestShutdownStopsAServiceWhoseStartWasStillRunning(t *testing.T) {
 		t.Errorf("lock %q watchdog %v", e.lockHolder, e.wdOpen)
 	}
 }
+
+// Every release of the agent lock says whether services may still run on
+// the node: only a clean stop of all of them makes a lock that another node
+// may take at once; a disarm or a daemon restart leaves them running, and
+// the lock must say so (it then proves nothing to the CRM).
+func TestReleaseSaysWhetherServicesMayRun(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		do          func(t *testing.T, l *LRM, e *fakeEnv)
+		wantRunning bool
+	}{
+		{"disarm freeze", func(t *testing.T, l *LRM, e *fakeEnv) {
+			e.ms.Disarm = &ha.Disarm{Mode: ha.DisarmFreeze, State: ha.Disarming}
+			e.ms.ServiceStatus[vm1].State = ha.StateFreeze
+			step(t, l, e)
+		}, true},
+		{"disarm ignore", func(t *testing.T, l *LRM, e *fakeEnv) {
+			e.ms.Disarm = &ha.Disarm{Mode: ha.DisarmIgnore, State: ha.Disarming}
+			step(t, l, e)
+		}, true},
+		{"daemon restart", func(t *testing.T, l *LRM, e *fakeEnv) {
+			l.RequestShutdown()
+			step(t, l, e)
+			e.ms.ServiceStatus[vm1].State = ha.StateFreeze
+			step(t, l, e)
+		}, true},
+		{"node shutdown, failover", func(t *testing.T, l *LRM, e *fakeEnv) {
+			e.dc.ShutdownPolicy = ha.ShutdownFailover
+			e.down = true
+			l.RequestShutdown()
+			step(t, l, e)
+		}, false},
+		{"node reboot, conditional: stopped and frozen", func(t *testing.T, l *LRM, e *fakeEnv) {
+			e.down, e.reboot = true, true
+			l.RequestShutdown()
+			step(t, l, e)
+			e.ms.ServiceStatus[vm1].State = ha.StateFreeze
+			step(t, l, e)
+		}, false},
+		{"idle: no service left", func(t *testing.T, l *LRM, e *fakeEnv) {
+			// Stopped, then removed from HA.
+			e.agent.running[vm1] = false
+			delete(e.ms.ServiceStatus, vm1)
+			for range 3 + l.timing.LRMIdleRounds {
+				step(t, l, e)
+			}
+		}, false},
+		{"maintenance: the service stopped", func(t *testing.T, l *LRM, e *fakeEnv) {
+			e.ms.NodeRequest = map[string]*ha.NodeRequest{"node1": {Maintenance: true}}
+			step(t, l, e)
+			e.setService(vm1, ha.ServiceStatus{State: ha.StateStopped, Node: "node1", UID: "s"})
+			step(t, l, e)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFakeEnv()
+			l := activeLRM(t, e)
+			tc.do(t, l, e)
+			if len(e.releaseRunning) == 0 {
+				t.Fatalf("lock not released (state %s)", l.State())
+			}
+			if got := e.releaseRunning[0]; got != tc.wantRunning {
+				t.Errorf("released with running=%v, want %v (vm:101 running: %v)", got, tc.wantRunning, e.agent.running[vm1])
+			}
+			if !tc.wantRunning && e.agent.running[vm1] {
+				t.Error("released as clean while vm:101 runs")
+			}
+		})
+	}
+}

@@ -184,9 +184,14 @@ func (l *LRM) finish(j *job, code ha.ExitCode) {
 	if j.uid == "" {
 		if code != ha.ExitSuccess {
 			l.shutdownErrors++
+			delete(l.shutdownStopped, j.sid)
+		} else {
+			l.shutdownStopped[j.sid] = true
 		}
 		return
 	}
+	// Any request after a shutdown stop may have started the service again.
+	delete(l.shutdownStopped, j.sid)
 	code = l.restartPolicy(j.sid, j.state, code)
 	if code == ha.ExitTryAgain {
 		// Tell nobody: the same UID is queued again next round.

@@ -85,12 +85,19 @@ const managerLock = "ha_manager_lock"
 func agentLock(node string) string { return "ha_agent_" + node + "_lock" }
 
 func (e *env) AcquireManagerLock() bool { return e.s.acquireLock(e, managerLock) }
-func (e *env) ReleaseManagerLock() bool { return e.s.releaseLock(e, managerLock) }
+func (e *env) ReleaseManagerLock() bool { return e.s.releaseLock(e, managerLock, false) }
 func (e *env) AcquireAgentLock(node string) bool {
 	return e.s.acquireLock(e, agentLock(node))
 }
-func (e *env) ReleaseAgentLock(node string) bool {
-	return e.s.releaseLock(e, agentLock(node))
+func (e *env) ReleaseAgentLock(node string, running bool) bool {
+	return e.s.releaseLock(e, agentLock(node), running)
+}
+
+// AgentLockReleasedRunning reports whether node's agent lock is recorded as
+// released by node with services running (ha.Env).
+func (e *env) AgentLockReleasedRunning(node string) bool {
+	l, ok := e.s.locks[agentLock(node)]
+	return ok && l.released
 }
 
 func (e *env) WatchdogOpen() error {
@@ -194,7 +201,7 @@ func (e *env) StealService(sid ha.SID, from, to string) error {
 		return err
 	}
 	l, held := e.s.locks[agentLock(from)]
-	if !held || l.holder != e.node.name || *e.clock-l.time > e.s.lockTTL {
+	if !held || l.holder != e.node.name || l.released || *e.clock-l.time > e.s.lockTTL {
 		e.s.violate(fmt.Errorf("invariant violated: %s/%s moved %s away from %s at %v without holding %s",
 			e.node.name, e.kind, sid, from, *e.clock, agentLock(from)))
 		return fmt.Errorf("steal %s from %s: agent lock of %s not held", sid, from, from)

@@ -257,9 +257,17 @@ func TestLocks(t *testing.T) {
 		{"holder refreshes", func() bool { return at(n1, 100).AcquireAgentLock("node1") }, true},
 		{"other node fails while held", func() bool { return at(n2, 220).AcquireAgentLock("node1") }, false},
 		{"other node takes it once expired (> 120 s)", func() bool { return at(n2, 221).AcquireAgentLock("node1") }, true},
-		{"old holder cannot release it", func() bool { return at(n1, 222).ReleaseAgentLock("node1") }, false},
-		{"new holder releases it", func() bool { return at(n2, 223).ReleaseAgentLock("node1") }, true},
-		{"releasing a free lock fails", func() bool { return at(n2, 224).ReleaseAgentLock("node1") }, false},
+		{"old holder cannot release it", func() bool { return at(n1, 222).ReleaseAgentLock("node1", false) }, false},
+		{"new holder releases it", func() bool { return at(n2, 223).ReleaseAgentLock("node1", false) }, true},
+		{"releasing a free lock fails", func() bool { return at(n2, 224).ReleaseAgentLock("node1", false) }, false},
+		{"node1 takes its free lock", func() bool { return at(n1, 225).AcquireAgentLock("node1") }, true},
+		{"node1 releases it with services running", func() bool { return at(n1, 226).ReleaseAgentLock("node1", true) }, true},
+		{"it is recorded so", func() bool { return n2.AgentLockReleasedRunning("node1") }, true},
+		{"another node cannot take it, however late", func() bool { return at(n2, 2000).AcquireAgentLock("node1") }, false},
+		{"nor release it", func() bool { return at(n2, 2001).ReleaseAgentLock("node1", false) }, false},
+		{"node1 takes it back", func() bool { return at(n1, 2002).AcquireAgentLock("node1") }, true},
+		{"which clears the record", func() bool { return n2.AgentLockReleasedRunning("node1") }, false},
+		{"then it times out as usual", func() bool { return at(n2, 2123).AcquireAgentLock("node1") }, true},
 	}
 	for _, st := range steps {
 		if got := st.do(); got != st.want {

@@ -80,9 +80,13 @@ func (r *Result) Final() map[ha.SID]FinalState {
 	return out
 }
 
+// lock is one cluster lock (scenario-format §2.2). A lock its holder
+// released with services running is kept, with released set: it is free
+// for its holder only, and proves nothing to anyone else (ha.Env).
 type lock struct {
-	holder string
-	time   time.Duration
+	holder   string
+	time     time.Duration
+	released bool
 }
 
 type watchdog struct {
@@ -296,7 +300,11 @@ func (s *sim) acquireLock(e *env, name string) bool {
 	now := *e.clock
 	l, ok := s.locks[name]
 	switch {
-	case !ok || now-l.time > s.lockTTL:
+	case ok && l.released && l.holder != e.node.name:
+		// Given up by its node with services running: only that node
+		// may take it, however long ago that was.
+		return false
+	case !ok || l.released || now-l.time > s.lockTTL:
 		s.locks[name] = &lock{holder: e.node.name, time: now}
 		e.logger.Info(fmt.Sprintf("got lock '%s'", name))
 		return true
@@ -307,7 +315,12 @@ func (s *sim) acquireLock(e *env, name string) bool {
 	return false
 }
 
-func (s *sim) releaseLock(e *env, name string) bool {
+// releaseLock releases name for e's node. running (agent locks only) says
+// that services of the node may still run: the lock then stays recorded as
+// released by its holder. A release that claims nothing runs any more is
+// checked against the node's hardware: a service still running there is a
+// breach, since the CRM may take such a lock as proof of fencing.
+func (s *sim) releaseLock(e *env, name string, running bool) bool {
 	if !s.quorate(e.node) {
 		return false
 	}
@@ -315,10 +328,27 @@ func (s *sim) releaseLock(e *env, name string) bool {
 	switch {
 	case !ok:
 		return false
-	case *e.clock-l.time > s.lockTTL:
-		return true
 	case l.holder == e.node.name:
-		delete(s.locks, name)
+		if !running {
+			if name != managerLock {
+				for _, sid := range slices.Sorted(maps.Keys(e.node.running)) {
+					// A service removed from HA (or ignored) is not
+					// the lock's business.
+					if c := s.services[sid]; c != nil && c.Requested() != ha.RequestIgnored {
+						s.violate(fmt.Errorf("invariant violated: %s/%s released %s as clean at %v while %s still runs there",
+							e.node.name, e.kind, name, *e.clock, sid))
+						break
+					}
+				}
+			}
+			delete(s.locks, name)
+			return true
+		}
+		l.released, l.time = true, *e.clock
+		return true
+	case l.released:
+		return false
+	case *e.clock-l.time > s.lockTTL:
 		return true
 	}
 	return false

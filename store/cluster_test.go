@@ -125,14 +125,40 @@ func TestLockIsHeldForTheTTLAfterTheLastRenewal(t *testing.T) {
 			t.Fatalf("%s: result %+v, want owner %s new %v", st.name, res, st.by.NodeID(), st.wantNew)
 		}
 	}
-	if err := A.ReleaseLock(ctx, lock, A.NodeID()); !errors.Is(err, ErrLockHeld) {
+	if err := A.ReleaseLock(ctx, lock, A.NodeID(), false); !errors.Is(err, ErrLockHeld) {
 		t.Errorf("A releases B's lock: err = %v, want ErrLockHeld", err)
 	}
-	if err := B.ReleaseLock(ctx, lock, B.NodeID()); err != nil {
+	if err := B.ReleaseLock(ctx, lock, B.NodeID(), false); err != nil {
 		t.Fatalf("B releases its lock: %v", err)
 	}
 	if res, err := A.AcquireLock(ctx, lock, A.NodeID(), 0); err != nil || !res.New {
 		t.Errorf("A takes the released lock at once: %+v, %v", res, err)
+	}
+
+	// A lock released with services running is free for its owner only,
+	// however long ago: it proves nothing about what the owner runs.
+	if err := A.ReleaseLock(ctx, lock, A.NodeID(), true); err != nil {
+		t.Fatalf("A releases its lock with services running: %v", err)
+	}
+	if !eventually(5*time.Second, func() bool { return A.LockReleasedRunning(lock) }) {
+		t.Error("A's lock is not recorded as released with services running")
+	}
+	c.clock.Advance(10 * ttl)
+	if _, err := B.AcquireLock(ctx, lock, B.NodeID(), 0); !errors.Is(err, ErrLockReleasedRunning) {
+		t.Errorf("B takes A's lock released with services running: err = %v, want ErrLockReleasedRunning", err)
+	}
+	if res, err := A.AcquireLock(ctx, lock, A.NodeID(), 0); err != nil || !res.New {
+		t.Fatalf("A takes its own released lock back: %+v, %v", res, err)
+	}
+	if !eventually(5*time.Second, func() bool { return !A.LockReleasedRunning(lock) }) {
+		t.Error("A's lock still recorded as released after A took it back")
+	}
+	if _, err := B.AcquireLock(ctx, lock, B.NodeID(), 0); !errors.Is(err, ErrLockHeld) {
+		t.Errorf("B takes A's lock right after A took it back: err = %v, want ErrLockHeld", err)
+	}
+	c.clock.Advance(ttl + time.Millisecond)
+	if res, err := B.AcquireLock(ctx, lock, B.NodeID(), 0); err != nil || !res.New {
+		t.Errorf("B takes A's lock once it timed out again: %+v, %v", res, err)
 	}
 }
 

@@ -111,6 +111,9 @@ type lockCmd struct {
 type unlockCmd struct {
 	Name   string `json:"name"`
 	Holder string `json:"holder"`
+	// Running says that the holder's services may still run: the lock is
+	// kept as released (LockInfo.Released) instead of deleted.
+	Running bool `json:"running,omitempty"`
 }
 
 // datacenterDoc is the replicated form of ha.Datacenter; it keeps
@@ -151,6 +154,13 @@ type LockInfo struct {
 	Index uint64 `json:"index"`
 	// Acquired is the raft log index at which Owner acquired the lock.
 	Acquired uint64 `json:"acquired"`
+	// Released is set when Owner released the lock while its services may
+	// still run (ReleaseLock with running set). The lock is then free for
+	// Owner only: anyone else gets ErrLockReleasedRunning, however long
+	// ago it was released, because a lock given up proves nothing about
+	// what its owner still runs. Only a lock that timed out after it was
+	// held proves that its owner fenced itself.
+	Released bool `json:"released,omitempty"`
 }
 
 // LockResult is the outcome of a successful AcquireLock.

@@ -24,6 +24,11 @@ var (
 	// check and the commit of the acquisition (for example the owner renewed
 	// it meanwhile); the acquisition was not applied.
 	ErrLockConflict = errors.New("lock changed concurrently")
+	// ErrLockReleasedRunning is returned when another node asks for a lock
+	// its owner released while its services may still run
+	// (ReleaseLock with running set): such a lock proves nothing about
+	// them, so only its owner may take it again.
+	ErrLockReleasedRunning = errors.New("lock released by its owner with services running")
 	// ErrNotFound is returned when a write names a resource that does not
 	// exist.
 	ErrNotFound = errors.New("not found")
@@ -59,6 +64,7 @@ func errorCodes() []errorCodePair {
 		{"stale_term", ErrStaleTerm},
 		{"lock_held", ErrLockHeld},
 		{"lock_conflict", ErrLockConflict},
+		{"lock_released_running", ErrLockReleasedRunning},
 		{"not_found", ErrNotFound},
 		{"conflict", ErrConflict},
 		{"invalid", ErrInvalid},

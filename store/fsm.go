@@ -285,7 +285,10 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 		cur, held := st.Locks[c.Name]
 		var out LockResult
 		switch {
-		case !held && !c.Takeover:
+		case held && cur.Released && cur.Owner != c.Holder:
+			return refuse(ErrLockReleasedRunning, "lock %q for %q: released by %q", c.Name, c.Holder, cur.Owner), "", ""
+		case !held && !c.Takeover, held && cur.Released && !c.Takeover:
+			// Free, or released by the holder itself: a new acquisition.
 			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index}, New: true}
 		case held && !c.Takeover && cur.Owner == c.Holder:
 			cur.Index = l.Index
@@ -316,6 +319,13 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 		}
 		if cur.Owner != c.Holder {
 			return refuse(ErrLockHeld, "release lock %q for %q: held by %q", c.Name, c.Holder, cur.Owner), "", ""
+		}
+		if c.Running {
+			// Keep the record: given up with services running, it is
+			// free for its owner only.
+			cur.Released, cur.Index = true, l.Index
+			st.Locks[c.Name] = cur
+			return ok(nil), "", c.Name
 		}
 		delete(st.Locks, c.Name)
 		return ok(nil), "", c.Name

@@ -112,9 +112,22 @@ func (s *Store) AcquireLock(ctx context.Context, name, holder string, term uint6
 
 // ReleaseLock releases the lock called name held by holder. It fails with
 // ErrLockHeld if another node holds it and ErrNotFound if nobody does.
-func (s *Store) ReleaseLock(ctx context.Context, name, holder string) error {
-	_, err := s.apply(ctx, opUnlock, 0, unlockCmd{Name: name, Holder: holder})
+// running says that holder's services may still run (a disarm, an agent
+// restart): the lock then stays recorded as released by holder
+// (LockInfo.Released), free for holder only, and refused to every other
+// node with ErrLockReleasedRunning until holder takes it again. Without
+// running the lock is deleted and free for anyone.
+func (s *Store) ReleaseLock(ctx context.Context, name, holder string, running bool) error {
+	_, err := s.apply(ctx, opUnlock, 0, unlockCmd{Name: name, Holder: holder, Running: running})
 	return err
+}
+
+// LockReleasedRunning reports whether the lock called name was released by
+// its owner with services running and not taken since, on this node's
+// replica (ReleaseLock).
+func (s *Store) LockReleasedRunning(name string) bool {
+	li, held := s.fsm.lock(name)
+	return held && li.Released
 }
 
 // acquireLocal decides a lock request on the leader and commits it.
@@ -128,7 +141,14 @@ func (s *Store) acquireLocal(ctx context.Context, req *lockRequest) *result {
 	}
 	s.restartLockTimers(term)
 	c := lockCmd{Name: req.Name, Holder: req.Holder}
-	if cur, held := s.fsm.lock(req.Name); held && cur.Owner != req.Holder {
+	cur, held := s.fsm.lock(req.Name)
+	switch {
+	case held && cur.Released && cur.Owner != req.Holder:
+		// The FSM refuses it too; answering here saves a log entry.
+		return refuse(ErrLockReleasedRunning, "lock %q for %q: released by %q with services running", req.Name, req.Holder, cur.Owner)
+	case held && cur.Released:
+		// Its owner takes it back: a new acquisition, not a takeover.
+	case held && cur.Owner != req.Holder:
 		now := s.clock.Now()
 		deadline := s.lockDeadline(req.Name)
 		if !now.After(deadline) {
