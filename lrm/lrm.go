@@ -450,7 +450,8 @@ func (l *LRM) releaseLock() {
 
 // servicesMayRun reports whether a service may still run on this node as
 // far as this LRM knows: a service located on it (or migrating to it) in
-// any state but stopped, unless a node-shutdown stop job stopped it. A
+// any state but stopped (with this LRM's stop of it successful), unless a
+// node-shutdown stop job stopped it. A
 // frozen service (disarm, LRM restart) and a service in error count as
 // running; only a clean stop of every service makes the node's release
 // of its lock a clean one.
@@ -463,7 +464,11 @@ func (l *LRM) servicesMayRun() bool {
 			continue
 		}
 		if sd.State == ha.StateStopped {
-			if j := l.jobs[sid]; j == nil || j.state == ha.StateStopped {
+			// Stopped only once this LRM's stop for the current request
+			// succeeded (an unstoppable service stays stopped in the
+			// CRM's view while its stop fails every round).
+			res, done := l.results[sd.UID]
+			if j := l.jobs[sid]; done && res.ExitCode == ha.ExitSuccess && (j == nil || j.state == ha.StateStopped) {
 				continue
 			}
 		}

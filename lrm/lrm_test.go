@@ -1082,6 +1082,12 @@ func TestReleaseSaysWhetherServicesMayRun(t *testing.T) {
 			e.ms.NodeRequest = map[string]*ha.NodeRequest{"node1": {Maintenance: true}}
 			step(t, l, e)
 			e.setService(vm1, ha.ServiceStatus{State: ha.StateStopped, Node: "node1", UID: "s"})
+			// The first release comes before the stop ran: running. The
+			// next round's release, after the stop, is a clean one.
+			step(t, l, e)
+			if len(e.releaseRunning) != 1 || !e.releaseRunning[0] {
+				t.Fatalf("releases before the stop ran: %v, want [true]", e.releaseRunning)
+			}
 			step(t, l, e)
 		}, false},
 	} {
@@ -1092,7 +1098,7 @@ func TestReleaseSaysWhetherServicesMayRun(t *testing.T) {
 			if len(e.releaseRunning) == 0 {
 				t.Fatalf("lock not released (state %s)", l.State())
 			}
-			if got := e.releaseRunning[0]; got != tc.wantRunning {
+			if got := e.releaseRunning[len(e.releaseRunning)-1]; got != tc.wantRunning {
 				t.Errorf("released with running=%v, want %v (vm:101 running: %v)", got, tc.wantRunning, e.agent.running[vm1])
 			}
 			if !tc.wantRunning && e.agent.running[vm1] {

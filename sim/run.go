@@ -40,6 +40,16 @@ type Options struct {
 	Daemons Factory
 	// Log receives every log line; nil discards them.
 	Log Sink
+	// Concurrent selects the concurrent round model: every node's CRM and
+	// LRM start their round at the same instant (each node's CRM, then its
+	// LRM, one step apart), so a round lasts one round however many nodes
+	// there are, as on a real cluster. The default is PVE's serial model
+	// (scenario-format §4): one node after the other, every daemon step
+	// advancing the hardware clock, which PVE's log.expect files need and
+	// which limits a cluster to what fits in a watchdog timeout (29 nodes
+	// with the pve timing, 11 with the fast one). Both models apply the
+	// daemons' actions in node order.
+	Concurrent bool
 }
 
 // Result is the outcome of a completed run.
@@ -126,6 +136,9 @@ type sim struct {
 	nodes  []*simNode
 	byName map[string]*simNode
 	H      time.Duration
+	// at is where the current node's next daemon step starts in the
+	// concurrent round model (Options.Concurrent).
+	at time.Duration
 
 	locks        map[string]*lock
 	watchdogs    map[int]*watchdog
@@ -185,6 +198,9 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 	round, step := Units(opts.Timing)
 	s.step = step
 	s.roundLen = max(round, time.Duration(2*len(sc.Nodes))*step)
+	if opts.Concurrent {
+		s.roundLen = round
+	}
 	if s.roundLen >= 3*round {
 		return nil, fmt.Errorf("simulate: %d nodes need a round of %v, the limit is %v", len(sc.Nodes), s.roundLen, 3*round)
 	}
@@ -401,6 +417,11 @@ func (s *sim) loop() {
 	for !s.stopped() {
 		start := s.H
 		for i, n := range s.nodes {
+			if s.opts.Concurrent {
+				// Every node starts its round now; the hardware
+				// clock only moves forward (to the latest daemon).
+				s.at = start
+			}
 			if n.crm != nil {
 				if s.skipCRM > 0 {
 					if i == 0 {
@@ -463,10 +484,21 @@ func (s *sim) loop() {
 	}
 }
 
+// stepStart returns the time at which the next daemon step starts: the
+// hardware clock in the serial model, the node's own round clock in the
+// concurrent one.
+func (s *sim) stepStart() time.Duration {
+	if s.opts.Concurrent {
+		return s.at
+	}
+	return s.H
+}
+
 func (s *sim) stepCRM(n *simNode) {
-	n.crmClock = s.H
+	n.crmClock = s.stepStart()
 	ok := n.crm.Step()
 	n.crmClock += s.step
+	s.at = n.crmClock
 	s.H = max(s.H, n.crmClock)
 	s.checkInvariant(n.name + "/crm step")
 	if !ok {
@@ -475,9 +507,10 @@ func (s *sim) stepCRM(n *simNode) {
 }
 
 func (s *sim) stepLRM(n *simNode) {
-	n.lrmClock = s.H
+	n.lrmClock = s.stepStart()
 	ok := n.lrm.Step()
 	n.lrmClock += s.step
+	s.at = n.lrmClock
 	s.H = max(s.H, n.lrmClock)
 	s.checkInvariant(n.name + "/lrm step")
 	if !ok {

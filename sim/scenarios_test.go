@@ -41,7 +41,8 @@ func scenarioDirs(t testing.TB, root string) []string {
 }
 
 // replay runs dir with the real daemons and returns the result and the PVE
-// log.
+// log: with the pve timing in PVE's serial round model, with the fast one
+// in the concurrent model (as haxd sim run does).
 func replay(t testing.TB, dir string, timing ha.Timing) (*Result, string) {
 	t.Helper()
 	sc, err := LoadScenario(dir)
@@ -49,7 +50,7 @@ func replay(t testing.TB, dir string, timing ha.Timing) (*Result, string) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	res, err := Run(sc, Options{Timing: timing, Log: PVEWriter(&buf)})
+	res, err := Run(sc, Options{Timing: timing, Log: PVEWriter(&buf), Concurrent: timing != ha.PVETiming()})
 	if err != nil {
 		t.Fatal(err)
 	}
