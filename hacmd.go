@@ -167,13 +167,12 @@ func (c *HASetCmd) Run(h *HACmd) error {
 		if err != nil {
 			return usageError{fmt.Errorf("--spec %s: %w", c.Spec, err)}
 		}
-		var obj map[string]any
-		if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
-			msg := "expected a JSON object"
-			if err != nil {
-				msg = "not valid JSON: " + err.Error()
-			}
-			return usageError{fmt.Errorf("--spec %s: %s", c.Spec, msg)}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return usageError{fmt.Errorf("--spec %s: not valid JSON: %w", c.Spec, err)}
+		}
+		if _, isObject := v.(map[string]any); !isObject {
+			return usageError{fmt.Errorf("--spec %s: expected a JSON object (a merge patch of the spec)", c.Spec)}
 		}
 		req.Spec = json.RawMessage(b)
 	}
