@@ -155,13 +155,15 @@ type HASetCmd struct {
 	Comment     *string `help:"Free text."`
 	Group       *string `help:"Legacy HA group, which must exist (haxd ha groups set); empty removes it."`
 	Spec        string  `help:"JSON file with a merge patch (RFC 7386) of the resource's spec: keys given replace, keys set to null are removed." type:"path" placeholder:"FILE"`
+	// ExpectRevision makes the change a compare-and-set.
+	ExpectRevision uint64 `name:"expect-revision" placeholder:"N" help:"Change only while the resource's revision (haxd ha config) is still N; otherwise nothing changes (409, exit 2)."`
 }
 
 // Run changes the resource: all given fields in one atomic store
 // operation, or none.
 func (c *HASetCmd) Run(h *HACmd) error {
 	req := api.SetResourceRequest{SID: c.SID, State: c.State, MaxRestart: c.MaxRestart,
-		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group}
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group, ExpectRevision: c.ExpectRevision}
 	if c.Spec != "" {
 		b, err := os.ReadFile(c.Spec)
 		if err != nil {

@@ -86,6 +86,8 @@ func TestHAAddCommandAfterDoubleDash(t *testing.T) {
 		{name: "set --spec with bad JSON names the file", args: []string{"set", "exec:x", "--spec", bad}, err: "--spec " + bad + ": not valid JSON"},
 		{name: "set --spec with a non-object", args: []string{"set", "exec:x", "--spec", notObject}, err: "expected a JSON object"},
 		{name: "set --spec missing file", args: []string{"set", "exec:x", "--spec", filepath.Join(dir, "nope.json")}, err: "nope.json"},
+		{name: "set --expect-revision", args: []string{"set", "exec:x", "--state", "stopped", "--expect-revision", "7"},
+			want: `PUT /v1/resources {"sid":"exec:x","state":"stopped","expect_revision":7}`},
 		{name: "set --spec", args: []string{"set", "exec:x", "--spec", good, "--group", ""},
 			want: `PUT /v1/resources {"sid":"exec:x","group":"","spec":{"args":["5"]}}`},
 	} {

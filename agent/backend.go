@@ -199,13 +199,26 @@ func (b *backend) Datacenter(ctx context.Context) (*ha.Datacenter, error) {
 	return b.st().Datacenter(), nil
 }
 
+// UpdateDatacenter applies fn to the settings read after a barrier and
+// writes them as a compare-and-set on what was read, redone on a conflict,
+// so a concurrent change of other settings is kept.
 func (b *backend) UpdateDatacenter(ctx context.Context, fn func(*ha.Datacenter) error) error {
-	_ = b.st().Barrier(ctx)
-	dc := b.st().Datacenter()
-	if err := fn(dc); err != nil {
-		return err
+	for attempt := 1; ; attempt++ {
+		if err := b.st().Barrier(ctx); err != nil {
+			return mapErr(err)
+		}
+		from := b.st().Datacenter()
+		dc := b.st().Datacenter()
+		if err := fn(dc); err != nil {
+			return err
+		}
+		err := b.st().UpdateDatacenter(ctx, from, dc)
+		if errors.Is(err, store.ErrConflict) && attempt < casAttempts {
+			b.a.n.log.Info("datacenter settings changed concurrently: applying the change again", "attempt", attempt)
+			continue
+		}
+		return mapErr(err)
 	}
-	return mapErr(b.st().SetDatacenter(ctx, dc))
 }
 
 func (b *backend) RemoveNode(ctx context.Context, node string) error {

@@ -103,3 +103,32 @@ func TestBackendConfigChanges(t *testing.T) {
 	}
 	check("remove again", b.RemoveResource(ctx, "exec:a", true), 404, "not configured")
 }
+
+// A datacenter change that races another writer is applied again on what
+// the other wrote, so both changes stay.
+func TestBackendDatacenterChangeKeepsAConcurrentChange(t *testing.T) {
+	b, s := newTestBackend(t)
+	ctx := context.Background()
+	calls := 0
+	err := b.UpdateDatacenter(ctx, func(dc *ha.Datacenter) error {
+		calls++
+		if calls == 1 {
+			// Another operator changes the scheduler between our read
+			// and our write.
+			other := *s.Datacenter()
+			other.CRS.Mode = "static"
+			if err := s.SetDatacenter(ctx, &other); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dc.ShutdownPolicy = ha.ShutdownMigrate
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := s.Datacenter()
+	if calls != 2 || dc.ShutdownPolicy != ha.ShutdownMigrate || dc.CRS.Mode != "static" {
+		t.Fatalf("after %d attempts: %+v, want both changes", calls, dc)
+	}
+}

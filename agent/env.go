@@ -420,7 +420,14 @@ func (e *env) ReadResources() (map[ha.SID]*ha.ResourceConfig, error) {
 	return e.n.store.Resources(), nil
 }
 
+// errNotMaster refuses a CRM write without the term of a leadership: with
+// term 0 the store would take it for an operator's unfenced write.
+var errNotMaster = errors.New("the CRM holds no manager lock (raft term): write refused")
+
 func (e *env) SetRequestedState(sid ha.SID, state ha.RequestedState) error {
+	if e.term == 0 {
+		return fmt.Errorf("set requested state of %s: %w", sid, errNotMaster)
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
 	return e.n.store.SetRequestedState(ctx, e.term, sid, state)
@@ -465,6 +472,9 @@ func (e *env) NodeVersion(node string) string {
 // MigrateGroups implements crm.GroupMigrator: one term-fenced store entry
 // that applies only while the configs are still what the master read.
 func (e *env) MigrateGroups(m crm.GroupMigration) error {
+	if e.term == 0 {
+		return fmt.Errorf("write group migration: %w", errNotMaster)
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
 	sm := store.GroupMigration{RulesFrom: string(m.RulesFrom), Rules: string(m.Rules),

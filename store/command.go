@@ -33,6 +33,7 @@ const (
 	opUpdateResource    = "update_resource"
 	opRemoveResource    = "remove_resource"
 	opMigrateGroups     = "migrate_groups"
+	opUpdateDatacenter  = "update_datacenter"
 )
 
 // command is one raft log entry: a versioned, JSON-encoded operation.
@@ -188,6 +189,14 @@ type unlockCmd struct {
 type datacenterDoc struct {
 	Datacenter ha.Datacenter   `json:"datacenter"`
 	CRSSet     map[string]bool `json:"crs_set,omitempty"`
+}
+
+// updateDatacenterCmd is the payload of opUpdateDatacenter: the settings
+// become To, only while they are still From (the settings the writer read
+// and changed; nil for never written).
+type updateDatacenterCmd struct {
+	From *datacenterDoc `json:"from,omitempty"`
+	To   datacenterDoc  `json:"to"`
 }
 
 // result is what the FSM returns for every command, locally through

@@ -322,6 +322,17 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 		st.Datacenter = &c
 		return ok(nil), "", ""
 
+	case opUpdateDatacenter:
+		var c updateDatacenterCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		if mustJSONOrEmpty(st.Datacenter) != mustJSONOrEmpty(c.From) {
+			return refuse(ErrConflict, "update datacenter settings: they changed since they were read"), "", ""
+		}
+		st.Datacenter = &c.To
+		return ok(nil), "", ""
+
 	case opAppendCommands:
 		var c commandsCmd
 		if r := decode(&c); r != nil {

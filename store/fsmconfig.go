@@ -276,3 +276,20 @@ func (st *state) migrateGroups(l *raft.Log, c *migrateGroupsCmd) {
 	st.Groups = c.Groups
 	st.GroupIDs = left
 }
+
+// mustJSONOrEmpty encodes d for a comparison; nil and the zero settings
+// compare equal, since reads return the zero value for never written.
+func mustJSONOrEmpty(d *datacenterDoc) string {
+	if d == nil {
+		d = &datacenterDoc{}
+	}
+	c := *d
+	if len(c.CRSSet) == 0 {
+		c.CRSSet = nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}

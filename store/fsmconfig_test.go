@@ -186,6 +186,18 @@ func TestFSMConfigOperations(t *testing.T) {
 				t.Errorf("vm:1 %+v vm:2 %+v", a, b)
 			}
 		}},
+		{"datacenter settings are a compare-and-set on what was read", []entry{
+			{op: opUpdateDatacenter, data: updateDatacenterCmd{From: &datacenterDoc{}, To: datacenterDoc{Datacenter: ha.Datacenter{ShutdownPolicy: ha.ShutdownMigrate}}}},
+			{op: opUpdateDatacenter, data: updateDatacenterCmd{From: &datacenterDoc{}, To: datacenterDoc{Datacenter: ha.Datacenter{CRS: ha.CRSOptions{Mode: "static"}}}}, want: ErrConflict},
+			{op: opUpdateDatacenter, data: updateDatacenterCmd{From: &datacenterDoc{Datacenter: ha.Datacenter{ShutdownPolicy: ha.ShutdownMigrate}},
+				To: datacenterDoc{Datacenter: ha.Datacenter{ShutdownPolicy: ha.ShutdownMigrate, CRS: ha.CRSOptions{Mode: "static"}}, CRSSet: map[string]bool{"x": true}}}},
+			{op: opUpdateDatacenter, data: updateDatacenterCmd{From: &datacenterDoc{Datacenter: ha.Datacenter{ShutdownPolicy: ha.ShutdownMigrate, CRS: ha.CRSOptions{Mode: "static"}}},
+				To: datacenterDoc{}}, want: ErrConflict},
+		}, func(t *testing.T, st *state) {
+			if dc := st.Datacenter; dc == nil || dc.Datacenter.ShutdownPolicy != ha.ShutdownMigrate || dc.Datacenter.CRS.Mode != "static" || !dc.CRSSet["x"] {
+				t.Errorf("datacenter %+v", dc)
+			}
+		}},
 		{"a deposed master's migration is refused", []entry{
 			{term: 5, op: opManagerStatus, cmd: 5, data: json.RawMessage(`{}`)},
 			{term: 4, op: opMigrateGroups, cmd: 4, data: migrateGroupsCmd{}, want: ErrStaleTerm},

@@ -685,6 +685,19 @@ func (s *Store) SetDatacenter(ctx context.Context, dc *ha.Datacenter) error {
 	return err
 }
 
+// UpdateDatacenter replaces the datacenter settings from with to, only
+// while they are still from (what the caller read; ErrConflict otherwise).
+func (s *Store) UpdateDatacenter(ctx context.Context, from, to *ha.Datacenter) error {
+	doc := func(dc *ha.Datacenter) *datacenterDoc {
+		if dc == nil {
+			dc = &ha.Datacenter{}
+		}
+		return &datacenterDoc{Datacenter: *dc, CRSSet: maps.Clone(dc.CRS.Set)}
+	}
+	_, err := s.apply(ctx, opUpdateDatacenter, 0, updateDatacenterCmd{From: doc(from), To: *doc(to)})
+	return err
+}
+
 // AppendCommands appends to the CRM command queue.
 func (s *Store) AppendCommands(ctx context.Context, cmds ...string) error {
 	if len(cmds) == 0 {
