@@ -1,15 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 
 	"haxd/api"
+	"haxd/ha"
 )
 
 // HACmd is `haxd ha`: the operator's command line, a thin client of the
@@ -20,7 +26,8 @@ type HACmd struct {
 	Status          HAStatusCmd      `cmd:"" help:"Show quorum, master, every LRM and every service."`
 	Add             HAAddCmd         `cmd:"" help:"Add a resource to HA management."`
 	Remove          HARemoveCmd      `cmd:"" help:"Remove a resource from HA management (it is neither stopped nor started)."`
-	Set             HASetCmd         `cmd:"" help:"Change a resource's requested state or policy."`
+	Set             HASetCmd         `cmd:"" help:"Change a resource's requested state, policy, group or spec."`
+	Config          HAConfigCmd      `cmd:"" help:"Show the config of one resource, or of all."`
 	Migrate         HAMoveCmd        `cmd:"" help:"Live-migrate a service to a node."`
 	Relocate        HAMoveCmd        `cmd:"" help:"Stop a service, move it to a node and start it there."`
 	Stop            HAStopCmd        `cmd:"" help:"Stop a service within a timeout and keep it stopped."`
@@ -79,9 +86,15 @@ type HAAddCmd struct {
 	MaxRelocate *int     `name:"max-relocate" help:"Relocations after failed starts before entering error (default 1)."`
 	Failback    *bool    `help:"Move back to a higher-priority node when it returns (default true)."`
 	Comment     string   `help:"Free text."`
-	Group       string   `help:"Legacy HA group (see haxd ha groups); the CRM migrates it to a node-affinity rule."`
+	Group       string   `help:"Legacy HA group (see haxd ha groups); it must exist. The CRM migrates it to a node-affinity rule."`
 	Spec        string   `help:"Type-specific definition as JSON (exec: {\"command\":...,\"args\":[...]})."`
-	Command     []string `arg:"" optional:"" passthrough:"" help:"For exec resources: the command and its arguments, after -- (shorthand for --spec)."`
+	Command     []string `arg:"" optional:"" passthrough:"" help:"For exec resources: the command and its arguments, after -- (shorthand for --spec). Everything after -- belongs to the command, so give haxd's flags before --; a flag of ha add after -- is refused."`
+}
+
+// addFlags returns the long flags of HAAddCmd, which after -- would be
+// taken for the command's own arguments.
+func addFlags() []string {
+	return []string{"--node", "--state", "--max-restart", "--max-relocate", "--failback", "--no-failback", "--comment", "--group", "--spec"}
 }
 
 // Run adds the resource.
@@ -93,7 +106,7 @@ func (c *HAAddCmd) Run(h *HACmd) error {
 		return fmt.Errorf("--spec and a command after -- are mutually exclusive")
 	case c.Spec != "":
 		if !json.Valid([]byte(c.Spec)) {
-			return fmt.Errorf("--spec %q: not valid JSON", c.Spec)
+			return usageError{fmt.Errorf("--spec %q: not valid JSON", c.Spec)}
 		}
 		req.Spec = json.RawMessage(c.Spec)
 	case len(c.Command) > 0:
@@ -102,7 +115,14 @@ func (c *HAAddCmd) Run(h *HACmd) error {
 			cmd = cmd[1:]
 		}
 		if len(cmd) == 0 {
-			return fmt.Errorf("expected a command after --")
+			return usageError{fmt.Errorf("expected a command after --")}
+		}
+		for _, a := range cmd[1:] {
+			name, _, _ := strings.Cut(a, "=")
+			if slices.Contains(addFlags(), name) {
+				return usageError{fmt.Errorf("%s after --: everything after -- is the command and its arguments; "+
+					"give haxd ha add's flags before -- (or pass the command with --spec if it really takes %s)", name, name)}
+			}
 		}
 		b, _ := json.Marshal(map[string]any{"command": cmd[0], "args": cmd[1:]})
 		req.Spec = b
@@ -133,15 +153,119 @@ type HASetCmd struct {
 	MaxRelocate *int    `name:"max-relocate" help:"Relocations after failed starts."`
 	Failback    *bool   `help:"Fail back to higher-priority nodes."`
 	Comment     *string `help:"Free text."`
-	Group       *string `help:"Legacy HA group; empty removes it."`
+	Group       *string `help:"Legacy HA group, which must exist (haxd ha groups set); empty removes it."`
+	Spec        string  `help:"JSON file with a merge patch (RFC 7386) of the resource's spec: keys given replace, keys set to null are removed." type:"path" placeholder:"FILE"`
+	// ExpectRevision makes the change a compare-and-set.
+	ExpectRevision uint64 `name:"expect-revision" placeholder:"N" help:"Change only while the resource's revision (haxd ha config) is still N; otherwise nothing changes (409, exit 2)."`
 }
 
-// Run changes the resource.
+// Run changes the resource: all given fields in one atomic store
+// operation, or none.
 func (c *HASetCmd) Run(h *HACmd) error {
+	req := api.SetResourceRequest{SID: c.SID, State: c.State, MaxRestart: c.MaxRestart,
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group, ExpectRevision: c.ExpectRevision}
+	if c.Spec != "" {
+		b, err := os.ReadFile(c.Spec)
+		if err != nil {
+			return usageError{fmt.Errorf("--spec %s: %w", c.Spec, err)}
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return usageError{fmt.Errorf("--spec %s: not valid JSON: %w", c.Spec, err)}
+		}
+		if _, isObject := v.(map[string]any); !isObject {
+			return usageError{fmt.Errorf("--spec %s: expected a JSON object (a merge patch of the spec)", c.Spec)}
+		}
+		req.Spec = json.RawMessage(b)
+	}
 	ctx, cancel := apiContext()
 	defer cancel()
-	return h.client().SetResource(ctx, api.SetResourceRequest{SID: c.SID, State: c.State, MaxRestart: c.MaxRestart,
-		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group})
+	return h.client().SetResource(ctx, req)
+}
+
+// HAConfigCmd shows resource configs.
+type HAConfigCmd struct {
+	SID  string `arg:"" optional:"" help:"Resource id; all resources when omitted."`
+	JSON bool   `name:"json" help:"Print JSON (the stored config, revision included) instead of text."`
+}
+
+// Run prints the config as ha-manager config does: the SID on one line,
+// then tab-indented "key value" lines in key order, then a blank line.
+func (c *HAConfigCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	st, err := h.client().Status(ctx)
+	if err != nil {
+		return err
+	}
+	var list []*ha.ResourceConfig
+	if c.SID != "" {
+		sid, err := ha.ParseSID(c.SID)
+		if err != nil {
+			return usageError{err}
+		}
+		cd := st.Resources[sid]
+		if cd == nil {
+			return &api.Error{Code: 404, Message: fmt.Sprintf("service '%s' not configured", sid)}
+		}
+		list = append(list, cd)
+	} else {
+		for _, sid := range slices.Sorted(maps.Keys(st.Resources)) {
+			list = append(list, st.Resources[sid])
+		}
+	}
+	if c.JSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if c.SID != "" {
+			return enc.Encode(list[0])
+		}
+		return enc.Encode(list)
+	}
+	for _, cd := range list {
+		fmt.Print(formatResourceConfig(cd))
+	}
+	return nil
+}
+
+// formatResourceConfig renders one resource in the text form of `haxd ha
+// config`.
+func formatResourceConfig(cd *ha.ResourceConfig) string {
+	kv := map[string]string{
+		"node":         cd.Node,
+		"state":        string(cd.Requested()),
+		"max_restart":  strconv.Itoa(cd.MaxRestart),
+		"max_relocate": strconv.Itoa(cd.MaxRelocate),
+		"failback":     "0",
+		"revision":     strconv.FormatUint(cd.Revision, 10),
+	}
+	if cd.Failback {
+		kv["failback"] = "1"
+	}
+	if cd.Group != "" {
+		kv["group"] = cd.Group
+	}
+	if cd.Comment != "" {
+		kv["comment"] = cd.Comment
+	}
+	if cd.Lock != "" {
+		kv["lock"] = cd.Lock
+	}
+	if len(cd.Spec) > 0 {
+		var b bytes.Buffer
+		if json.Compact(&b, cd.Spec) == nil {
+			kv["spec"] = b.String()
+		} else {
+			kv["spec"] = string(cd.Spec)
+		}
+	}
+	var b strings.Builder
+	b.WriteString(string(cd.SID) + "\n")
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
+		fmt.Fprintf(&b, "\t%s %s\n", k, kv[k])
+	}
+	b.WriteString("\n")
+	return b.String()
 }
 
 // HAMoveCmd is migrate or relocate.

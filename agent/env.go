@@ -428,7 +428,14 @@ func (e *env) ReadResources() (map[ha.SID]*ha.ResourceConfig, error) {
 	return e.n.store.Resources(), nil
 }
 
+// errNotMaster refuses a CRM write without the term of a leadership: with
+// term 0 the store would take it for an operator's unfenced write.
+var errNotMaster = errors.New("the CRM holds no manager lock (raft term): write refused")
+
 func (e *env) SetRequestedState(sid ha.SID, state ha.RequestedState) error {
+	if e.term == 0 {
+		return fmt.Errorf("set requested state of %s: %w", sid, errNotMaster)
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
 	return e.n.store.SetRequestedState(ctx, e.term, sid, state)
@@ -470,40 +477,23 @@ func (e *env) NodeVersion(node string) string {
 	return ""
 }
 
-// WriteRules implements crm.GroupMigrator.
-func (e *env) WriteRules(raw []byte) error {
+// MigrateGroups implements crm.GroupMigrator: one term-fenced store entry
+// that applies only while the configs are still what the master read.
+func (e *env) MigrateGroups(m crm.GroupMigration) error {
+	if e.term == 0 {
+		return fmt.Errorf("write group migration: %w", errNotMaster)
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
-	return e.n.store.SetRules(ctx, raw)
-}
-
-// MigrateResourceGroups implements crm.GroupMigrator: every resource loses
-// its group; the listed ones get the failback their group implied.
-func (e *env) MigrateResourceGroups(failback map[ha.SID]bool) error {
-	ctx, cancel := e.ctx()
-	defer cancel()
-	for sid, cd := range e.n.store.Resources() {
-		fb, listed := failback[sid]
-		if cd.Group == "" && !listed {
-			continue
-		}
-		c := *cd
-		c.Group = ""
-		if listed {
-			c.Failback = fb
-		}
-		if err := e.n.store.PutResource(ctx, c); err != nil {
-			return fmt.Errorf("migrate group of %s: %w", sid, err)
-		}
+	sm := store.GroupMigration{RulesFrom: string(m.RulesFrom), Rules: string(m.Rules),
+		GroupsFrom: string(m.GroupsFrom), Groups: string(m.Groups), GroupIDs: m.GroupIDs}
+	for _, r := range m.Resources {
+		sm.Resources = append(sm.Resources, store.MigratedService{SID: r.SID, Group: r.Group, Failback: r.Failback})
+	}
+	if err := e.n.store.MigrateGroups(ctx, e.term, sm); err != nil {
+		return fmt.Errorf("write group migration: %w", err)
 	}
 	return nil
-}
-
-// DeleteGroups implements crm.GroupMigrator.
-func (e *env) DeleteGroups() error {
-	ctx, cancel := e.ctx()
-	defer cancel()
-	return e.n.store.SetGroups(ctx, nil)
 }
 
 var errNoStats = errors.New("usage statistics are not collected by this agent")

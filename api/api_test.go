@@ -65,16 +65,36 @@ func (f *fakeBackend) AddResource(_ context.Context, cfg ha.ResourceConfig, _ js
 	return nil
 }
 
-func (f *fakeBackend) UpdateResource(_ context.Context, sid ha.SID, fn func(*ha.ResourceConfig) error) error {
+// UpdateResource follows the Backend contract the store implements: the
+// error-state rule and the group check are the backend's.
+func (f *fakeBackend) UpdateResource(_ context.Context, sid ha.SID, ch ResourceChange) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cd, ok := f.st.Resources[sid]
 	if !ok {
 		return NotFound("service '%s' not configured", sid)
 	}
+	if ch.State != nil && *ch.State != ha.RequestDisabled {
+		if e := inError(&f.st, sid); e != nil {
+			return e
+		}
+	}
+	if ch.Group != nil && *ch.Group != "" && *ch.Group != "g1" {
+		return NotFound("group '%s' does not exist", *ch.Group)
+	}
 	c := *cd
-	if err := fn(&c); err != nil {
-		return err
+	if ch.State != nil {
+		c.State = *ch.State
+	}
+	if ch.Group != nil {
+		c.Group = *ch.Group
+	}
+	if ch.SpecPatch != nil {
+		spec, err := MergePatch(c.Spec, ch.SpecPatch)
+		if err != nil {
+			return BadRequest("spec", string(ch.SpecPatch), "%v", err)
+		}
+		c.Spec = spec
 	}
 	f.st.Resources[sid] = &c
 	f.changes++
@@ -193,6 +213,19 @@ func TestInvalidRequestsChangeNothing(t *testing.T) {
 			s := "started"
 			return c.SetResource(ctx, SetResourceRequest{SID: "exec:bad", State: &s})
 		}, 409, "in error state, must be disabled and fixed first"},
+		{"group with a dot", func() error {
+			g := "g.1"
+			return c.SetResource(ctx, SetResourceRequest{SID: "exec:web", Group: &g})
+		}, 400, `group "g.1": invalid id "g.1"`},
+		{"add with group with a dot", func() error { return c.AddResource(ctx, AddResourceRequest{SID: "exec:x", Group: "g.1"}) }, 400, `group "g.1"`},
+		{"unknown group", func() error {
+			g := "nonexistent"
+			return c.SetResource(ctx, SetResourceRequest{SID: "exec:web", Group: &g})
+		}, 404, "group 'nonexistent'"},
+		{"nothing to change", func() error { return c.SetResource(ctx, SetResourceRequest{SID: "exec:web"}) }, 400, "nothing to change"},
+		{"spec patch not an object", func() error {
+			return c.SetResource(ctx, SetResourceRequest{SID: "exec:web", Spec: json.RawMessage(`["x"]`)})
+		}, 400, "expected a JSON object"},
 		{"migrate errored", func() error { return c.Migrate(ctx, MoveRequest{SID: "exec:bad", Node: "node1"}) }, 409, "error state"},
 		{"migrate unknown node", func() error { return c.Migrate(ctx, MoveRequest{SID: "exec:web", Node: "node9"}) }, 400, `node "node9"`},
 		{"migrate bad node", func() error { return c.Relocate(ctx, MoveRequest{SID: "exec:web", Node: "-x"}) }, 400, `node "-x"`},

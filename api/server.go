@@ -27,8 +27,10 @@ type Backend interface {
 	// AddResource adds cfg (with its type-specific spec); it fails with a
 	// Conflict if the SID exists.
 	AddResource(ctx context.Context, cfg ha.ResourceConfig, spec json.RawMessage) error
-	// UpdateResource applies fn to the stored config of sid atomically.
-	UpdateResource(ctx context.Context, sid ha.SID, fn func(*ha.ResourceConfig) error) error
+	// UpdateResource applies ch to sid's config in one atomic store
+	// operation with its checks (a service in the error state may only be
+	// disabled; the group must exist), never touching its location.
+	UpdateResource(ctx context.Context, sid ha.SID, ch ResourceChange) error
 	// RemoveResource deletes sid's config, and with purge its rule memberships.
 	RemoveResource(ctx context.Context, sid ha.SID, purge bool) error
 	// QueueCRMCommand appends one line to the CRM command queue.
@@ -52,11 +54,6 @@ type Backend interface {
 
 // maxBody bounds request bodies (rules text is the largest).
 const maxBody = 1 << 20
-
-var configIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
-
-// validConfigID reports whether s is a valid rule or group id.
-func validConfigID(s string) bool { return len(s) <= 128 && configIDRE.MatchString(s) }
 
 var nodeNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
 
@@ -162,14 +159,16 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 	if req.Failback != nil {
 		cfg.Failback = *req.Failback
 	}
-	if len(req.Comment) > 4096 {
-		s.fail(w, r, BadRequest("comment", req.Comment[:20]+"...", "longer than 4096 characters"))
+	if len(req.Comment) > ha.MaxCommentLen {
+		s.fail(w, r, BadRequest("comment", req.Comment[:20]+"...", "longer than %d characters", ha.MaxCommentLen))
 		return
 	}
 	cfg.Comment = req.Comment
-	if req.Group != "" && !validConfigID(req.Group) {
-		s.fail(w, r, BadRequest("group", req.Group, "expected a letter, then letters, digits, '-', '_' or '.'"))
-		return
+	if req.Group != "" {
+		if err := ha.CheckConfigID(req.Group); err != nil {
+			s.fail(w, r, BadRequest("group", req.Group, "%v", err))
+			return
+		}
 	}
 	cfg.Group = req.Group
 	if err := s.backend.AddResource(r.Context(), cfg, req.Spec); err != nil {
@@ -205,51 +204,52 @@ func (s *Server) setResource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var state ha.RequestedState
+	ch := ResourceChange{ExpectRevision: req.ExpectRevision, Failback: req.Failback, Comment: req.Comment, Group: req.Group}
 	if req.State != nil {
 		st, ok := ha.ParseRequestedState(*req.State)
 		if !ok {
 			s.fail(w, r, BadRequest("state", *req.State, "expected started, stopped, disabled or ignored"))
 			return
 		}
-		state = st
+		ch.State = &st
 	}
-	if req.Comment != nil && len(*req.Comment) > 4096 {
-		s.fail(w, r, BadRequest("comment", "...", "longer than 4096 characters"))
-		return
-	}
-	if req.Group != nil && *req.Group != "" && !validConfigID(*req.Group) {
-		s.fail(w, r, BadRequest("group", *req.Group, "expected a letter, then letters, digits, '-', '_' or '.'"))
-		return
-	}
-	if state != "" && state != ha.RequestDisabled {
-		if e := s.refuseInError(r.Context(), sid); e != nil {
-			s.fail(w, r, e)
+	for _, l := range []struct {
+		name string
+		v    *int
+	}{{"max_restart", req.MaxRestart}, {"max_relocate", req.MaxRelocate}} {
+		if l.v != nil && *l.v < 0 {
+			s.fail(w, r, BadRequest(l.name, *l.v, "expected an integer >= 0"))
 			return
 		}
 	}
-	err := s.backend.UpdateResource(r.Context(), sid, func(cfg *ha.ResourceConfig) error {
-		if e := applyLimits(cfg, req.MaxRestart, req.MaxRelocate); e != nil {
-			return e
+	ch.MaxRestart, ch.MaxRelocate = req.MaxRestart, req.MaxRelocate
+	if req.Comment != nil && len(*req.Comment) > ha.MaxCommentLen {
+		s.fail(w, r, BadRequest("comment", "...", "longer than %d characters", ha.MaxCommentLen))
+		return
+	}
+	if req.Group != nil && *req.Group != "" {
+		if err := ha.CheckConfigID(*req.Group); err != nil {
+			s.fail(w, r, BadRequest("group", *req.Group, "%v", err))
+			return
 		}
-		if state != "" {
-			cfg.State = state
+	}
+	if req.Spec != nil {
+		if !json.Valid(req.Spec) || len(req.Spec) == 0 || req.Spec[0] != '{' {
+			s.fail(w, r, BadRequest("spec", string(req.Spec), "expected a JSON object (a merge patch of the spec)"))
+			return
 		}
-		if req.Failback != nil {
-			cfg.Failback = *req.Failback
-		}
-		if req.Comment != nil {
-			cfg.Comment = *req.Comment
-		}
-		if req.Group != nil {
-			cfg.Group = *req.Group
-		}
-		return nil
-	})
-	if err != nil {
+		ch.SpecPatch = req.Spec
+	}
+	if ch.State == nil && ch.Group == nil && ch.MaxRestart == nil && ch.MaxRelocate == nil && ch.Failback == nil &&
+		ch.Comment == nil && ch.SpecPatch == nil {
+		s.fail(w, r, &Error{Code: http.StatusBadRequest, Message: "nothing to change: give at least one field"})
+		return
+	}
+	if err := s.backend.UpdateResource(r.Context(), sid, ch); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	s.log.Info("resource changed", ha.KeySID, sid)
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -287,17 +287,6 @@ func (s *Server) managed(ctx context.Context, sid ha.SID) (*Status, error) {
 		return nil, e
 	}
 	return st, nil
-}
-
-func (s *Server) refuseInError(ctx context.Context, sid ha.SID) error {
-	st, err := s.backend.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if e := inError(st, sid); e != nil {
-		return e
-	}
-	return nil
 }
 
 func inError(st *Status, sid ha.SID) *Error {

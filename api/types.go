@@ -71,7 +71,8 @@ type AddResourceRequest struct {
 	Spec json.RawMessage `json:"spec,omitempty"`
 }
 
-// SetResourceRequest changes fields of a resource; nil fields stay.
+// SetResourceRequest changes fields of a resource; nil fields stay. The
+// agent applies all given fields in one atomic store operation, or none.
 type SetResourceRequest struct {
 	SID         string  `json:"sid"`
 	State       *string `json:"state,omitempty"`
@@ -79,7 +80,35 @@ type SetResourceRequest struct {
 	MaxRelocate *int    `json:"max_relocate,omitempty"`
 	Failback    *bool   `json:"failback,omitempty"`
 	Comment     *string `json:"comment,omitempty"`
-	Group       *string `json:"group,omitempty"`
+	// Group sets the legacy HA group, which must exist in the groups
+	// config; "" removes it.
+	Group *string `json:"group,omitempty"`
+	// Spec is a JSON merge patch (RFC 7386) applied to the resource's
+	// spec: keys set replace, keys set to null are removed, the rest stays.
+	Spec json.RawMessage `json:"spec,omitempty"`
+	// ExpectRevision, when not 0, applies the change only while the
+	// resource's revision (ResourceConfig.Revision) is still this one;
+	// otherwise the answer is 409 and nothing changes.
+	ExpectRevision uint64 `json:"expect_revision,omitempty"`
+}
+
+// ResourceChange is a validated SetResourceRequest as the Backend applies
+// it: nil fields stay.
+type ResourceChange struct {
+	// ExpectRevision, when not 0, makes the change a compare-and-set on
+	// the resource's revision.
+	ExpectRevision uint64
+	// State is the requested state.
+	State *ha.RequestedState
+	// Group is the legacy HA group; "" removes it.
+	Group *string
+	// MaxRestart, MaxRelocate, Failback and Comment are the policy fields.
+	MaxRestart  *int
+	MaxRelocate *int
+	Failback    *bool
+	Comment     *string
+	// SpecPatch is a JSON merge patch for the spec (RFC 7386).
+	SpecPatch json.RawMessage
 }
 
 // RemoveResourceRequest removes a resource from HA management. Purge (the

@@ -1,6 +1,7 @@
 package crm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ type fakeEnv struct {
 	versions          map[string]string
 	rules, groups     []byte
 	migrated          []string
+	failMigration     error
 }
 
 func newFakeEnv(node string, nodes ...string) *fakeEnv {
@@ -174,27 +176,26 @@ func (e *fakeEnv) IsNodeShutdown() (bool, bool)                       { return f
 func (e *fakeEnv) ResourceAgent(typ string) ha.ResourceAgent          { return e.agents[typ] }
 func (e *fakeEnv) Workers() ha.Workers                                { return nil }
 
-// WriteRules, MigrateResourceGroups and DeleteGroups implement GroupMigrator.
-func (e *fakeEnv) WriteRules(raw []byte) error {
-	e.rules = raw
-	e.migrated = append(e.migrated, "rules")
-	return nil
-}
-
-func (e *fakeEnv) MigrateResourceGroups(failback map[ha.SID]bool) error {
-	for sid, c := range e.resources {
-		c.Group = ""
-		if fb, ok := failback[sid]; ok {
-			c.Failback = fb
+// MigrateGroups implements GroupMigrator with the store's compare-and-set
+// semantics; failMigration makes it fail.
+func (e *fakeEnv) MigrateGroups(m GroupMigration) error {
+	if e.failMigration != nil {
+		return e.failMigration
+	}
+	if !bytes.Equal(e.rules, m.RulesFrom) || !bytes.Equal(e.groups, m.GroupsFrom) {
+		return fmt.Errorf("configs changed since read")
+	}
+	for _, r := range m.Resources {
+		if c := e.resources[r.SID]; c == nil || c.Group != r.Group {
+			return fmt.Errorf("group of %s changed since read", r.SID)
 		}
 	}
-	e.migrated = append(e.migrated, "resources")
-	return nil
-}
-
-func (e *fakeEnv) DeleteGroups() error {
-	e.groups = nil
-	e.migrated = append(e.migrated, "groups")
+	for _, r := range m.Resources {
+		e.resources[r.SID].Group = ""
+		e.resources[r.SID].Failback = r.Failback
+	}
+	e.rules, e.groups = m.Rules, m.Groups
+	e.migrated = append(e.migrated, "rules", "resources", "groups")
 	return nil
 }
 

@@ -11,19 +11,42 @@ import (
 	"haxd/ha"
 )
 
-// GroupMigrator is an optional extension of ha.Env: the writes of the
+// GroupMigrator is an optional extension of ha.Env: the write of the
 // persistent migration of legacy HA groups to rules (ha-semantics §10.3,
 // placement.md §2.3). Without it the master still uses groups as rules in
 // memory every round, but reports each persistent migration attempt as
 // aborted.
 type GroupMigrator interface {
-	// WriteRules replaces the rules config with raw (section config text).
-	WriteRules(raw []byte) error
-	// MigrateResourceGroups removes the group property of every resource
-	// and sets failback to the given value for each listed SID.
-	MigrateResourceGroups(failback map[ha.SID]bool) error
-	// DeleteGroups deletes the legacy groups config.
-	DeleteGroups() error
+	// MigrateGroups writes m in one atomic step, fenced by the master's
+	// term: the rules and groups configs become m.Rules and m.Groups and
+	// every listed resource loses its group and gets its failback, but
+	// only while the rules, the groups and the listed resources' groups
+	// are still what the master read (m.RulesFrom, m.GroupsFrom,
+	// MigratedResource.Group). Otherwise it fails and changes nothing, and
+	// the migration is tried again later.
+	MigrateGroups(m GroupMigration) error
+}
+
+// GroupMigration is one persistent group→rules migration.
+type GroupMigration struct {
+	// RulesFrom is the rules config read; Rules the new one.
+	RulesFrom, Rules []byte
+	// GroupsFrom is the groups config read; Groups the new one, holding
+	// the groups no service uses yet; GroupIDs are their ids.
+	GroupsFrom, Groups []byte
+	GroupIDs           []string
+	// Resources are the resources that had a group, sorted by SID.
+	Resources []MigratedResource
+}
+
+// MigratedResource is one resource of a GroupMigration.
+type MigratedResource struct {
+	// SID is the resource.
+	SID ha.SID
+	// Group is its group as read; the write fails if it changed.
+	Group string
+	// Failback is the failback its group implied (placement.md §2.3).
+	Failback bool
 }
 
 // Group migration timing: the first attempt in the 3rd round of a master,
@@ -37,7 +60,12 @@ const (
 )
 
 // migrateGroups is the persistent group→rules migration, tried in step 4
-// of the round (ha-semantics §10.3).
+// of the round (ha-semantics §10.3). Groups that no service uses yet are
+// not migrated: an operator defines a group before adding services to it
+// (PVE 9 refuses new groups once migrated, haxd keeps them instead), so
+// such a group stays in the groups config until a service uses it, and
+// only a used group is converted, exactly as PVE converts it. With no
+// group in use there is nothing to migrate and nothing is logged.
 func (m *manager) migrateGroups() {
 	m.groupRound--
 	if m.groupRound > 0 {
@@ -52,8 +80,21 @@ func (m *manager) migrateGroups() {
 	if len(groups) == 0 {
 		return
 	}
+	resources, err := m.env.ReadResources()
+	if err != nil {
+		return
+	}
+	used := false
+	for _, cd := range resources {
+		if cd != nil && groups[cd.Group] != nil {
+			used = true
+		}
+	}
+	if !used {
+		return
+	}
 	m.log.notice("start ha group migration...")
-	if err := m.persistGroups(groups); err != nil {
+	if err := m.persistGroups(raw, groups, resources); err != nil {
 		m.log.err("abort ha groups migration: " + err.Error())
 		m.log.err("ha groups migration failed")
 		m.log.notice(fmt.Sprintf("retry ha groups migration in %d rounds (~ 60 seconds)", groupMigrationInterval))
@@ -65,7 +106,7 @@ func (m *manager) migrateGroups() {
 // persistGroups checks that every node can use rules and writes the
 // converted configs. Its errors are the "abort" reasons as operators see
 // them.
-func (m *manager) persistGroups(groups map[string]*placement.Group) error {
+func (m *manager) persistGroups(raw []byte, groups map[string]*placement.Group, resources map[ha.SID]*ha.ResourceConfig) error {
 	for _, node := range slices.Sorted(maps.Keys(m.nodeStatus)) {
 		st := m.nodeStatus[node]
 		m.log.notice(fmt.Sprintf("ha groups migration: node '%s' is in state '%s'", node, st), ha.KeyNode, node)
@@ -94,24 +135,42 @@ func (m *manager) persistGroups(groups map[string]*placement.Group) error {
 	if err != nil {
 		return err
 	}
-	resources, err := m.env.ReadResources()
-	if err != nil {
-		return err
-	}
-	converted, failback := placement.ApplyGroups(&placement.RuleSet{Rules: map[string]*placement.Rule{}}, groups, resources)
-	if err := w.WriteRules(appendGroupRules(rules, converted)); err != nil {
+	mig := planGroupMigration(rules, raw, groups, resources)
+	if err := w.MigrateGroups(mig); err != nil {
 		return err
 	}
 	m.log.notice("ha groups migration: migration to rules config successful")
-	if err := w.MigrateResourceGroups(failback); err != nil {
-		return err
-	}
 	m.log.notice("ha groups migration: migration to resources config successful")
-	if err := w.DeleteGroups(); err != nil {
-		return err
+	if len(mig.GroupIDs) == 0 {
+		m.log.notice("ha groups migration: group config deletion successful")
+	} else {
+		m.log.notice(fmt.Sprintf("ha groups migration: kept group(s) '%s' that no service uses yet in the group config",
+			strings.Join(mig.GroupIDs, "', '")))
 	}
-	m.log.notice("ha groups migration: group config deletion successful")
 	return nil
+}
+
+// planGroupMigration converts the used groups to rules (placement.md §2.3)
+// and lists what the write must change: every resource with a group loses
+// it (a group that does not exist included, with failback forced to 1 as
+// in PVE) and the groups no service uses stay.
+func planGroupMigration(rules, rawGroups []byte, groups map[string]*placement.Group, resources map[ha.SID]*ha.ResourceConfig) GroupMigration {
+	converted, failback := placement.ApplyGroups(&placement.RuleSet{Rules: map[string]*placement.Rule{}}, groups, resources)
+	left := map[string]*placement.Group{}
+	for id, g := range groups {
+		if converted.Rules[placement.GroupRuleID(id)] == nil {
+			left[id] = g
+		}
+	}
+	mig := GroupMigration{RulesFrom: rules, Rules: appendGroupRules(rules, converted), GroupsFrom: rawGroups,
+		GroupIDs: slices.Sorted(maps.Keys(left))}
+	if len(left) > 0 {
+		mig.Groups = placement.FormatGroups(left)
+	}
+	for _, sid := range slices.Sorted(maps.Keys(failback)) {
+		mig.Resources = append(mig.Resources, MigratedResource{SID: sid, Group: resources[sid].Group, Failback: failback[sid]})
+	}
+	return mig
 }
 
 // appendGroupRules appends the node-affinity rules converted from groups to

@@ -1,6 +1,7 @@
 package crm
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -136,5 +137,102 @@ func TestGroupMigrationRetriesEverySixRounds(t *testing.T) {
 	}
 	if want := []int{3, 9, 15}; !slices.Equal(tries, want) {
 		t.Errorf("migration tried in rounds %v, want %v", tries, want)
+	}
+}
+
+// readyForMigration makes every node online, active and rules-capable.
+func readyForMigration(e *fakeEnv) {
+	e.versions = map[string]string{"node1": "9.0.0", "node2": "9.0.0", "node3": "9.0.0"}
+	for _, n := range []string{"node1", "node2", "node3"} {
+		e.lrm[n] = &ha.LRMStatus{State: ha.LRMActive, Mode: ha.ModeActive}
+	}
+}
+
+// A group that no service uses yet is neither migrated nor deleted (issue
+// 10: `ha groups set` then `ha set SID --group g` lost the group in
+// between); a used group is migrated as PVE does, next to it.
+func TestGroupMigrationKeepsGroupsNoServiceUses(t *testing.T) {
+	const unused = "group: spare\n\tnodes node3:5\n\trestricted 1\n"
+	for _, tc := range []struct {
+		name       string
+		useGroup1  bool
+		wantTried  bool
+		wantGroups string
+		wantLog    string
+	}{
+		{name: "no group used: nothing to migrate", wantGroups: testGroups + "\n" + unused},
+		{name: "one group used: only it is migrated", useGroup1: true, wantTried: true,
+			wantGroups: "group: group2\n\tnofailback 1\n\tnodes node2:2,node3\n\ngroup: spare\n\tnodes node3:5\n\trestricted 1\n",
+			wantLog:    "noti ha groups migration: kept group(s) 'group2', 'spare' that no service uses yet in the group config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := threeNodes()
+			readyForMigration(e)
+			e.groups = []byte(testGroups + "\n" + unused)
+			s := e.addService("vm:101", "node1", ha.RequestStarted)
+			if tc.useGroup1 {
+				s.Group = "group1"
+			}
+			c := startMaster(t, e)
+			var logs []string
+			for range 8 {
+				logs = append(logs, round(t, e, c)...)
+			}
+			tried := slices.Contains(logs, "noti start ha group migration...")
+			if tried != tc.wantTried {
+				t.Fatalf("migration tried %v, want %v; logs:\n%s", tried, tc.wantTried, strings.Join(logs, "\n"))
+			}
+			if string(e.groups) != tc.wantGroups {
+				t.Errorf("groups config:\n%s\nwant:\n%s", e.groups, tc.wantGroups)
+			}
+			if !tc.wantTried {
+				return
+			}
+			assertLogs(t, logs, []string{tc.wantLog, "noti ha groups migration successful"})
+			assertNoLog(t, logs, "group config deletion")
+			want := "node-affinity: ha-group-group1\n\tcomment Generated from HA group 'group1'.\n\tnodes node1\n\tresources vm:101\n\tstrict 1\n"
+			if string(e.rules) != want {
+				t.Errorf("rules:\n%s\nwant:\n%s", e.rules, want)
+			}
+			// The kept groups are not tried again while no service uses them.
+			for range 7 {
+				assertNoLog(t, round(t, e, c), "group migration")
+			}
+		})
+	}
+}
+
+// A migration whose write is refused (the configs changed since the master
+// read them, or it lost its term) is aborted and tried again 6 rounds
+// later, with nothing half written.
+func TestGroupMigrationRefusedWriteIsRetried(t *testing.T) {
+	e := threeNodes()
+	readyForMigration(e)
+	e.groups = []byte(testGroups)
+	e.addService("vm:101", "node1", ha.RequestStarted).Group = "group1"
+	e.addService("vm:102", "node2", ha.RequestStarted).Group = "group2"
+	e.failMigration = fmt.Errorf("write group migration: migrate_groups: the rules config changed since it was read: conflicting state")
+	c := startMaster(t, e)
+	var logs []string
+	for range 2 {
+		logs = append(logs, round(t, e, c)...)
+	}
+	assertLogs(t, logs, []string{
+		"err abort ha groups migration: write group migration: migrate_groups: the rules config changed since it was read: conflicting state",
+		"err ha groups migration failed",
+		"noti retry ha groups migration in 6 rounds (~ 60 seconds)",
+	})
+	assertNoLog(t, logs, "migration to rules config successful")
+	if string(e.groups) != testGroups || len(e.rules) != 0 || e.resources["vm:101"].Group != "group1" {
+		t.Fatalf("a refused migration changed the configs: groups %q rules %q", e.groups, e.rules)
+	}
+	e.failMigration = nil
+	logs = nil
+	for range 6 {
+		logs = append(logs, round(t, e, c)...)
+	}
+	assertLogs(t, logs, []string{"noti ha groups migration: group config deletion successful", "noti ha groups migration successful"})
+	if len(e.groups) != 0 || e.resources["vm:101"].Group != "" {
+		t.Fatalf("after the retry: groups %q, vm:101 group %q", e.groups, e.resources["vm:101"].Group)
 	}
 }

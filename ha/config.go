@@ -33,6 +33,10 @@ type ResourceConfig struct {
 	// Lock is a resource-level lock (e.g. "backup") that makes start, stop and
 	// migrate fail; recovery removes the safe ones.
 	Lock string `json:"lock,omitempty"`
+	// Revision is the raft log index of the last change of this record in
+	// the replicated store; 0 outside it. A compare-and-set update names
+	// the revision it read.
+	Revision uint64 `json:"revision,omitempty"`
 }
 
 // Requested returns State, reading the zero value as started.

@@ -165,3 +165,33 @@ func FuzzServiceStatusJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckConfigID(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want string // "" for valid
+	}{
+		{"g1", ""},
+		{"a", ""},
+		{"Ab-c_9", ""},
+		{strings.Repeat("x", MaxConfigIDLen), ""},
+		{"", "empty id"},
+		{"1g", `invalid id "1g"`},
+		{"g.1", `invalid id "g.1"`},
+		{"g 1", `invalid id "g 1"`},
+		{"-g", `invalid id "-g"`},
+		{"gö", `invalid id "gö"`},
+		{strings.Repeat("x", MaxConfigIDLen+1), "129 bytes long"},
+	} {
+		err := CheckConfigID(tc.id)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("CheckConfigID(%q) = %v, want nil", tc.id, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("CheckConfigID(%q) = %v, want an error containing %q", tc.id, err, tc.want)
+		}
+		if ValidConfigID(tc.id) != (tc.want == "") {
+			t.Errorf("ValidConfigID(%q) = %v", tc.id, !(tc.want == ""))
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package sim
 
 import (
+	"bytes"
+	"fmt"
+
 	"haxd/crm"
 	"haxd/ha"
 	"haxd/lrm"
@@ -30,35 +33,27 @@ func (e *env) HasCRMCommands() (bool, error) {
 	return len(e.s.crmCommands) > 0, nil
 }
 
-// WriteRules replaces the rules config (crm.GroupMigrator).
-func (e *env) WriteRules(raw []byte) error {
+// MigrateGroups writes the persistent group migration (crm.GroupMigrator):
+// the simulated cluster file system applies it whole, and only while the
+// configs are still what the master read.
+func (e *env) MigrateGroups(m crm.GroupMigration) error {
 	if err := e.cfs(); err != nil {
 		return err
 	}
-	e.s.rules = append([]byte(nil), raw...)
-	return nil
-}
-
-// MigrateResourceGroups removes the group property of every resource and
-// sets failback for the listed ones (crm.GroupMigrator).
-func (e *env) MigrateResourceGroups(failback map[ha.SID]bool) error {
-	if err := e.cfs(); err != nil {
-		return err
+	if !bytes.Equal(e.s.rules, m.RulesFrom) || !bytes.Equal(e.s.groups, m.GroupsFrom) {
+		return fmt.Errorf("the rules or groups config changed since it was read")
 	}
-	for sid, c := range e.s.services {
-		c.Group = ""
-		if fb, ok := failback[sid]; ok {
-			c.Failback = fb
+	for _, r := range m.Resources {
+		if c := e.s.services[r.SID]; c == nil || c.Group != r.Group {
+			return fmt.Errorf("the group of %s changed since it was read", r.SID)
 		}
 	}
-	return nil
-}
-
-// DeleteGroups deletes the legacy groups file (crm.GroupMigrator).
-func (e *env) DeleteGroups() error {
-	if err := e.cfs(); err != nil {
-		return err
+	for _, r := range m.Resources {
+		c := e.s.services[r.SID]
+		c.Group = ""
+		c.Failback = r.Failback
 	}
-	e.s.groups = nil
+	e.s.rules = bytes.Clone(m.Rules)
+	e.s.groups = bytes.Clone(m.Groups)
 	return nil
 }

@@ -48,8 +48,8 @@ func TestFollowerWritesAreForwardedToTheLeader(t *testing.T) {
 
 	rc := ha.DefaultResourceConfig("vm:101", c.nodes[f1].NodeID())
 	rc.Spec = json.RawMessage(`{"command":"/bin/sleep","args":["60"]}`)
-	if err := c.nodes[f1].PutResource(ctx, rc); err != nil {
-		t.Fatalf("put resource from follower: %v", err)
+	if err := c.nodes[f1].AddResource(ctx, rc); err != nil {
+		t.Fatalf("add resource from follower: %v", err)
 	}
 	lrm := &ha.LRMStatus{State: ha.LRMState("active"), Mode: ha.ModeActive, Timestamp: 42,
 		Results: map[string]ha.LRMResult{"uid1": {SID: "vm:101", State: "started", ExitCode: 0}}}
@@ -61,14 +61,14 @@ func TestFollowerWritesAreForwardedToTheLeader(t *testing.T) {
 	}
 
 	// The write is applied on the leader when the call returns.
-	if got := c.nodes[l].Resources()["vm:101"]; got == nil || !reflect.DeepEqual(*got, rc) {
+	if got := c.nodes[l].Resources()["vm:101"]; got == nil || !sameConfig(*got, rc) {
 		t.Errorf("leader's resource vm:101 = %+v, want %+v", got, rc)
 	}
 	// Another follower sees it after a read barrier.
 	if err := c.nodes[f2].Barrier(ctx); err != nil {
 		t.Fatalf("barrier on follower: %v", err)
 	}
-	if got := c.nodes[f2].Resources()["vm:101"]; got == nil || !reflect.DeepEqual(*got, rc) {
+	if got := c.nodes[f2].Resources()["vm:101"]; got == nil || !sameConfig(*got, rc) {
 		t.Errorf("other follower's resource vm:101 = %+v, want %+v", got, rc)
 	}
 	got, err := c.nodes[f2].LRMStatus(c.nodes[f1].NodeID())
@@ -459,8 +459,8 @@ func populate(t *testing.T, ctx context.Context, s *Store) *stateWant {
 	steps := []error{
 		s.WriteManagerStatus(ctx, term, w.ms),
 		s.WriteLRMStatus(ctx, "n2", w.lrm["n2"]),
-		s.SetRules(ctx, []byte(w.rules)),
-		s.SetGroups(ctx, []byte(w.groups)),
+		s.SetRules(ctx, 0, []byte(w.rules)),
+		s.SetGroups(ctx, 0, []byte(w.groups), []string{"g1"}),
 		s.SetDatacenter(ctx, w.dc),
 		s.AppendCommands(ctx, w.commands...),
 	}
@@ -480,6 +480,10 @@ func (w *stateWant) check(t *testing.T, s *Store) {
 	t.Helper()
 	gotRes := map[ha.SID]ha.ResourceConfig{}
 	for sid, rc := range s.Resources() {
+		if rc.Revision == 0 {
+			t.Errorf("%s resource %s has no revision", s.NodeID(), sid)
+		}
+		rc.Revision = 0
 		gotRes[sid] = *rc
 	}
 	if !reflect.DeepEqual(gotRes, w.resources) {

@@ -29,6 +29,11 @@ const (
 	opTakeCommands      = "take_commands"
 	opLock              = "lock"
 	opUnlock            = "unlock"
+	opAddResource       = "add_resource"
+	opUpdateResource    = "update_resource"
+	opRemoveResource    = "remove_resource"
+	opMigrateGroups     = "migrate_groups"
+	opUpdateDatacenter  = "update_datacenter"
 )
 
 // command is one raft log entry: a versioned, JSON-encoded operation.
@@ -87,6 +92,72 @@ type requestedStateCmd struct {
 // textCmd is the payload of opSetRules and opSetGroups.
 type textCmd struct {
 	Text string `json:"text"`
+	// GroupIDs are the ids of the groups Text defines (opSetGroups only),
+	// as the writer's parser found them; the FSM checks group references
+	// against them.
+	GroupIDs []string `json:"group_ids,omitempty"`
+}
+
+// addResourceCmd is the payload of opAddResource: create a resource that
+// must not exist yet.
+type addResourceCmd struct {
+	Config ha.ResourceConfig `json:"config"`
+}
+
+// updateResourceCmd is the payload of opUpdateResource: one operator
+// intent on one resource, applied atomically with its checks. Nil fields
+// stay as they are; the location (Node) is never changed here.
+type updateResourceCmd struct {
+	SID ha.SID `json:"sid"`
+	// ExpectRevision, when not 0, makes the update a compare-and-set on
+	// the resource's revision.
+	ExpectRevision uint64 `json:"expect_revision,omitempty"`
+	// State sets the requested state; refused for a service in the error
+	// state unless it is "disabled" (ha-semantics §7.4).
+	State *ha.RequestedState `json:"state,omitempty"`
+	// Group sets the legacy group ("" removes it); the group must be
+	// defined in the groups config.
+	Group       *string `json:"group,omitempty"`
+	MaxRestart  *int    `json:"max_restart,omitempty"`
+	MaxRelocate *int    `json:"max_relocate,omitempty"`
+	Failback    *bool   `json:"failback,omitempty"`
+	Comment     *string `json:"comment,omitempty"`
+	// Spec replaces the spec, only while it is still SpecFrom (the spec
+	// the writer read, merged and validated): a compare-and-set on the
+	// spec.
+	Spec     json.RawMessage `json:"spec,omitempty"`
+	SpecFrom json.RawMessage `json:"spec_from,omitempty"`
+}
+
+// removeResourceCmd is the payload of opRemoveResource. With Rules set,
+// the rules text becomes Rules in the same entry, only while it is still
+// RulesFrom (the text the writer read and purged the SID from).
+type removeResourceCmd struct {
+	SID       ha.SID  `json:"sid"`
+	Rules     *string `json:"rules,omitempty"`
+	RulesFrom string  `json:"rules_from,omitempty"`
+}
+
+// migrateGroupsCmd is the payload of opMigrateGroups, the CRM's persistent
+// group→rules migration in one term-fenced entry. It is a compare-and-set
+// on everything the CRM's decision read: the rules and groups texts, and
+// the group of every resource it migrates.
+type migrateGroupsCmd struct {
+	RulesFrom  string `json:"rules_from"`
+	Rules      string `json:"rules"`
+	GroupsFrom string `json:"groups_from"`
+	Groups     string `json:"groups"`
+	// GroupIDs are the ids of the groups left in Groups.
+	GroupIDs  []string          `json:"group_ids,omitempty"`
+	Resources []migratedService `json:"resources,omitempty"`
+}
+
+// migratedService is one resource of a group migration: its group, which
+// must still be Group, is removed and its failback set.
+type migratedService struct {
+	SID      ha.SID `json:"sid"`
+	Group    string `json:"group"`
+	Failback bool   `json:"failback"`
 }
 
 // commandsCmd is the payload of opAppendCommands.
@@ -121,6 +192,14 @@ type unlockCmd struct {
 type datacenterDoc struct {
 	Datacenter ha.Datacenter   `json:"datacenter"`
 	CRSSet     map[string]bool `json:"crs_set,omitempty"`
+}
+
+// updateDatacenterCmd is the payload of opUpdateDatacenter: the settings
+// become To, only while they are still From (the settings the writer read
+// and changed; nil for never written).
+type updateDatacenterCmd struct {
+	From *datacenterDoc `json:"from,omitempty"`
+	To   datacenterDoc  `json:"to"`
 }
 
 // result is what the FSM returns for every command, locally through

@@ -16,12 +16,30 @@
 // answered "not leader", and the sender retries until its deadline
 // (Config.ApplyTimeout at most). When an attempt's outcome is unknown (the
 // leader lost leadership before committing, or the answer never came) the
-// store retries idempotent writes (locks, statuses, config puts) and
-// returns ErrOutcomeUnknown for the others (command queue, deletes,
-// steals). Refusals keep their sentinel error across nodes (ErrStaleTerm,
-// ErrLockHeld, ...). The port carries no
-// authentication or encryption, like raft's own TCP transport: bind it to a
-// trusted cluster network.
+// store retries only writes that a single writer makes in sequence (the
+// manager status, a node's own LRM status, locks) and returns
+// ErrOutcomeUnknown for the others (config changes, the command queue,
+// deletes, steals): repeating a config change that was in fact committed
+// could revert a change another writer made in between.
+//
+// # Config changes
+//
+// The store is the only owner of config mutation: every change is one
+// operation per intent, applied by the FSM with its checks at its own log
+// position, so no check is outdated by a concurrent write. AddResource
+// creates only; UpdateResource sets the named fields of one resource (never
+// its location) and refuses a requested state other than disabled for a
+// service in the error state and a group the groups config does not
+// define; SetLocation and StealService move a service only from where it
+// is. A change decided on a read is a compare-and-set on what was read: a
+// resource's Revision (the log index of its last change), the spec a patch
+// was merged into, the rules text a removal purged, and for the CRM's
+// group migration (MigrateGroups) the rules and groups texts and each
+// member's group.
+//
+// Refusals keep their sentinel error across nodes (ErrStaleTerm,
+// ErrLockHeld, ...). The port carries no authentication or encryption, like
+// raft's own TCP transport: bind it to a trusted cluster network.
 //
 // Reads are local and may lag the leader by a few milliseconds. Barrier
 // makes the next reads linearizable (a no-op entry on the leader; a read
@@ -32,6 +50,7 @@
 // The CRM master is the raft leader. LeaderTerm returns the term of this
 // node's leadership; the CRM passes it with every write it makes
 // (WriteManagerStatus, StealService, TakeCommands, SetRequestedState,
+// MigrateGroups, SetRules and SetGroups when the master writes them,
 // AcquireLock of a failed node's agent lock). The FSM applies such a write
 // only if the term equals the term of the log entry that carries it, that
 // is, only if the writer was still the leader when its entry was appended,

@@ -41,9 +41,10 @@ var (
 	// ErrOutcomeUnknown is returned when a write reached the leader but its
 	// outcome is unknown: the leader lost its leadership between appending
 	// and committing it, or the connection to the leader broke before the
-	// answer. The write may or may not take effect. Idempotent writes
-	// (locks, statuses, config puts) are retried by the store itself and
-	// return it only when their deadline ran out.
+	// answer. The write may or may not take effect. Writes of a single
+	// sequential writer (locks, statuses) are retried by the store itself
+	// and return it only when their deadline ran out; config changes are
+	// not, as a repetition could revert a concurrent change.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store closed")

@@ -22,6 +22,9 @@ type state struct {
 	// Rules and Groups are the raw section config texts.
 	Rules  string `json:"rules,omitempty"`
 	Groups string `json:"groups,omitempty"`
+	// GroupIDs are the ids of the groups Groups defines, sorted; group
+	// references are checked against them.
+	GroupIDs []string `json:"group_ids,omitempty"`
 	// Datacenter holds the datacenter settings; nil until first written.
 	Datacenter *datacenterDoc `json:"datacenter,omitempty"`
 	// ManagerStatus is the JSON of the last ha.ManagerStatus written.
@@ -138,6 +141,15 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 		st.ManagerTerm = cmd.Term
 		return nil
 	}
+	// termOK is fenced's check without the update of ManagerTerm, for
+	// operations that have checks of their own to pass before they may
+	// change anything.
+	termOK := func() *result {
+		if cmd.Term != 0 && cmd.Term < st.ManagerTerm {
+			return refuse(ErrStaleTerm, "%s: term %d is older than term %d of the last master write", cmd.Op, cmd.Term, st.ManagerTerm)
+		}
+		return nil
+	}
 	decode := func(v any) *result {
 		if err := json.Unmarshal(cmd.Data, v); err != nil {
 			return refuse(ErrInvalid, "decode %s payload", cmd.Op)
@@ -176,6 +188,7 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 		if _, err := ha.ParseSID(string(rc.SID)); err != nil {
 			return refuse(ErrInvalid, "put resource %q", rc.SID), "", ""
 		}
+		rc.Revision = l.Index
 		st.Resources[rc.SID] = rc
 		return ok(nil), "", ""
 
@@ -211,6 +224,7 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			}
 		}
 		rc.Node = c.To
+		rc.Revision = l.Index
 		st.Resources[c.SID] = rc
 		return ok(nil), "", ""
 
@@ -230,8 +244,11 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			if r := fenced(); r != nil {
 				return r, "", ""
 			}
+		} else if c.State != ha.RequestDisabled && st.serviceState(c.SID) == ha.StateError {
+			return refuse(ErrConflict, "service '%s' in error state, must be disabled and fixed first", c.SID), "", ""
 		}
 		rc.State = c.State
+		rc.Revision = l.Index
 		st.Resources[c.SID] = rc
 		return ok(nil), "", ""
 
@@ -240,11 +257,61 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 		if r := decode(&c); r != nil {
 			return r, "", ""
 		}
-		if cmd.Op == opSetRules {
-			st.Rules = c.Text
-		} else {
-			st.Groups = c.Text
+		if r := termOK(); r != nil {
+			return r, "", ""
 		}
+		if cmd.Op == opSetGroups {
+			if r := st.checkSetGroups(&c); r != nil {
+				return r, "", ""
+			}
+		}
+		if cmd.Term != 0 {
+			_ = fenced()
+		}
+		if cmd.Op == opSetGroups {
+			st.setGroups(&c)
+		} else {
+			st.Rules = c.Text
+		}
+		return ok(nil), "", ""
+
+	case opAddResource:
+		var c addResourceCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		return f.addResource(l, &c), "", ""
+
+	case opUpdateResource:
+		var c updateResourceCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		return f.updateResource(l, &c), "", ""
+
+	case opRemoveResource:
+		var c removeResourceCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		return f.removeResource(&c), "", ""
+
+	case opMigrateGroups:
+		var c migrateGroupsCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		if cmd.Term == 0 {
+			return refuse(ErrStaleTerm, "%s: missing the writer's term", cmd.Op), "", ""
+		}
+		if r := termOK(); r != nil {
+			return r, "", ""
+		}
+		if r := st.checkMigration(&c); r != nil {
+			return r, "", ""
+		}
+		_ = fenced()
+		st.migrateGroups(l, &c)
 		return ok(nil), "", ""
 
 	case opSetDatacenter:
@@ -253,6 +320,17 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			return r, "", ""
 		}
 		st.Datacenter = &c
+		return ok(nil), "", ""
+
+	case opUpdateDatacenter:
+		var c updateDatacenterCmd
+		if r := decode(&c); r != nil {
+			return r, "", ""
+		}
+		if mustJSONOrEmpty(st.Datacenter) != mustJSONOrEmpty(c.From) {
+			return refuse(ErrConflict, "update datacenter settings: they changed since they were read"), "", ""
+		}
+		st.Datacenter = &c.To
 		return ok(nil), "", ""
 
 	case opAppendCommands:

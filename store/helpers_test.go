@@ -6,9 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
+
+	"haxd/ha"
 )
 
 // fakeClock is a manually advanced clock shared by the nodes of a test.
@@ -285,4 +288,14 @@ func (c *cluster) changeLeader() int {
 	}
 	c.t.Fatalf("leadership did not move")
 	return -1
+}
+
+// sameConfig reports whether got equals want apart from the revision, which
+// the store sets and which must be set.
+func sameConfig(got, want ha.ResourceConfig) bool {
+	if got.Revision == 0 {
+		return false
+	}
+	got.Revision, want.Revision = 0, 0
+	return reflect.DeepEqual(got, want)
 }

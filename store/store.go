@@ -469,12 +469,16 @@ func (s *Store) Barrier(ctx context.Context) error {
 
 // idempotent reports whether repeating op has the same effect as one
 // application, so that the store may retry it when an attempt's outcome is
-// unknown.
-// Term-fenced ones cannot repeat under a new leader anyway.
+// unknown. Only writes that one writer makes in sequence qualify: the
+// manager status (the master's, fenced by term) and a node's own LRM
+// status. A config write is never retried: if the first attempt was
+// committed, a repetition could revert a change another writer made in
+// between (an operator's set after a CRM steal, a rules text after a
+// migration); such a write returns ErrOutcomeUnknown to its caller, who
+// reads the state and decides.
 func idempotent(op string) bool {
 	switch op {
-	case opManagerStatus, opLRMStatus, opPutResource, opSetRules, opSetGroups,
-		opSetDatacenter, opSetRequestedState:
+	case opManagerStatus, opLRMStatus:
 		return true
 	}
 	return false
@@ -526,7 +530,11 @@ func (s *Store) WriteLRMStatus(ctx context.Context, node string, st *ha.LRMStatu
 	return err
 }
 
-// PutResource creates or replaces a resource's config, location included.
+// PutResource creates or replaces a resource's config, location included,
+// without any check of the current record: a restore or import path.
+// Operator and CRM changes use AddResource, UpdateResource,
+// RemoveResource, SetLocation, StealService, SetRequestedState and
+// MigrateGroups, which change only what they name.
 func (s *Store) PutResource(ctx context.Context, rc ha.ResourceConfig) error {
 	if _, err := ha.ParseSID(string(rc.SID)); err != nil {
 		return fmt.Errorf("put resource: %w: %w", ErrInvalid, err)
@@ -562,15 +570,108 @@ func (s *Store) SetRequestedState(ctx context.Context, term uint64, sid ha.SID, 
 	return err
 }
 
-// SetRules replaces the rules config text.
-func (s *Store) SetRules(ctx context.Context, text []byte) error {
-	_, err := s.apply(ctx, opSetRules, 0, textCmd{Text: string(text)})
+// SetRules replaces the rules config text (the operator's write). term
+// is the CRM's fencing token when the master writes, 0 for the operator.
+func (s *Store) SetRules(ctx context.Context, term uint64, text []byte) error {
+	_, err := s.apply(ctx, opSetRules, term, textCmd{Text: string(text)})
 	return err
 }
 
-// SetGroups replaces the legacy groups config text.
-func (s *Store) SetGroups(ctx context.Context, text []byte) error {
-	_, err := s.apply(ctx, opSetGroups, 0, textCmd{Text: string(text)})
+// SetGroups replaces the legacy groups config text; groupIDs are the ids
+// of the groups it defines (the caller parsed and validated it). It fails
+// with ErrConflict when a group some resource uses would disappear. term
+// is the CRM's fencing token when the master writes, 0 for the operator.
+func (s *Store) SetGroups(ctx context.Context, term uint64, text []byte, groupIDs []string) error {
+	_, err := s.apply(ctx, opSetGroups, term, textCmd{Text: string(text), GroupIDs: groupIDs})
+	return err
+}
+
+// AddResource creates a resource: ErrConflict if it exists, ErrInvalid for
+// a bad field or a node the manager status does not know, ErrNotFound for
+// a group the groups config does not define.
+func (s *Store) AddResource(ctx context.Context, rc ha.ResourceConfig) error {
+	if _, err := ha.ParseSID(string(rc.SID)); err != nil {
+		return fmt.Errorf("add resource: %w: %w", ErrInvalid, err)
+	}
+	rc.Revision = 0
+	_, err := s.apply(ctx, opAddResource, 0, addResourceCmd{Config: rc})
+	return err
+}
+
+// ResourceUpdate is one operator intent on a resource: every non-nil field
+// is set, all together or none. The FSM checks it at its log position: a
+// requested state other than disabled is refused for a service in the
+// error state, a group must be defined in the groups config, and the
+// location is never touched, so a concurrent steal or migration is kept.
+type ResourceUpdate struct {
+	// ExpectRevision, when not 0, applies the update only while the
+	// resource's Revision is still this one (ErrConflict otherwise).
+	ExpectRevision uint64
+	// State is the requested state.
+	State *ha.RequestedState
+	// Group is the legacy group; "" removes it.
+	Group *string
+	// MaxRestart, MaxRelocate, Failback and Comment are the policy fields.
+	MaxRestart  *int
+	MaxRelocate *int
+	Failback    *bool
+	Comment     *string
+	// Spec, when not nil, replaces the spec, only while it is still
+	// SpecFrom (ErrConflict otherwise): the writer read SpecFrom, patched
+	// and validated it.
+	Spec     json.RawMessage
+	SpecFrom json.RawMessage
+}
+
+// UpdateResource applies u to sid atomically; ErrNotFound if sid is not
+// configured, ErrConflict when a check or a compare-and-set fails.
+func (s *Store) UpdateResource(ctx context.Context, sid ha.SID, u ResourceUpdate) error {
+	_, err := s.apply(ctx, opUpdateResource, 0, updateResourceCmd{SID: sid, ExpectRevision: u.ExpectRevision,
+		State: u.State, Group: u.Group, MaxRestart: u.MaxRestart, MaxRelocate: u.MaxRelocate, Failback: u.Failback,
+		Comment: u.Comment, Spec: u.Spec, SpecFrom: u.SpecFrom})
+	return err
+}
+
+// RemoveResource deletes sid. With rules not nil, the rules text becomes
+// *rules in the same entry, only while it is still rulesFrom (the caller
+// purged sid from the text it read; ErrConflict otherwise).
+func (s *Store) RemoveResource(ctx context.Context, sid ha.SID, rules *string, rulesFrom string) error {
+	_, err := s.apply(ctx, opRemoveResource, 0, removeResourceCmd{SID: sid, Rules: rules, RulesFrom: rulesFrom})
+	return err
+}
+
+// GroupMigration is the CRM's persistent migration of legacy groups to
+// node-affinity rules, written as one term-fenced entry. It applies only
+// while the rules and groups texts are still RulesFrom and GroupsFrom and
+// every listed resource still has its Group (ErrConflict otherwise).
+type GroupMigration struct {
+	// RulesFrom and Rules are the rules text read and the new one.
+	RulesFrom, Rules string
+	// GroupsFrom and Groups are the groups text read and the new one (the
+	// groups not migrated); GroupIDs are the ids Groups defines.
+	GroupsFrom, Groups string
+	GroupIDs           []string
+	// Resources lose their group and get the failback their group implied.
+	Resources []MigratedService
+}
+
+// MigratedService is one resource of a GroupMigration.
+type MigratedService struct {
+	// SID is the resource.
+	SID ha.SID
+	// Group is the group the resource must still have.
+	Group string
+	// Failback is its new failback.
+	Failback bool
+}
+
+// MigrateGroups applies m; term is the CRM's fencing token.
+func (s *Store) MigrateGroups(ctx context.Context, term uint64, m GroupMigration) error {
+	c := migrateGroupsCmd{RulesFrom: m.RulesFrom, Rules: m.Rules, GroupsFrom: m.GroupsFrom, Groups: m.Groups, GroupIDs: m.GroupIDs}
+	for _, r := range m.Resources {
+		c.Resources = append(c.Resources, migratedService{SID: r.SID, Group: r.Group, Failback: r.Failback})
+	}
+	_, err := s.apply(ctx, opMigrateGroups, term, c)
 	return err
 }
 
@@ -581,6 +682,19 @@ func (s *Store) SetDatacenter(ctx context.Context, dc *ha.Datacenter) error {
 	}
 	doc := datacenterDoc{Datacenter: *dc, CRSSet: maps.Clone(dc.CRS.Set)}
 	_, err := s.apply(ctx, opSetDatacenter, 0, doc)
+	return err
+}
+
+// UpdateDatacenter replaces the datacenter settings from with to, only
+// while they are still from (what the caller read; ErrConflict otherwise).
+func (s *Store) UpdateDatacenter(ctx context.Context, from, to *ha.Datacenter) error {
+	doc := func(dc *ha.Datacenter) *datacenterDoc {
+		if dc == nil {
+			dc = &ha.Datacenter{}
+		}
+		return &datacenterDoc{Datacenter: *dc, CRSSet: maps.Clone(dc.CRS.Set)}
+	}
+	_, err := s.apply(ctx, opUpdateDatacenter, 0, updateDatacenterCmd{From: doc(from), To: *doc(to)})
 	return err
 }
 

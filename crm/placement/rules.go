@@ -373,3 +373,34 @@ func ApplyGroups(rs *RuleSet, groups map[string]*Group, resources map[ha.SID]*ha
 	}
 	return out, failback
 }
+
+// FormatGroups renders groups as a legacy groups config (section config
+// text, placement.md §2.1) in id order; ParseGroups reads it back.
+func FormatGroups(groups map[string]*Group) []byte {
+	var b strings.Builder
+	for i, id := range slices.Sorted(maps.Keys(groups)) {
+		g := groups[id]
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "group: %s\n", id)
+		if g.Comment != "" {
+			fmt.Fprintf(&b, "\tcomment %s\n", g.Comment)
+		}
+		if g.NoFailback {
+			b.WriteString("\tnofailback 1\n")
+		}
+		nodes := make([]string, 0, len(g.Nodes))
+		for _, n := range slices.Sorted(maps.Keys(g.Nodes)) {
+			if p := g.Nodes[n]; p != 0 {
+				n = fmt.Sprintf("%s:%d", n, p)
+			}
+			nodes = append(nodes, n)
+		}
+		fmt.Fprintf(&b, "\tnodes %s\n", strings.Join(nodes, ","))
+		if g.Restricted {
+			b.WriteString("\trestricted 1\n")
+		}
+	}
+	return []byte(b.String())
+}

@@ -3,6 +3,8 @@ package placement
 import (
 	"fmt"
 	"strings"
+
+	"haxd/ha"
 )
 
 // Diagnostic is a problem found while parsing a section config file. A
@@ -108,20 +110,9 @@ func parseSections(text string) ([]section, []Diagnostic) {
 	return out, diags
 }
 
-// isConfigID reports whether s is a PVE config id: a letter, then letters,
-// digits, '-' or '_'.
-func isConfigID(s string) bool {
-	if s == "" || !isLetter(s[0]) {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !isLetter(c) && !isDigit(c) && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
-}
+// isConfigID reports whether s is a PVE config id (ha.CheckConfigID, the
+// validator the API uses too).
+func isConfigID(s string) bool { return ha.ValidConfigID(s) }
 
 // isNodeName reports whether s matches ^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$.
 func isNodeName(s string) bool {

@@ -1,0 +1,37 @@
+package ha
+
+import "fmt"
+
+// MaxConfigIDLen is the longest rule or group id accepted, in bytes.
+const MaxConfigIDLen = 128
+
+// MaxCommentLen is the longest comment of a resource, rule or group, in
+// bytes (ha-semantics §10.2).
+const MaxCommentLen = 4096
+
+// CheckConfigID checks a rule or group id (PVE's config id): a letter, then
+// letters, digits, '-' or '_', at most MaxConfigIDLen bytes. The API and
+// the section-config parser both use it, so an id the API accepts always
+// parses back. The error names the id and says what was expected.
+func CheckConfigID(id string) error {
+	if id == "" {
+		return fmt.Errorf("empty id: expected a letter, then letters, digits, '-' or '_'")
+	}
+	if len(id) > MaxConfigIDLen {
+		return fmt.Errorf("id %q is %d bytes long: at most %d are allowed", id[:16]+"...", len(id), MaxConfigIDLen)
+	}
+	letter := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+	if !letter(id[0]) {
+		return fmt.Errorf("invalid id %q: expected a letter, then letters, digits, '-' or '_'", id)
+	}
+	for i := 1; i < len(id); i++ {
+		c := id[i]
+		if !letter(c) && !(c >= '0' && c <= '9') && c != '-' && c != '_' {
+			return fmt.Errorf("invalid id %q: expected a letter, then letters, digits, '-' or '_'", id)
+		}
+	}
+	return nil
+}
+
+// ValidConfigID reports whether CheckConfigID accepts id.
+func ValidConfigID(id string) bool { return CheckConfigID(id) == nil }
