@@ -165,8 +165,8 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		a.log.Info("re-adopted running service", ha.KeySID, s.SID, "pid", s.PID)
 	}
 	a.n.fencer.adoptLeaves(cgroupParent)
-	oc, err := ocf.New(ocf.Config{Specs: ocfSpecs{a.n}, RunDir: filepath.Join(cfg.DataDir, "ocf"), CgroupParent: cgroupParent,
-		Fence: a.n.fencer, Logger: a.log.With("component", "ocf")})
+	oc, err := ocf.New(ocf.Config{Specs: ocfSpecs{a.n}, RunDir: filepath.Join(cfg.DataDir, "ocf"), VarRun: filepath.Join(cfg.DataDir, "ocf", "run"), CgroupParent: cgroupParent,
+		Fence: a.n.fencer, Node: cfg.NodeName, Logger: a.log.With("component", "ocf")})
 	if err != nil {
 		return fmt.Errorf("ocf agent: %w", err)
 	}

@@ -148,6 +148,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+// Binary is the haxd executable the cluster runs.
+func (c *Cluster) Binary() string { return c.opts.Binary }
+
 // Node returns the node with the given name.
 func (c *Cluster) Node(name string) *Node {
 	for _, n := range c.Nodes {

@@ -128,6 +128,15 @@ type Config struct {
 	// under the node's self-fence (see resource.Fence). Nil means
 	// resource.NoFence.
 	Fence resource.Fence
+	// Node is this node's name, passed to every action as HAXD_NODE (as
+	// exec services get it). Empty: not set.
+	Node string
+	// VarRun is HA_VARRUN, where agents such as ocf:heartbeat:anything
+	// put their pid files by default. Empty: the agents' default
+	// (/var/run). New empties RunDir and VarRun when the kernel's boot id
+	// changed since it last ran (they must not survive a reboot: a stale
+	// pid file names a pid that may be reused).
+	VarRun string
 }
 
 // Agent is the ha.ResourceAgent for OCF resource agents.
@@ -150,12 +159,15 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.RunDir == "" {
 		cfg.RunDir = "/run/resource-agents"
 	}
-	if !filepath.IsAbs(cfg.OCFRoot) || !filepath.IsAbs(cfg.RunDir) {
-		return nil, fmt.Errorf("ocf agent: OCF root %q, run dir %q: must be absolute paths", cfg.OCFRoot, cfg.RunDir)
+	if !filepath.IsAbs(cfg.OCFRoot) || !filepath.IsAbs(cfg.RunDir) || cfg.VarRun != "" && !filepath.IsAbs(cfg.VarRun) {
+		return nil, fmt.Errorf("ocf agent: OCF root %q, run dir %q, var run %q: must be absolute paths", cfg.OCFRoot, cfg.RunDir, cfg.VarRun)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := cleanAfterReboot(cfg.RunDir, cfg.VarRun); err != nil {
+		return nil, fmt.Errorf("ocf agent: %w", err)
 	}
 	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence}
 	if a.fence == nil {
@@ -168,6 +180,48 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	return a, nil
+}
+
+// cleanAfterReboot empties the given directories when the boot id
+// recorded in runDir/.boot_id is not the kernel's current one, and records
+// the current one.
+func cleanAfterReboot(runDir, varRun string) error {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return fmt.Errorf("read boot id: %w", err)
+	}
+	boot := strings.TrimSpace(string(b))
+	mark := filepath.Join(runDir, ".boot_id")
+	old, err := os.ReadFile(mark)
+	if err == nil && strings.TrimSpace(string(old)) == boot {
+		return nil
+	}
+	// Without a record (first start, or an upgrade from a version that
+	// kept none) nothing is known to be stale: keep what is there.
+	for _, dir := range []string{runDir, varRun} {
+		if err != nil {
+			break
+		}
+		if dir == "" {
+			continue
+		}
+		ents, rerr := os.ReadDir(dir)
+		if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("clean %s after a reboot: %w", dir, rerr)
+		}
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("clean %s after a reboot: %w", dir, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return fmt.Errorf("create run dir: %w", err)
+	}
+	if err := os.WriteFile(mark, []byte(boot+"\n"), 0o644); err != nil {
+		return fmt.Errorf("record boot id: %w", err)
+	}
+	return nil
 }
 
 // cgroup2Magic is CGROUP2_SUPER_MAGIC from linux/magic.h.
@@ -289,6 +343,15 @@ func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, t
 		"OCF_RESKEY_CRM_meta_timeout":  strconv.FormatInt(timeout.Milliseconds(), 10),
 		"HAXD_SID":                     string(sid),
 		"OCF_RESKEY_CRM_meta_interval": "0",
+	}
+	if a.cfg.Node != "" {
+		env["HAXD_NODE"] = a.cfg.Node
+	}
+	if a.cfg.VarRun != "" {
+		if err := os.MkdirAll(a.cfg.VarRun, 0o755); err != nil {
+			return result{}, fmt.Errorf("create var run dir: %w", err)
+		}
+		env["HA_VARRUN"] = a.cfg.VarRun
 	}
 	for k, v := range spec.Params {
 		env["OCF_RESKEY_"+k] = v
