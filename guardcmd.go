@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -25,8 +26,9 @@ type GuardCmd struct {
 	SelfFenceTime   time.Duration `name:"self-fence-time" help:"Override the profile's self_fence_time."`
 	DriftMargin     time.Duration `name:"clock-drift-margin" help:"Override the profile's clock_drift_margin for the safety check."`
 	Device          string        `help:"Watchdog device to arm and feed, e.g. /dev/watchdog; it stops being fed when the guard fences, so the machine resets."`
-	DeviceTimeout   time.Duration `name:"device-timeout" help:"Set the device's timeout (whole seconds); 0 keeps the driver's."`
-	DeviceKeepalive time.Duration `name:"device-keepalive" default:"1s" help:"How often to feed the device."`
+	DeviceTimeout   time.Duration `name:"device-timeout" help:"Timeout to set on the device (whole seconds); 0 asks for self_fence_time rounded up to whole seconds. The guard refuses to start when the timeout the driver grants breaks the safety inequality."`
+	DeviceKeepalive time.Duration `name:"device-keepalive" default:"1s" help:"How often to feed the device; less than half its timeout."`
+	CheckWatchdog   bool          `name:"check-watchdog" help:"Report the watchdog device (--device, default /dev/watchdog): its identity and timeout, and whether the timing's safety inequality allows it; then exit, leaving the device disarmed."`
 	Cgroup          []string      `help:"cgroup v2 directory to kill on every fence (repeatable)."`
 	PGID            []int         `name:"pgid" help:"Process group to kill on every fence (repeatable)."`
 	LogLevel        string        `name:"log-level" enum:"debug,info,warn,error" default:"info" help:"Log level."`
@@ -43,6 +45,9 @@ func (c *GuardCmd) Run() error {
 	cfg, err := c.config(logger)
 	if err != nil {
 		return err
+	}
+	if c.CheckWatchdog {
+		return c.checkWatchdog(os.Stdout, cfg, nil, "")
 	}
 	g, err := fence.Listen(cfg, logger)
 	if err != nil {
@@ -84,6 +89,7 @@ func (c *GuardCmd) config(logger *slog.Logger) (fence.GuardConfig, error) {
 	}
 	return fence.GuardConfig{
 		SocketPath:      c.Socket,
+		Timing:          timing,
 		WatchdogTimeout: timing.WatchdogTimeout,
 		SelfFenceTime:   timing.SelfFenceTime,
 		Device:          c.Device,
@@ -92,4 +98,32 @@ func (c *GuardCmd) config(logger *slog.Logger) (fence.GuardConfig, error) {
 		Cgroups:         c.Cgroup,
 		PGIDs:           c.PGID,
 	}, nil
+}
+
+// checkWatchdog reports the device of cfg (default /dev/watchdog) and
+// whether the timing allows it, with open and sysfs as in
+// fence.CheckDevice. The device is left disarmed.
+func (c *GuardCmd) checkWatchdog(w io.Writer, cfg fence.GuardConfig, open fence.OpenDeviceFunc, sysfs string) error {
+	dev := cfg.Device
+	if dev == "" {
+		dev = "/dev/watchdog"
+	}
+	r, err := fence.CheckDevice(dev, open, sysfs)
+	if err != nil {
+		return fmt.Errorf("guard --check-watchdog: %w", err)
+	}
+	fmt.Fprint(w, r.String())
+	t := cfg.Timing
+	limit := t.LockTTL - t.LockValidity - t.WatchdogTimeout - t.ClockDriftMargin
+	fmt.Fprintf(w, "timing:   %s: lock_ttl %v - lock_validity %v - watchdog_timeout %v - clock_drift_margin %v leaves a device timeout below %v\n",
+		c.Timing, t.LockTTL, t.LockValidity, t.WatchdogTimeout, t.ClockDriftMargin, limit)
+	want := cfg.DeviceTimeout
+	if want == 0 {
+		want = max(time.Second, (t.SelfFenceTime+time.Second-1)/time.Second*time.Second)
+	}
+	fmt.Fprintf(w, "request:  the guard would ask for %v (WDIOC_SETTIMEOUT) and refuse to start if the driver grants %v or more\n", want, limit)
+	if err := fence.CheckDeviceTimeout(dev, t, want, want); err != nil {
+		return fmt.Errorf("guard --check-watchdog: %w", err)
+	}
+	return nil
 }

@@ -133,40 +133,47 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		return fmt.Errorf("start gossip: %w", err)
 	}
 
-	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(),
-		targets: &targets{set: map[fence.Target]bool{}}, log: a.log}
+	monoBase := fence.MonotonicNow()
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, log: a.log}
+	a.n.fencer = newFencer(a.log.With("component", "fence"), &a.cfg.Timing,
+		func(ctx context.Context, expiry int64) (guardClient, error) {
+			return fence.Open(ctx, guardSocket, expiry)
+		},
+		fence.MonotonicNow, a.n.expiry)
+	// Every service, whatever its type, runs in a cgroup v2 leaf of its
+	// own below cgroupParent (systemd units: the unit's cgroup), admitted
+	// by the fencer and registered with the guard before it is spawned.
+	cgroupParent, cgroupMount := serviceCgroupParent(&a.cfg, a.log)
 	ex, err := exec.New(exec.Config{
 		StateDir:     filepath.Join(cfg.DataDir, "services"),
-		CgroupParent: cfg.CgroupParent,
+		CgroupParent: cgroupParent,
 		Specs:        execSpecs(a.n),
-		OnStart:      func(_ ha.SID, pgid int, cgroup string) { a.n.targets.add(target(pgid, cgroup)) },
-		OnStop:       func(_ ha.SID, pgid int, cgroup string) { a.n.targets.remove(target(pgid, cgroup)) },
+		Fence:        a.n.fencer,
+		OnStart:      a.n.fencer.adopt,
 		Logger:       a.log.With("component", "exec"),
 	})
 	if err != nil {
 		return fmt.Errorf("exec agent: %w", err)
 	}
 	a.exec = ex
-	a.n.killAll = ex.KillAll
+	a.n.fencer.killAll = ex.KillAll
 	adopted, err := ex.Adopt(ctx)
 	if err != nil {
 		a.log.Warn("adopting running services failed", "err", err)
 	}
 	for _, s := range adopted {
-		a.n.targets.add(target(s.PGID, s.Cgroup))
 		a.log.Info("re-adopted running service", ha.KeySID, s.SID, "pid", s.PID)
 	}
-	oc, err := ocf.New(ocf.Config{Specs: ocfSpecs{a.n}, RunDir: filepath.Join(cfg.DataDir, "ocf"), Logger: a.log.With("component", "ocf")})
+	a.n.fencer.adoptLeaves(cgroupParent)
+	oc, err := ocf.New(ocf.Config{Specs: ocfSpecs{a.n}, RunDir: filepath.Join(cfg.DataDir, "ocf"), VarRun: filepath.Join(cfg.DataDir, "ocf", "run"), CgroupParent: cgroupParent,
+		Fence: a.n.fencer, Node: cfg.NodeName, Logger: a.log.With("component", "ocf")})
 	if err != nil {
 		return fmt.Errorf("ocf agent: %w", err)
 	}
-	sd, err := systemd.New(systemd.Config{Logger: a.log.With("component", "systemd")})
+	sd, err := systemd.New(systemd.Config{CgroupMount: cgroupMount, Fence: a.n.fencer, Logger: a.log.With("component", "systemd")})
 	if err != nil {
 		return fmt.Errorf("systemd agent: %w", err)
 	}
-	// The guard kills exec services (registered process groups and
-	// cgroups); ocf and systemd resources are stopped by the LRM and, on a
-	// self-fence, only by a hardware watchdog reset (docs/safety.md).
 	a.n.agents = map[string]ha.ResourceAgent{
 		"exec":    movingAgent{ResourceAgent: ex, n: a.n},
 		"ocf":     movingAgent{ResourceAgent: oc, n: a.n},
@@ -256,7 +263,7 @@ func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- s
 	e := newEnv(a.n, "lrm", newWorkers(life, a.cfg.MaxWorkers))
 	feedCtx, stopFeed := context.WithCancel(life)
 	defer stopFeed()
-	go a.n.feedWhileValid(feedCtx, min(a.cfg.Timing.WatchdogTimeout/4, 100*time.Millisecond))
+	go a.n.fencer.feedWhileValid(feedCtx, min(a.cfg.Timing.WatchdogTimeout/4, 100*time.Millisecond))
 	l := lrm.New(e, lrm.Options{Timing: a.cfg.Timing})
 	stopping := false
 	for {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"haxd/crm"
-	"haxd/fence"
 	"haxd/gossip"
 	"haxd/ha"
 	"haxd/store"
@@ -26,20 +25,23 @@ type node struct {
 	gossip *gossip.Gossip
 	// guardSocket is the unix socket of this node's guard process.
 	guardSocket string
-	targets     *targets
-	agents      map[string]ha.ResourceAgent
-	log         *slog.Logger
+	// fencer holds the LRM's guard handle and the agent's own kill list
+	// (agent/guard.go).
+	fencer *fencer
+	agents map[string]ha.ResourceAgent
+	log    *slog.Logger
 
-	// base is the monotonic reference of validUntil.
-	base time.Time
+	// base is the monotonic reference of validUntil; monoBase is
+	// CLOCK_MONOTONIC (fence.MonotonicNow) read just before base, so that
+	// monoBase + validUntil is the validity's end on the clock the guard
+	// reads (never later than the true instant).
+	base     time.Time
+	monoBase int64
 	// validUntil is the end of the own agent lock's validity, in
 	// nanoseconds since base on the monotonic clock: send time of the last
 	// acknowledged renewal plus Timing.LockValidity. The feeder feeds the
 	// guard only before it.
 	validUntil atomic.Int64
-	// killAll kills every local service at once; the last resort when the
-	// lock lapsed and the guard did not act (it died or hangs).
-	killAll func() error
 
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down
@@ -274,138 +276,6 @@ func (e *env) ReleaseAgentLock(node string, running bool) bool {
 // answer can only delay a fencing, never let one through.
 func (e *env) AgentLockReleasedRunning(node string) bool {
 	return e.n.store.LockReleasedRunning(store.AgentLock(node))
-}
-
-// The CRM's watchdog: the master's writes are fenced by the raft term, so a
-// frozen and resumed master cannot corrupt the state; it needs no watchdog.
-// The LRM's watchdog is a handle in the guard process: opening it arms the
-// guard, which kills every registered service unless fed in time.
-func (e *env) WatchdogOpen() error {
-	if e.role != "lrm" {
-		return nil
-	}
-	// The guard is local: no leader watch.
-	ctx, cancel := context.WithTimeout(context.Background(), e.opTimeout())
-	defer cancel()
-	cl, err := fence.Open(ctx, e.n.guardSocket)
-	if err != nil {
-		return fmt.Errorf("open guard handle: %w", err)
-	}
-	if err := cl.CheckTimeout(e.n.cfg.Timing.WatchdogTimeout); err != nil {
-		_ = cl.Close()
-		return err
-	}
-	t := e.n.targets
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for tg := range t.set {
-		if err := cl.Register(tg); err != nil {
-			cl.Abandon()
-			return fmt.Errorf("register %v with the guard: %w", tg, err)
-		}
-	}
-	t.cl = cl
-	return nil
-}
-
-// feedWhileValid feeds the guard every interval while a handle is open and
-// the own agent lock is within its validity, until ctx ends. Feeding
-// between renewals keeps a slow renewal (a leader election, a slow fsync)
-// from firing the guard while the lock is still provably held; once the
-// validity ends, feeding stops and the guard kills every service
-// watchdog_timeout later. This is the bound the safety inequality uses.
-func (n *node) feedWhileValid(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			now := int64(time.Since(n.base)) // monotonic
-			n.targets.mu.Lock()
-			cl := n.targets.cl
-			live := len(n.targets.set)
-			n.targets.mu.Unlock()
-			if cl == nil {
-				continue
-			}
-			valid := n.validUntil.Load()
-			switch {
-			case now < valid:
-				if err := cl.Feed(); err != nil {
-					n.feedFailed(cl, err)
-				}
-			case now >= valid+int64(n.cfg.Timing.WatchdogTimeout+n.cfg.Timing.SelfFenceTime) && live > 0 && n.killAll != nil:
-				// The guard should have killed everything by now. If it
-				// died or hangs, the agent does it itself (DESIGN.md:
-				// when its lock lapses, the LRM kills every service).
-				n.log.Error("agent lock lapsed and services may still run: killing every local service")
-				if err := n.killAll(); err != nil {
-					n.log.Error("killing local services failed", "err", err)
-				}
-				n.targets.mu.Lock()
-				clear(n.targets.set)
-				n.targets.mu.Unlock()
-			}
-		}
-	}
-}
-
-func (e *env) guard() *fence.Client {
-	e.n.targets.mu.Lock()
-	defer e.n.targets.mu.Unlock()
-	return e.n.targets.cl
-}
-
-func (e *env) WatchdogUpdate() error {
-	if e.role != "lrm" {
-		return nil
-	}
-	cl := e.guard()
-	if cl == nil {
-		return e.WatchdogOpen()
-	}
-	if err := cl.Feed(); err != nil {
-		e.n.feedFailed(cl, err)
-		return err
-	}
-	return nil
-}
-
-// feedFailed handles a failed feed. When the guard has fenced (it killed
-// every registered service, as a watchdog reset would), the handle is
-// dropped together with the targets, which are all dead now; the next lock
-// renewal opens a fresh handle, as a rebooted node would.
-func (n *node) feedFailed(cl *fence.Client, err error) {
-	if !errors.Is(err, fence.ErrFenced) {
-		n.log.Warn("feeding the guard failed", "err", err)
-		return
-	}
-	n.targets.mu.Lock()
-	defer n.targets.mu.Unlock()
-	if n.targets.cl != cl {
-		return
-	}
-	n.log.Error("the guard fenced this node: every service it ran was killed")
-	cl.Abandon()
-	n.targets.cl = nil
-	clear(n.targets.set)
-}
-
-func (e *env) WatchdogClose() error {
-	if e.role != "lrm" {
-		return nil
-	}
-	t := e.n.targets
-	t.mu.Lock()
-	cl := t.cl
-	t.cl = nil
-	t.mu.Unlock()
-	if cl == nil {
-		return nil
-	}
-	return cl.Close()
 }
 
 func (e *env) ReadManagerStatus() (*ha.ManagerStatus, error) { return e.n.store.ManagerStatus() }

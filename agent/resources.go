@@ -4,47 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 
-	"haxd/fence"
 	"haxd/ha"
 	"haxd/resource/exec"
 	"haxd/resource/ocf"
 )
-
-// targets is the set of process groups and cgroups the guard must kill when
-// the node self-fences. It outlives guard handles: every time the LRM opens
-// a handle, all known targets are registered with it.
-type targets struct {
-	mu  sync.Mutex
-	set map[fence.Target]bool
-	cl  *fence.Client
-}
-
-func (t *targets) add(tg fence.Target) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.set[tg] = true
-	if t.cl != nil {
-		_ = t.cl.Register(tg)
-	}
-}
-
-func (t *targets) remove(tg fence.Target) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.set, tg)
-	if t.cl != nil {
-		_ = t.cl.Unregister(tg)
-	}
-}
-
-func target(pgid int, cgroup string) fence.Target {
-	if cgroup != "" {
-		return fence.Cgroup(cgroup)
-	}
-	return fence.PGID(pgid)
-}
 
 // movingAgent wraps a resource agent whose Migrate only stops the service
 // locally: after a successful move it records the new location in the store,

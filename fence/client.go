@@ -27,13 +27,17 @@ const ioTimeout = 2 * time.Second
 
 // Client is the agent's watchdog handle in the guard. Opening it arms the
 // handle: from then on it must be fed every GuardTimeout or the guard
-// kills every service. Its methods are safe for concurrent use.
+// kills every service. Every arm and feed carries an expiry, the end of
+// the agent's lock validity in CLOCK_MONOTONIC nanoseconds (MonotonicNow):
+// the guard's deadline is never later than one GuardTimeout after it,
+// however late the feed arrives. Its methods are safe for concurrent use.
 //
 // When the connection breaks (the guard restarted), the next Feed or
-// Register dials again and registers every target again before it
-// proceeds. A handle of a guard that is still running is not taken over: the
-// old one expires and fences, as a watchdog handle closed without the magic
-// character does.
+// Register dials again, arms the new handle with the latest expiry it sent
+// (so the new handle runs out when the old one would have), and registers
+// every target again before it proceeds. A handle of a guard that is still
+// running is not taken over: the old one expires and fences, as a watchdog
+// handle closed without the magic character does.
 type Client struct {
 	path string
 
@@ -42,12 +46,14 @@ type Client struct {
 	r       *bufio.Reader
 	timeout time.Duration
 	targets []Target
+	expiry  int64
 	closed  bool
 }
 
-// Open connects to the guard at path and arms a handle.
-func Open(ctx context.Context, path string) (*Client, error) {
-	c := &Client{path: path}
+// Open connects to the guard at path and arms a handle with expiry, the
+// end of the agent's lock validity (CLOCK_MONOTONIC nanoseconds).
+func Open(ctx context.Context, path string, expiry int64) (*Client, error) {
+	c := &Client{path: path, expiry: expiry}
 	if err := c.dial(ctx); err != nil {
 		return nil, err
 	}
@@ -75,7 +81,23 @@ func (c *Client) dial(ctx context.Context) error {
 		return fmt.Errorf("connect to guard %s: %w", c.path, err)
 	}
 	c.conn, c.r, c.timeout = conn, r, timeout
-	reply, err := c.roundTrip("arm")
+	// Known targets (after a redial) are registered before the handle is
+	// armed: an expiry that is already past fences at once, and the
+	// fence must find them.
+	kept := c.targets[:0]
+	for _, t := range c.targets {
+		reply, err := c.roundTrip("register " + t.String())
+		if err != nil {
+			conn.Close()
+			c.conn = nil
+			return err
+		}
+		if replyErr(reply) == nil {
+			kept = append(kept, t)
+		}
+	}
+	c.targets = kept
+	reply, err := c.roundTrip("arm " + strconv.FormatInt(c.expiry, 10))
 	if err == nil {
 		err = replyErr(reply)
 	}
@@ -124,8 +146,22 @@ func (c *Client) CheckTimeout(want time.Duration) error {
 	return nil
 }
 
-// Feed pushes the handle's deadline one GuardTimeout into the future.
-func (c *Client) Feed() error { return c.do("feed", true) }
+// Feed pushes the handle's deadline one GuardTimeout into the future, but
+// not beyond one GuardTimeout after expiry (the end of the lock validity
+// this feed vouches for, CLOCK_MONOTONIC nanoseconds).
+func (c *Client) Feed(expiry int64) error {
+	c.mu.Lock()
+	c.expiry = max(c.expiry, expiry)
+	c.mu.Unlock()
+	return c.do("feed "+strconv.FormatInt(expiry, 10), true)
+}
+
+// Expiry returns the latest expiry sent.
+func (c *Client) Expiry() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.expiry
+}
 
 // Register adds t to what the guard kills when it fences. Register every
 // service right after starting it.
@@ -228,27 +264,10 @@ func (c *Client) do(line string, redial bool) error {
 	return replyErr(reply)
 }
 
-// redial connects again and registers the known targets again; targets the
-// new guard refuses (their process is gone) are dropped. c.mu is held.
-func (c *Client) redial() error {
-	if err := c.dial(context.Background()); err != nil {
-		return err
-	}
-	kept := c.targets[:0]
-	for _, t := range c.targets {
-		reply, err := c.roundTrip("register " + t.String())
-		if err != nil {
-			c.conn.Close()
-			c.conn = nil
-			return err
-		}
-		if replyErr(reply) == nil {
-			kept = append(kept, t)
-		}
-	}
-	c.targets = kept
-	return nil
-}
+// redial connects again, registers the known targets again (targets the
+// new guard refuses, because their process is gone, are dropped) and arms
+// the new handle with the latest expiry. c.mu is held.
+func (c *Client) redial() error { return c.dial(context.Background()) }
 
 func (c *Client) roundTrip(line string) (string, error) {
 	c.conn.SetDeadline(time.Now().Add(ioTimeout))

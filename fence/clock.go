@@ -1,6 +1,10 @@
 package fence
 
-import "time"
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // Clock is the guard's source of time. Deadlines are computed with
 // time.Time arithmetic, which uses the monotonic reading of the real clock.
@@ -33,3 +37,17 @@ type sysTimer struct{ t *time.Timer }
 
 func (s sysTimer) C() <-chan time.Time { return s.t.C }
 func (s sysTimer) Stop() bool          { return s.t.Stop() }
+
+// MonotonicNow returns CLOCK_MONOTONIC in nanoseconds. Every process on a
+// host reads the same CLOCK_MONOTONIC (outside time namespaces), so the
+// agent expresses its lock's validity end in it and the guard converts it
+// to its own Clock.
+func MonotonicNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		// Cannot happen on Linux. 0 makes every expiry lie in the
+		// future, so deadlines count from the feed, as in protocol 1.
+		return 0
+	}
+	return ts.Nano()
+}

@@ -17,13 +17,16 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"haxd/ha"
 )
 
 // DefaultSocketPath is where `haxd guard` listens unless told otherwise.
 const DefaultSocketPath = "/run/haxd/guard.sock"
 
-// protocolVersion is the version in the guard's greeting.
-const protocolVersion = 1
+// protocolVersion is the version in the guard's greeting. Version 2 made
+// "arm" and "feed" carry the expiry of the agent's lock validity.
+const protocolVersion = 2
 
 // GuardConfig configures a Guard.
 type GuardConfig struct {
@@ -41,17 +44,30 @@ type GuardConfig struct {
 	// 0 means 1 s.
 	SelfFenceTime time.Duration
 	// Device is an optional watchdog device (e.g. /dev/watchdog). The
-	// guard opens (arms) it at start, feeds it every DeviceKeepalive while
-	// no client expired, stops feeding it when it fences (the machine
-	// resets) and disarms it with the magic close only on a clean stop.
-	// Empty: no device.
+	// guard opens (arms) it once at start, sets its timeout, feeds it
+	// every DeviceKeepalive while no armed client expired, stops feeding
+	// it when it fences (the machine resets) and disarms it with the magic
+	// close only on a clean stop with no client armed. Empty: no device.
 	Device string
-	// DeviceTimeout, if not 0, is set on the device at start (whole
-	// seconds; softdog allows 1..65535 s). 0 keeps the driver's timeout.
+	// DeviceTimeout is the timeout requested from the device with
+	// WDIOC_SETTIMEOUT (whole seconds; softdog allows 1..65535 s). 0 means
+	// SelfFenceTime rounded up to whole seconds, at least 1 s: with a
+	// device, the reset is the self-fence. The guard reads the timeout
+	// back (WDIOC_GETTIMEOUT) and refuses to start when the driver's
+	// timeout breaks the safety inequality with Timing.
 	DeviceTimeout time.Duration
-	// DeviceKeepalive is the period of device feeds. It should be well
-	// under the device's timeout. 0 means 1 s.
+	// DeviceKeepalive is the period of device feeds. It must be less than
+	// half of the device's timeout. 0 means 1 s.
 	DeviceKeepalive time.Duration
+	// OpenDevice opens Device; nil means OpenWatchdogFile (the real
+	// ioctls). Tests pass a fake.
+	OpenDevice OpenDeviceFunc
+	// Timing is the agent's timing. With a Device it is required: the
+	// guard refuses a device whose timeout breaks lock_validity +
+	// watchdog_timeout + device timeout + clock_drift_margin < lock_ttl
+	// (a frozen guard's last device feed can come as late as a client's
+	// deadline; the reset follows one device timeout later).
+	Timing ha.Timing
 	// Cgroups are cgroup v2 directories killed on every fence, in addition
 	// to what clients register (e.g. a slice holding all services).
 	Cgroups []string
@@ -63,6 +79,11 @@ type GuardConfig struct {
 	MaxClients int
 	// Clock decides every timing; nil means SystemClock.
 	Clock Clock
+	// Monotonic returns CLOCK_MONOTONIC in nanoseconds, the clock of the
+	// expiries clients send with "arm" and "feed"; nil means
+	// MonotonicNow. A test with a fake Clock passes a function that
+	// advances with it.
+	Monotonic func() int64
 }
 
 // Validate reports the first field that cannot work.
@@ -87,6 +108,9 @@ func (c GuardConfig) Validate() error {
 	if c.DeviceTimeout > 0 && c.keepalive() >= c.DeviceTimeout/2 {
 		return fmt.Errorf("guard device_keepalive (%v): must be less than half of device_timeout (%v)", c.keepalive(), c.DeviceTimeout)
 	}
+	if c.Device != "" && c.Timing.LockTTL <= 0 {
+		return fmt.Errorf("guard device %s: the agent's timing is required to check the device timeout against the safety inequality", c.Device)
+	}
 	if c.MaxClients < 0 {
 		return fmt.Errorf("guard max_clients %d: expected >= 0", c.MaxClients)
 	}
@@ -103,6 +127,33 @@ func (c GuardConfig) keepalive() time.Duration {
 		return time.Second
 	}
 	return c.DeviceKeepalive
+}
+
+// deviceTimeout is the timeout requested from the device.
+func (c GuardConfig) deviceTimeout() time.Duration {
+	if c.DeviceTimeout > 0 {
+		return c.DeviceTimeout
+	}
+	return max(time.Second, (c.SelfFenceTime+time.Second-1)/time.Second*time.Second)
+}
+
+// CheckDeviceTimeout returns an error naming every term when a watchdog
+// device whose driver granted the timeout granted (after being asked for
+// requested) cannot honour the safety inequality with timing t:
+//
+//	lock_validity + watchdog_timeout + device timeout + clock_drift_margin < lock_ttl
+//
+// A guard feeds its device only while no client is past its deadline,
+// and a deadline is never later than the lock's validity end plus
+// watchdog_timeout; if the guard freezes or dies, the reset follows its
+// last device feed by at most the device timeout.
+func CheckDeviceTimeout(device string, t ha.Timing, requested, granted time.Duration) error {
+	sum := t.LockValidity + t.WatchdogTimeout + granted + t.ClockDriftMargin
+	if sum < t.LockTTL {
+		return nil
+	}
+	return fmt.Errorf("%w: watchdog device %s: requested timeout %v, granted %v: lock_validity (%v) + watchdog_timeout (%v) + device timeout (%v) + clock_drift_margin (%v) = %v must be less than lock_ttl (%v); use a timing profile with a longer lock_ttl (pve) or a device that grants a shorter timeout",
+		ha.ErrUnsafeTiming, device, requested, granted, t.LockValidity, t.WatchdogTimeout, granted, t.ClockDriftMargin, sum, t.LockTTL)
 }
 
 func (c GuardConfig) selfFenceTime() time.Duration {
@@ -129,6 +180,7 @@ type Guard struct {
 	cfg    GuardConfig
 	logger *slog.Logger
 	clock  Clock
+	mono   func() int64
 	ln     *net.UnixListener
 	dev    *Device
 	// check, kill and alive act on targets; tests replace them.
@@ -149,8 +201,9 @@ type Guard struct {
 }
 
 // handle is one client connection's watchdog. It is armed by the
-// client's first command other than "close", so that a connection that
-// says nothing (a probe) arms nothing.
+// client's first "arm", "feed" or "fence", so that a connection that says
+// nothing (a probe) arms nothing. Targets registered before that are
+// killed by any fence but forgotten if the connection ends unarmed.
 type handle struct {
 	id        uint64
 	armed     bool
@@ -173,6 +226,7 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 		cfg:     cfg,
 		logger:  logger,
 		clock:   cfg.Clock,
+		mono:    cfg.Monotonic,
 		check:   Target.validate,
 		kill:    Target.kill,
 		alive:   Target.alive,
@@ -182,6 +236,9 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 	}
 	if g.clock == nil {
 		g.clock = SystemClock{}
+	}
+	if g.mono == nil {
+		g.mono = MonotonicNow
 	}
 	for _, t := range cfg.staticTargets() {
 		if err := t.validate(); err != nil {
@@ -194,25 +251,26 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 	}
 	g.ln = ln
 	if cfg.Device != "" {
-		dev, err := OpenDevice(cfg.Device)
+		want := cfg.deviceTimeout()
+		dev, err := OpenDevice(cfg.Device, want, cfg.OpenDevice)
 		if err != nil {
 			ln.Close()
 			return nil, err
 		}
-		if cfg.DeviceTimeout > 0 {
-			got, err := dev.SetTimeout(cfg.DeviceTimeout)
-			if err != nil {
-				dev.MagicClose()
-				ln.Close()
-				return nil, err
-			}
-			logger.Info("guard: watchdog device timeout set", "device", cfg.Device, "timeout", got)
+		err = CheckDeviceTimeout(cfg.Device, cfg.Timing, want, dev.Timeout())
+		if err == nil && cfg.keepalive() >= dev.Timeout()/2 {
+			err = fmt.Errorf("watchdog device %s: device_keepalive (%v) must be less than half of the granted timeout %v (requested %v)", cfg.Device, cfg.keepalive(), dev.Timeout(), want)
 		}
-		if err := dev.Keepalive(); err != nil {
-			dev.MagicClose()
+		if err != nil {
+			// No client can be armed yet: disarming guards nothing less.
+			if derr := dev.Disarm(); derr != nil {
+				err = errors.Join(err, derr)
+			}
 			ln.Close()
 			return nil, err
 		}
+		logger.Info("guard: watchdog device armed", "device", cfg.Device, "identity", dev.Info().Identity,
+			"requested_timeout", want, "timeout", dev.Timeout(), "keepalive", cfg.keepalive())
 		g.dev = dev
 	}
 	logger.Info("guard listening", "socket", cfg.SocketPath, "watchdog_timeout", cfg.WatchdogTimeout, "device", cfg.Device)
@@ -528,16 +586,43 @@ func (g *Guard) disconnect(h *handle, log *slog.Logger) {
 	log.Warn("guard: client went away without closing, it expires unless it was fed in time", "deadline_in", h.deadline.Sub(g.clock.Now()))
 }
 
-// armOnce arms h on its first command.
-func (g *Guard) armOnce(h *handle, log *slog.Logger) {
+// deadlineFor returns the deadline a feed with the given expiry earns: one
+// WatchdogTimeout after the feed, but never later than one WatchdogTimeout
+// after the expiry (CLOCK_MONOTONIC nanoseconds, the end of the agent's
+// lock validity). A feed that arrives late, after the expiry, so counts as
+// if it had arrived at the expiry: a client stalled between checking its
+// validity and feeding earns nothing beyond the safety bound.
+func (g *Guard) deadlineFor(expiry int64) time.Time {
+	now := g.clock.Now()
+	if mono := g.mono(); expiry < mono {
+		now = now.Add(-time.Duration(mono - expiry))
+	}
+	return now.Add(g.cfg.WatchdogTimeout)
+}
+
+// parseExpiry reads the expiry argument of "arm" and "feed".
+func parseExpiry(verb, arg string) (int64, error) {
+	n, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s %q: expected the lock's validity end in CLOCK_MONOTONIC nanoseconds (protocol %d)", verb, arg, protocolVersion)
+	}
+	return n, nil
+}
+
+// armOnce arms h on its first command, with deadline unless it is zero,
+// else one WatchdogTimeout from now.
+func (g *Guard) armOnce(h *handle, deadline time.Time, log *slog.Logger) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if h.armed || h.fenced {
 		return
 	}
+	if deadline.IsZero() {
+		deadline = g.clock.Now().Add(g.cfg.WatchdogTimeout)
+	}
 	h.armed = true
-	h.deadline = g.clock.Now().Add(g.cfg.WatchdogTimeout)
-	log.Info("guard: client armed its watchdog", "timeout", g.cfg.WatchdogTimeout)
+	h.deadline = deadline
+	log.Info("guard: client armed its watchdog", "timeout", g.cfg.WatchdogTimeout, "deadline_in", deadline.Sub(g.clock.Now()))
 	g.poke()
 }
 
@@ -545,8 +630,16 @@ func (g *Guard) armOnce(h *handle, log *slog.Logger) {
 // connection ends.
 func (g *Guard) command(h *handle, line string, log *slog.Logger) (string, bool) {
 	verb, arg, _ := strings.Cut(line, " ")
-	if verb != "close" {
-		g.armOnce(h, log)
+	var deadline time.Time
+	if verb == "arm" || verb == "feed" {
+		expiry, err := parseExpiry(verb, arg)
+		if err != nil {
+			return "err " + oneLine(err.Error()), false
+		}
+		deadline = g.deadlineFor(expiry)
+	}
+	if verb == "arm" || verb == "feed" || verb == "fence" {
+		g.armOnce(h, deadline, log)
 	}
 	switch verb {
 	case "arm", "feed":
@@ -561,7 +654,12 @@ func (g *Guard) command(h *handle, line string, log *slog.Logger) (string, bool)
 			g.verify(targets)
 			return "err fenced", false
 		}
-		h.deadline = now.Add(g.cfg.WatchdogTimeout)
+		// Never move a deadline back: a feed delayed on the way may carry
+		// an older expiry than one already received.
+		if deadline.After(h.deadline) {
+			h.deadline = deadline
+		}
+		g.poke()
 		return "ok", false
 	case "register", "unregister":
 		t, err := parseTarget(arg)
@@ -637,7 +735,7 @@ func (g *Guard) shutdown() {
 			if err := g.dev.Close(); err != nil {
 				g.logger.Error("guard: close watchdog device", "err", err)
 			}
-		} else if err := g.dev.MagicClose(); err != nil {
+		} else if err := g.dev.Disarm(); err != nil {
 			g.logger.Error("guard: disarm watchdog device", "err", err)
 		} else {
 			g.logger.Info("guard: watchdog device disarmed", "device", g.cfg.Device)

@@ -29,7 +29,22 @@ type fakeTimer struct {
 	done  bool
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_000_000, 0)} }
+// fakeEpoch is the fake clock's start; its CLOCK_MONOTONIC counts from
+// here.
+var fakeEpoch = time.Unix(1_000_000, 0)
+
+// noExpiry is an expiry so far in the future that only the watchdog
+// timeout after each feed counts.
+const noExpiry = int64(1) << 62
+
+func newFakeClock() *fakeClock { return &fakeClock{now: fakeEpoch} }
+
+// Mono is the fake clock's CLOCK_MONOTONIC in nanoseconds.
+func (c *fakeClock) Mono() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(c.now.Sub(fakeEpoch)) + 1
+}
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -186,6 +201,7 @@ func startFakeGuard(t *testing.T, cfg GuardConfig) *fakeGuard {
 	}
 	fg := &fakeGuard{clock: newFakeClock(), kills: &killLog{}, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	cfg.Clock = fg.clock
+	cfg.Monotonic = fg.clock.Mono
 	g, err := Listen(cfg, slog.New(slog.NewTextHandler(fg.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +230,7 @@ func settle() { time.Sleep(50 * time.Millisecond) }
 
 func open(t *testing.T, fg *fakeGuard) *Client {
 	t.Helper()
-	c, err := Open(t.Context(), fg.g.Addr())
+	c, err := Open(t.Context(), fg.g.Addr(), noExpiry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +251,7 @@ func TestGuardKillsEveryTargetExactlyAtTheTimeoutAfterTheLastFeed(t *testing.T) 
 	}
 	fg.clock.Advance(799 * time.Millisecond)
 	settle()
-	if err := c.Feed(); err != nil { // deadline is now 799+800 ms
+	if err := c.Feed(noExpiry); err != nil { // deadline is now 799+800 ms
 		t.Fatal(err)
 	}
 	fg.clock.Advance(799 * time.Millisecond)
@@ -249,7 +265,7 @@ func TestGuardKillsEveryTargetExactlyAtTheTimeoutAfterTheLastFeed(t *testing.T) 
 	if k, ok := fg.kills.match(want); !ok {
 		t.Fatalf("kills at the deadline = %v, want every registered and static target once, sorted: %v", k, want)
 	}
-	if err := c.Feed(); !errors.Is(err, ErrFenced) {
+	if err := c.Feed(noExpiry); !errors.Is(err, ErrFenced) {
 		t.Errorf("Feed after the fence = %v, want ErrFenced", err)
 	}
 	if err := c.Register(PGID(500)); !errors.Is(err, ErrFenced) {
@@ -278,7 +294,7 @@ func TestGuardDoesNotFenceAfterAGracefulClose(t *testing.T) {
 	if k := fg.kills.all(); len(k) != 0 || fg.g.Fences() != 0 {
 		t.Errorf("after close: kills %v, fences %d; want none", k, fg.g.Fences())
 	}
-	if err := c.Feed(); !errors.Is(err, ErrClosed) {
+	if err := c.Feed(noExpiry); !errors.Is(err, ErrClosed) {
 		t.Errorf("Feed after Close = %v, want ErrClosed", err)
 	}
 }
@@ -314,7 +330,7 @@ func TestGuardWithTwoClientsKillsTheTargetsOfEveryArmedOne(t *testing.T) {
 	}
 	fg.clock.Advance(500 * time.Millisecond)
 	settle()
-	if err := lrm.Feed(); err != nil { // lrm is fed, crm is not
+	if err := lrm.Feed(noExpiry); err != nil { // lrm is fed, crm is not
 		t.Fatal(err)
 	}
 	fg.clock.Advance(300 * time.Millisecond)
@@ -322,7 +338,7 @@ func TestGuardWithTwoClientsKillsTheTargetsOfEveryArmedOne(t *testing.T) {
 	if k, ok := fg.kills.match([]string{"pgid 300", "pgid 400"}); !ok {
 		t.Errorf("kills = %v, want [pgid 300 pgid 400]: one expired handle fences the whole node", k)
 	}
-	if err := lrm.Feed(); !errors.Is(err, ErrFenced) {
+	if err := lrm.Feed(noExpiry); !errors.Is(err, ErrFenced) {
 		t.Errorf("the fed client's next Feed = %v, want ErrFenced", err)
 	}
 }
@@ -332,7 +348,7 @@ func TestAFeedThatArrivesAfterTheDeadlineFences(t *testing.T) {
 	c := open(t, fg)
 	c.Register(PGID(300))
 	fg.clock.Advance(2 * time.Second)
-	if err := c.Feed(); !errors.Is(err, ErrFenced) {
+	if err := c.Feed(noExpiry); !errors.Is(err, ErrFenced) {
 		t.Errorf("late Feed = %v, want ErrFenced", err)
 	}
 	settle()
@@ -376,7 +392,10 @@ func TestGuardRejectsBadCommandsAndTargets(t *testing.T) {
 		{"register cgroup relative/dir", "err target cgroup \"relative/dir\": expected a clean absolute path"},
 		{"register thing 3", "err target \"thing 3\": unknown kind"},
 		{"reboot", "err unknown command \"reboot\""},
-		{"feed", "ok"},
+		{"feed", "err feed \"\": expected the lock's validity end"},
+		{"feed -5", "err feed \"-5\": expected"},
+		{"feed soon", "err feed \"soon\": expected"},
+		{"feed 4611686018427387904", "ok"},
 	}
 	for _, tt := range tests {
 		c.mu.Lock()
@@ -410,7 +429,7 @@ func TestAConnectionThatSendsNothingArmsNothing(t *testing.T) {
 func TestGuardRefusesClientsBeyondMaxClients(t *testing.T) {
 	fg := startFakeGuard(t, GuardConfig{MaxClients: 1})
 	open(t, fg)
-	if _, err := Open(t.Context(), fg.g.Addr()); err == nil || !strings.Contains(err.Error(), "too many clients") {
+	if _, err := Open(t.Context(), fg.g.Addr(), noExpiry); err == nil || !strings.Contains(err.Error(), "too many clients") {
 		t.Errorf("second Open = %v, want refused: too many clients", err)
 	}
 }
@@ -445,7 +464,7 @@ func TestClientReregistersItsTargetsWithARestartedGuard(t *testing.T) {
 	fg.stop()
 
 	fg2 := startFakeGuard(t, GuardConfig{SocketPath: path})
-	if err := c.Feed(); err != nil {
+	if err := c.Feed(noExpiry); err != nil {
 		t.Fatalf("Feed to the restarted guard: %v", err)
 	}
 	settle()
@@ -453,46 +472,6 @@ func TestClientReregistersItsTargetsWithARestartedGuard(t *testing.T) {
 	settle()
 	if k, ok := fg2.kills.match([]string{"pgid 300", "cgroup /sys/fs/cgroup/svc"}); !ok {
 		t.Errorf("restarted guard killed %v, want the re-registered [pgid 300 cgroup /sys/fs/cgroup/svc]", k)
-	}
-}
-
-func TestGuardFeedsTheDeviceUntilItFencesAndDisarmsOnlyOnACleanStop(t *testing.T) {
-	for _, tt := range []struct {
-		name  string
-		fence bool
-		want  string
-	}{
-		{"clean stop", false, "\x00\x00\x00\x00V"}, // open, 3 keepalives, magic close
-		{"fenced", true, "\x00\x00"},               // open, 1 keepalive, then silence
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			dev := filepath.Join(t.TempDir(), "watchdog")
-			if err := os.WriteFile(dev, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			fg := startFakeGuard(t, GuardConfig{Device: dev, DeviceKeepalive: 500 * time.Millisecond, WatchdogTimeout: 800 * time.Millisecond})
-			timers := 1 // keepalive
-			if tt.fence {
-				open(t, fg)
-				timers = 2 // and expiry
-			}
-			fg.clock.waitTimers(t, timers)
-			fg.clock.Advance(500 * time.Millisecond) // keepalive
-			fg.clock.waitTimers(t, timers)
-			fg.clock.Advance(500 * time.Millisecond) // fenced at 800 ms, or keepalive
-			settle()
-			fg.clock.waitTimers(t, 1)
-			fg.clock.Advance(500 * time.Millisecond) // no keepalive when fenced
-			settle()
-			fg.stop()
-			got, err := os.ReadFile(dev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != tt.want {
-				t.Errorf("device received %q, want %q", got, tt.want)
-			}
-		})
 	}
 }
 
@@ -527,9 +506,9 @@ func TestParseGreeting(t *testing.T) {
 		want    time.Duration
 		wantErr string
 	}{
-		{"haxd-guard 1 timeout_ms=800", 800 * time.Millisecond, ""},
-		{"haxd-guard 2 timeout_ms=800", 0, "protocol version 2"},
-		{"haxd-guard 1 timeout_ms=0", 0, "bad timeout"},
+		{"haxd-guard 2 timeout_ms=800", 800 * time.Millisecond, ""},
+		{"haxd-guard 1 timeout_ms=800", 0, "protocol version 1"},
+		{"haxd-guard 2 timeout_ms=0", 0, "bad timeout"},
 		{"SSH-2.0-OpenSSH", 0, "not a haxd guard"},
 		{"err too many clients", 0, "guard refused: too many clients"},
 	}
@@ -571,46 +550,90 @@ func TestCheckTimeoutRefusesAGuardSlowerThanTheAgentAssumes(t *testing.T) {
 	}
 }
 
-func TestWatchdogMapsTheEnvMethodsToAGuardHandle(t *testing.T) {
-	fg := startFakeGuard(t, GuardConfig{WatchdogTimeout: 800 * time.Millisecond})
-	slow := &Watchdog{Path: fg.g.Addr(), Timeout: 500 * time.Millisecond}
-	if err := slow.Open(); err == nil || !strings.Contains(err.Error(), "safety inequality") {
-		t.Errorf("Open with a guard slower than the agent's timeout = %v, want refusal", err)
-	}
-	w := &Watchdog{Path: fg.g.Addr(), Timeout: 800 * time.Millisecond}
-	if err := w.Update(); !errors.Is(err, ErrNotOpen) {
-		t.Errorf("Update before Open = %v, want ErrNotOpen", err)
-	}
-	if err := w.Open(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Register(PGID(300)); err != nil {
+// A feed carries the end of the lock validity it vouches for; however late
+// it arrives, the deadline is at most one timeout after that expiry.
+func TestAFeedNeverExtendsTheDeadlinePastItsExpiry(t *testing.T) {
+	fg := startFakeGuard(t, GuardConfig{})
+	expiry := fg.clock.Mono() + int64(300*time.Millisecond)
+	c, err := Open(t.Context(), fg.g.Addr(), expiry)
+	if err != nil {
 		t.Fatal(err)
 	}
 	settle()
-	fg.clock.Advance(700 * time.Millisecond)
+	c.Register(PGID(300))
+	fg.clock.Advance(500 * time.Millisecond) // the feeder stalled past the expiry
 	settle()
-	if err := w.Update(); err != nil {
+	if err := c.Feed(expiry); err != nil { // counts as fed at the expiry: deadline 300+800 ms
 		t.Fatal(err)
 	}
-	if err := w.Close(); err != nil {
+	// An older expiry, delayed on the way, does not move the deadline back.
+	if err := c.Feed(expiry - int64(200*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	fg.clock.Advance(time.Hour)
+	fg.clock.Advance(599 * time.Millisecond)
 	settle()
 	if k := fg.kills.all(); len(k) != 0 {
-		t.Errorf("kills %v after a fed and closed watchdog", k)
+		t.Fatalf("killed %v before expiry + timeout", k)
 	}
-	if err := w.Open(); err != nil {
-		t.Fatalf("reopen: %v", err)
+	fg.clock.Advance(time.Millisecond)
+	if k, ok := fg.kills.match([]string{"pgid 300"}); !ok {
+		t.Errorf("kills = %v, want [pgid 300] at expiry + timeout (1.1 s), not at the late feed + timeout (1.3 s)", k)
 	}
-	w.Register(PGID(400))
-	settle()
-	fg.clock.Advance(800 * time.Millisecond)
-	if k, ok := fg.kills.match([]string{"pgid 400"}); !ok {
-		t.Errorf("kills = %v, want [pgid 400] from the reopened, unfed watchdog", k)
-	}
-	if err := w.Update(); !errors.Is(err, ErrFenced) {
-		t.Errorf("Update after the fence = %v, want ErrFenced", err)
+}
+
+// A client whose guard restarted arms the new handle with the latest
+// expiry it sent, not with a fresh timeout: the new handle runs out when
+// the old one would have, or at once when that is already past.
+func TestARedialledClientDoesNotArmBeyondItsExpiry(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		down     time.Duration // how long the new guard ran before the client came back
+		fencedAt time.Duration // after down; 0: at once
+	}{
+		{"expiry still ahead", 400 * time.Millisecond, 600 * time.Millisecond},
+		{"expiry long past", 2 * time.Second, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := socketPath(t)
+			fg := startFakeGuard(t, GuardConfig{SocketPath: path})
+			// Both fake guards' monotonic clocks start at the same point,
+			// so this expiry means 200 ms after the start for both.
+			c, err := Open(t.Context(), path, int64(200*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Register(PGID(300))
+			fg.g.mu.Lock()
+			fg.g.handles = map[uint64]*handle{} // the guard dies without fencing
+			fg.g.mu.Unlock()
+			fg.stop()
+
+			fg2 := startFakeGuard(t, GuardConfig{SocketPath: path})
+			fg2.clock.Advance(tt.down)
+			settle()
+			err = c.Register(PGID(301)) // redials and arms
+			if tt.fencedAt == 0 {
+				if !errors.Is(err, ErrFenced) {
+					t.Fatalf("Register after redial = %v, want ErrFenced: the expiry was more than a timeout ago", err)
+				}
+				if k, ok := fg2.kills.match([]string{"pgid 300"}); !ok {
+					t.Errorf("kills = %v, want the re-registered pgid 300 killed at once", k)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			settle()
+			fg2.clock.Advance(tt.fencedAt - time.Millisecond)
+			settle()
+			if k := fg2.kills.all(); len(k) != 0 {
+				t.Fatalf("killed %v before expiry + timeout", k)
+			}
+			fg2.clock.Advance(time.Millisecond)
+			if k, ok := fg2.kills.match([]string{"pgid 300", "pgid 301"}); !ok {
+				t.Errorf("kills = %v, want both targets at expiry + timeout (1 s), not a fresh timeout after the redial", k)
+			}
+		})
 	}
 }

@@ -102,7 +102,7 @@ func (s *service) waitDead(t *testing.T, limit time.Duration) {
 func TestGuardKillsARegisteredProcessGroupAfterTheTimeoutAndNotBefore(t *testing.T) {
 	g, _ := startRealGuard(t, "")
 	svc := startService(t, "sleep", "1000")
-	c, err := Open(t.Context(), g.Addr())
+	c, err := Open(t.Context(), g.Addr(), noExpiry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestGuardKillsARegisteredProcessGroupAfterTheTimeoutAndNotBefore(t *testing
 	var lastFeed time.Time
 	for range 5 { // fed every 200 ms for 1 s: well past one timeout
 		lastFeed = time.Now()
-		if err := c.Feed(); err != nil {
+		if err := c.Feed(noExpiry); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -129,7 +129,7 @@ func TestGuardKillsARegisteredProcessGroupAfterTheTimeoutAndNotBefore(t *testing
 	if took > realTimeout+500*time.Millisecond {
 		t.Errorf("killed %v after the last feed, more than 500 ms late", took)
 	}
-	if err := c.Feed(); !errors.Is(err, ErrFenced) {
+	if err := c.Feed(noExpiry); !errors.Is(err, ErrFenced) {
 		t.Errorf("Feed after the fence = %v, want ErrFenced", err)
 	}
 }
@@ -137,7 +137,7 @@ func TestGuardKillsARegisteredProcessGroupAfterTheTimeoutAndNotBefore(t *testing
 func TestGracefulCloseDoesNotKill(t *testing.T) {
 	g, _ := startRealGuard(t, "")
 	svc := startService(t, "sleep", "1000")
-	c, err := Open(t.Context(), g.Addr())
+	c, err := Open(t.Context(), g.Addr(), noExpiry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestGracefulCloseDoesNotKill(t *testing.T) {
 func TestARestartedAgentRegistersAgainAndIsGuarded(t *testing.T) {
 	g, _ := startRealGuard(t, "")
 	svc := startService(t, "sleep", "1000")
-	first, err := Open(t.Context(), g.Addr())
+	first, err := Open(t.Context(), g.Addr(), noExpiry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestARestartedAgentRegistersAgainAndIsGuarded(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	second, err := Open(t.Context(), g.Addr())
+	second, err := Open(t.Context(), g.Addr(), noExpiry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestRegisteringAMissingProcessGroupFails(t *testing.T) {
 	g, _ := startRealGuard(t, "")
 	svc := startService(t, "true")
 	<-svc.done
-	c, err := Open(t.Context(), g.Addr())
+	c, err := Open(t.Context(), g.Addr(), noExpiry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestGuardKillsARegisteredCgroupWithEveryProcessInIt(t *testing.T) {
 		return len(pids) == 3
 	})
 	g, _ := startRealGuard(t, "")
-	c, err := Open(t.Context(), g.Addr())
+	c, err := Open(t.Context(), g.Addr(), noExpiry)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,13 @@ func (t Target) validate() error {
 		}
 		return nil
 	}
+	if _, err := os.Stat(t.Cgroup); errors.Is(err, fs.ErrNotExist) && isCgroup2(filepath.Dir(t.Cgroup)) {
+		// A cgroup that does not exist yet, in an existing cgroup v2
+		// directory: a systemd unit's cgroup, registered before the unit
+		// starts so that not even its first process is unguarded. It
+		// cannot contain the guard.
+		return nil
+	}
 	root, err := cgroupRoot(t.Cgroup)
 	if err != nil {
 		return err
@@ -258,4 +265,14 @@ func parseStat(s string) (state string, pgrp int, ok bool) {
 		return "", 0, false
 	}
 	return f[0], pg, true
+}
+
+// Kill SIGKILLs every process of t: through cgroup.kill for a cgroup (each
+// listed process where cgroup.kill is missing), the whole group for a
+// process group. A target that no longer exists is not an error.
+func Kill(t Target) error {
+	if err := t.checkSyntax(); err != nil {
+		return err
+	}
+	return t.kill()
 }

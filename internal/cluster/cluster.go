@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"haxd/api"
+	"haxd/fence"
 	"haxd/gossip"
 	"haxd/internal/invariant"
 )
@@ -146,6 +147,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	return c, nil
 }
+
+// Binary is the haxd executable the cluster runs.
+func (c *Cluster) Binary() string { return c.opts.Binary }
 
 // Node returns the node with the given name.
 func (c *Cluster) Node(name string) *Node {
@@ -386,10 +390,16 @@ func (c *Cluster) Check() ([]invariant.Run, []string, error) {
 	return runs, invariant.Check(runs), nil
 }
 
-// Destroy kills every agent, guard and service of the cluster.
+// Destroy kills every agent, guard and service of the cluster, and
+// removes the service cgroups the agents created.
 func (c *Cluster) Destroy() {
 	for _, n := range c.Nodes {
 		c.KillNode(n)
+	}
+	if mount, err := fence.Cgroup2Mount(); err == nil {
+		for _, n := range c.Nodes {
+			_ = fence.RemoveCgroupTree(fence.ServiceCgroupParent(mount, n.Name, n.DataDir))
+		}
 	}
 	// Services started after the heartbeat scan, some maybe before their
 	// first heartbeat: kill every process left that runs a demo service of

@@ -106,6 +106,11 @@ type Config struct {
 	// OnStop, if set, is called after a service was found stopped (by Stop,
 	// or by Running/Start/Adopt cleaning up after a service that exited).
 	OnStop Hook
+	// Fence puts every process Start spawns under the node's self-fence
+	// (see resource.Fence): Admit before the spawn, Spawned after it,
+	// Released when the service was found stopped. Nil means
+	// resource.NoFence.
+	Fence resource.Fence
 	// Logger receives the agent's log; nil discards it.
 	Logger *slog.Logger
 	// KillWait is how long Stop waits for the processes to vanish after
@@ -126,6 +131,7 @@ type Config struct {
 type Agent struct {
 	cfg          Config
 	log          *slog.Logger
+	fence        resource.Fence
 	bootID       string
 	cgroupParent string // "" when cgroups are not used
 
@@ -180,7 +186,10 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, bootID: boot, health: map[ha.SID]healthResult{}}
+	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence, bootID: boot, health: map[ha.SID]healthResult{}}
+	if a.fence == nil {
+		a.fence = resource.NoFence{}
+	}
 	if cfg.CgroupParent != "" {
 		if err := checkCgroupParent(cfg.CgroupParent); err != nil {
 			log.Warn("exec agent: not using cgroups, services are tracked by process group only", "err", err)
@@ -390,11 +399,35 @@ func (a *Agent) start(ctx context.Context, sid ha.SID) error {
 	fmt.Fprintf(logf, "haxd %s: starting %s: %s\n", a.cfg.Now().UTC().Format(time.RFC3339), sid,
 		strings.Join(slices.Concat([]string{path}, spec.Args), " "))
 
-	cmd, cgroup, err := a.spawn(spec, path, env, logf, p.cgroup)
+	leaf := p.cgroup
+	if leaf != "" {
+		if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			a.log.Warn("exec service: cannot create cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", leaf, "err", err)
+			leaf = ""
+		}
+	}
+	if err := a.fence.Admit(sid, leaf); err != nil {
+		if leaf != "" {
+			_ = os.Remove(leaf)
+		}
+		return fmt.Errorf("not started: %w", err)
+	}
+	cmd, cgroup, err := a.spawn(spec, path, env, logf, leaf)
 	if err != nil {
+		a.fence.Released(sid, 0, leaf)
 		return err
 	}
 	pid := cmd.Process.Pid
+	if err := a.fence.Spawned(sid, pid, cgroup); err != nil {
+		// The self-fence may have missed this process: it must not run.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		if cgroup != "" {
+			_ = killCgroup(cgroup)
+		}
+		_ = cmd.Wait()
+		a.log.Error("exec service killed at once: it could not be put under the self-fence", ha.KeySID, string(sid), "pid", pid, "err", err)
+		return fmt.Errorf("process %d killed: %w", pid, err)
+	}
 	// Read the start time before reaping: until then even a process that
 	// already exited keeps its /proc entry (as a zombie).
 	st, statErr := readProcStat(a.cfg.ProcRoot, pid)
@@ -432,6 +465,7 @@ func (a *Agent) start(ctx context.Context, sid ha.SID) error {
 			if cgroup != "" {
 				_ = os.Remove(cgroup)
 			}
+			a.fence.Released(sid, pid, cgroup)
 			return fmt.Errorf("process %d exited at once (%s), see %s", pid, exitStatus(<-exited), p.log)
 		}
 	}
@@ -467,8 +501,8 @@ func (a *Agent) start(ctx context.Context, sid ha.SID) error {
 
 // spawn starts the process in a new session (so its own process group, with
 // no controlling terminal and no parent-death signal: it survives the agent)
-// and, when cgroupDir is set, in that cgroup. It returns the cgroup actually
-// used.
+// and, when cgroupDir (an existing cgroup) is set, in that cgroup. It
+// returns the cgroup actually used.
 func (a *Agent) spawn(spec Spec, path string, env []string, logf *os.File, cgroupDir string) (*osexec.Cmd, string, error) {
 	newCmd := func() *osexec.Cmd {
 		return &osexec.Cmd{
@@ -482,14 +516,6 @@ func (a *Agent) spawn(spec Spec, path string, env []string, logf *os.File, cgrou
 		}
 	}
 	if cgroupDir == "" {
-		cmd := newCmd()
-		if err := cmd.Start(); err != nil {
-			return nil, "", fmt.Errorf("run %s: %w", path, err)
-		}
-		return cmd, "", nil
-	}
-	if err := os.Mkdir(cgroupDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		a.log.Warn("exec service: cannot create cgroup, using its process group only", "cgroup", cgroupDir, "err", err)
 		cmd := newCmd()
 		if err := cmd.Start(); err != nil {
 			return nil, "", fmt.Errorf("run %s: %w", path, err)
@@ -682,6 +708,7 @@ func (a *Agent) cleanup(sid ha.SID, rec record, p paths) {
 	a.mu.Lock()
 	delete(a.health, sid)
 	a.mu.Unlock()
+	a.fence.Released(sid, rec.PGID, rec.Cgroup)
 	if a.cfg.OnStop != nil {
 		a.cfg.OnStop(sid, rec.PGID, rec.Cgroup)
 	}
@@ -755,8 +782,8 @@ func (a *Agent) Adopt(ctx context.Context) ([]Service, error) {
 // KillAll SIGKILLs every recorded service (and, with cgroups, every
 // service cgroup under the parent) at once, without grace and without
 // waiting: the self-fence path when the agent lock is lost. It takes
-// no locks, so it may run while workers run; a Start racing with it can
-// still create a process afterwards, which the guard covers. State files
+// no locks, so it may run while workers run; a Start racing with it is
+// refused by the Fence (Admit) or killed by it (Spawned). State files
 // stay; the next Running or Stop cleans them up.
 func (a *Agent) KillAll() error {
 	files, err := stateFiles(a.cfg.StateDir)

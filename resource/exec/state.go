@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"haxd/ha"
+	"haxd/resource"
 )
 
 // stateVersion is the format version of the state files this code writes.
@@ -49,35 +50,8 @@ type record struct {
 	Spec Spec `json:"spec"`
 }
 
-// maxEscapedLen keeps file and cgroup names well below NAME_MAX (255) with
-// room for suffixes.
-const maxEscapedLen = 200
-
-// escapeSID turns a SID into a name usable for files and cgroups: ASCII
-// letters, digits, '-', '_' and '.' stay, every other byte becomes %XX, so
-// "exec:web" becomes "exec%3Aweb". The mapping is one to one.
-func escapeSID(sid ha.SID) (string, error) {
-	s := string(sid)
-	if s == "" {
-		return "", errors.New("empty service id")
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-			b.WriteByte(c)
-		case c == '.' && i > 0:
-			b.WriteByte(c)
-		default:
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	if b.Len() > maxEscapedLen {
-		return "", fmt.Errorf("service id %q: too long for a file name (%d bytes escaped, max %d)", s, b.Len(), maxEscapedLen)
-	}
-	return b.String(), nil
-}
+// escapeSID is resource.EscapeSID: exec's file and cgroup names.
+func escapeSID(sid ha.SID) (string, error) { return resource.EscapeSID(sid) }
 
 // paths holds the per-service file names.
 type paths struct {

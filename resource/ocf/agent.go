@@ -116,12 +116,34 @@ type Config struct {
 	// Logger receives the agent's log (and the agents' stderr at debug
 	// level); nil discards it.
 	Logger *slog.Logger
+	// CgroupParent is an optional cgroup v2 directory; every action of a
+	// resource then runs in the resource's own leaf below it,
+	// <CgroupParent>/<escaped sid>, and so does everything the start
+	// action leaves running (daemons that fork and setsid, as
+	// ocf:heartbeat:anything does). Empty, or not a writable cgroup v2
+	// directory: the actions run in their own process group only, which
+	// daemonising processes leave.
+	CgroupParent string
+	// Fence puts the start action, and with it the resource's processes,
+	// under the node's self-fence (see resource.Fence). Nil means
+	// resource.NoFence.
+	Fence resource.Fence
+	// Node is this node's name, passed to every action as HAXD_NODE (as
+	// exec services get it). Empty: not set.
+	Node string
+	// VarRun is HA_VARRUN, where agents such as ocf:heartbeat:anything
+	// put their pid files by default. Empty: the agents' default
+	// (/var/run). New empties RunDir and VarRun when the kernel's boot id
+	// changed since it last ran (they must not survive a reboot: a stale
+	// pid file names a pid that may be reused).
+	VarRun string
 }
 
 // Agent is the ha.ResourceAgent for OCF resource agents.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	fence resource.Fence
 }
 
 var _ ha.ResourceAgent = (*Agent)(nil)
@@ -137,14 +159,104 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.RunDir == "" {
 		cfg.RunDir = "/run/resource-agents"
 	}
-	if !filepath.IsAbs(cfg.OCFRoot) || !filepath.IsAbs(cfg.RunDir) {
-		return nil, fmt.Errorf("ocf agent: OCF root %q, run dir %q: must be absolute paths", cfg.OCFRoot, cfg.RunDir)
+	if !filepath.IsAbs(cfg.OCFRoot) || !filepath.IsAbs(cfg.RunDir) || cfg.VarRun != "" && !filepath.IsAbs(cfg.VarRun) {
+		return nil, fmt.Errorf("ocf agent: OCF root %q, run dir %q, var run %q: must be absolute paths", cfg.OCFRoot, cfg.RunDir, cfg.VarRun)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Agent{cfg: cfg, log: log}, nil
+	if err := cleanAfterReboot(cfg.RunDir, cfg.VarRun); err != nil {
+		return nil, fmt.Errorf("ocf agent: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence}
+	if a.fence == nil {
+		a.fence = resource.NoFence{}
+	}
+	if cfg.CgroupParent != "" {
+		if err := checkCgroupDir(cfg.CgroupParent); err != nil {
+			log.Warn("ocf agent: not using cgroups, resources are tracked by process group only", "err", err)
+			a.cfg.CgroupParent = ""
+		}
+	}
+	return a, nil
+}
+
+// cleanAfterReboot empties the given directories when the boot id
+// recorded in runDir/.boot_id is not the kernel's current one, and records
+// the current one.
+func cleanAfterReboot(runDir, varRun string) error {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return fmt.Errorf("read boot id: %w", err)
+	}
+	boot := strings.TrimSpace(string(b))
+	mark := filepath.Join(runDir, ".boot_id")
+	old, err := os.ReadFile(mark)
+	if err == nil && strings.TrimSpace(string(old)) == boot {
+		return nil
+	}
+	// Without a record (first start, or an upgrade from a version that
+	// kept none) nothing is known to be stale: keep what is there.
+	for _, dir := range []string{runDir, varRun} {
+		if err != nil {
+			break
+		}
+		if dir == "" {
+			continue
+		}
+		ents, rerr := os.ReadDir(dir)
+		if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("clean %s after a reboot: %w", dir, rerr)
+		}
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("clean %s after a reboot: %w", dir, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return fmt.Errorf("create run dir: %w", err)
+	}
+	if err := os.WriteFile(mark, []byte(boot+"\n"), 0o644); err != nil {
+		return fmt.Errorf("record boot id: %w", err)
+	}
+	return nil
+}
+
+// cgroup2Magic is CGROUP2_SUPER_MAGIC from linux/magic.h.
+const cgroup2Magic = 0x63677270
+
+// checkCgroupDir reports why dir cannot hold resource cgroups, or nil.
+func checkCgroupDir(dir string) error {
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &sfs); err != nil {
+		return fmt.Errorf("cgroup parent %s: %w", dir, err)
+	}
+	if uint64(sfs.Type) != cgroup2Magic {
+		return fmt.Errorf("cgroup parent %s: not on a cgroup v2 file system", dir)
+	}
+	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
+		return fmt.Errorf("cgroup parent %s: not writable: %w", dir, err)
+	}
+	return nil
+}
+
+// leaf returns the cgroup of sid, creating it, or "" without cgroups.
+func (a *Agent) leaf(sid ha.SID) string {
+	if a.cfg.CgroupParent == "" {
+		return ""
+	}
+	esc, err := resource.EscapeSID(sid)
+	if err != nil {
+		return ""
+	}
+	dir := filepath.Join(a.cfg.CgroupParent, esc)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		a.log.Warn("ocf resource: cannot create its cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", dir, "err", err)
+		return ""
+	}
+	return dir
 }
 
 // result is the outcome of one agent action.
@@ -193,10 +305,13 @@ func (a *Agent) spec(ctx context.Context, sid ha.SID) (Spec, error) {
 }
 
 // run runs one action of the agent with the OCF environment, bounded by
-// timeout. The script runs in its own process group, killed as a whole on
-// timeout or when ctx ends; what it leaves running on success (the
-// resource's daemons) is not touched. Output goes to an unlinked temporary
-// file, not a pipe, so a daemon holding it open cannot block the call.
+// timeout. The script runs in its own process group and, with cgroups, in
+// the resource's leaf cgroup; it is killed as a whole on timeout or when
+// ctx ends; what it leaves running on success (the resource's daemons) is
+// not touched. A start is admitted by the Fence before the spawn and
+// confirmed after it, so the daemons it leaves are under the self-fence.
+// Output goes to an unlinked temporary file, not a pipe, so a daemon
+// holding it open cannot block the call.
 func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, timeout time.Duration, extraEnv ...string) (result, error) {
 	name := sid.Name()
 	if name == "" || strings.ContainsAny(name, "/\x00") {
@@ -229,6 +344,15 @@ func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, t
 		"HAXD_SID":                     string(sid),
 		"OCF_RESKEY_CRM_meta_interval": "0",
 	}
+	if a.cfg.Node != "" {
+		env["HAXD_NODE"] = a.cfg.Node
+	}
+	if a.cfg.VarRun != "" {
+		if err := os.MkdirAll(a.cfg.VarRun, 0o755); err != nil {
+			return result{}, fmt.Errorf("create var run dir: %w", err)
+		}
+		env["HA_VARRUN"] = a.cfg.VarRun
+	}
 	for k, v := range spec.Params {
 		env["OCF_RESKEY_"+k] = v
 	}
@@ -249,7 +373,47 @@ func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, t
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	runErr := cmd.Run()
+	leaf := a.leaf(sid)
+	if action == "start" {
+		if err := a.fence.Admit(sid, leaf); err != nil {
+			return result{}, fmt.Errorf("ocf %s start: not started: %w", spec.Agent, err)
+		}
+	}
+	if leaf != "" {
+		if fd, err := syscall.Open(leaf, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err == nil {
+			defer syscall.Close(fd)
+			cmd.SysProcAttr.UseCgroupFD = true
+			cmd.SysProcAttr.CgroupFD = fd
+		} else {
+			leaf = ""
+		}
+	}
+	runErr := cmd.Start()
+	if runErr != nil && leaf != "" {
+		// Cloning into the cgroup failed (kernel < 5.7): run the action
+		// in its process group only.
+		a.log.Warn("ocf action: cannot start in its cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", leaf, "err", runErr)
+		cmd = osexec.CommandContext(actx, script, action)
+		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = envList, "/", out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		leaf = ""
+		runErr = cmd.Start()
+	}
+	if runErr == nil && action == "start" {
+		if err := a.fence.Spawned(sid, cmd.Process.Pid, leaf); err != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			if leaf != "" {
+				_ = os.WriteFile(filepath.Join(leaf, "cgroup.kill"), []byte("1"), 0)
+			}
+			_ = cmd.Wait()
+			a.log.Error("ocf start killed at once: it could not be put under the self-fence", ha.KeySID, string(sid), "err", err)
+			return result{}, fmt.Errorf("ocf %s start: killed: %w", spec.Agent, err)
+		}
+	}
+	if runErr == nil {
+		runErr = cmd.Wait()
+	}
 
 	b := make([]byte, 64<<10)
 	n, _ := out.ReadAt(b, 0)
@@ -356,8 +520,34 @@ func (a *Agent) Stop(ctx context.Context, sid ha.SID, timeout *int) error {
 	if res.rc != RCSuccess {
 		return fmt.Errorf("stop %s: %w", sid, a.actionError(spec, "stop", res, t))
 	}
+	a.release(sid)
 	a.log.Info("ocf resource stopped", ha.KeySID, string(sid), "agent", spec.Agent)
 	return nil
+}
+
+// release forgets a stopped resource's cgroup: whatever still runs in it
+// after a successful stop is a leftover of the resource and is killed,
+// then the leaf is removed and unregistered.
+func (a *Agent) release(sid ha.SID) {
+	dir := ""
+	if a.cfg.CgroupParent != "" {
+		if esc, err := resource.EscapeSID(sid); err == nil {
+			dir = filepath.Join(a.cfg.CgroupParent, esc)
+		}
+	}
+	if dir != "" {
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			a.log.Warn("ocf resource stopped but left processes in its cgroup: killing them", ha.KeySID, string(sid), "cgroup", dir, "pids", strings.Fields(string(b)))
+			_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+		}
+		for range 50 {
+			if err := os.Remove(dir); err == nil || errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	a.fence.Released(sid, 0, dir)
 }
 
 // Migrate stops the resource here; the caller moves the location to target.

@@ -277,3 +277,30 @@ func TestDirSpecs(t *testing.T) {
 		t.Errorf("Spec(ocf:none) = %v, want not exist", err)
 	}
 }
+
+func TestRunDirsAreEmptiedOnlyAfterAReboot(t *testing.T) {
+	run := t.TempDir()
+	varRun := filepath.Join(run, "run")
+	os.MkdirAll(varRun, 0o755)
+	os.WriteFile(filepath.Join(varRun, "anything_x.pid"), []byte("123\n"), 0o644)
+	// First start: no record, nothing is known to be stale.
+	if _, err := New(Config{Specs: StaticSpecs{}, OCFRoot: "/nonexist", RunDir: run, VarRun: varRun}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(varRun, "anything_x.pid")); err != nil {
+		t.Fatalf("first start removed a pid file: %v", err)
+	}
+	// Same boot: kept.
+	New(Config{Specs: StaticSpecs{}, OCFRoot: "/nonexist", RunDir: run, VarRun: varRun})
+	if _, err := os.Stat(filepath.Join(varRun, "anything_x.pid")); err != nil {
+		t.Fatalf("a restart in the same boot removed a pid file: %v", err)
+	}
+	// Another boot: emptied.
+	os.WriteFile(filepath.Join(run, ".boot_id"), []byte("an-earlier-boot\n"), 0o644)
+	if _, err := New(Config{Specs: StaticSpecs{}, OCFRoot: "/nonexist", RunDir: run, VarRun: varRun}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(varRun, "anything_x.pid")); err == nil {
+		t.Error("a pid file of an earlier boot survived")
+	}
+}

@@ -11,6 +11,13 @@
 // second node). Stop queues a stop job first, which cancels any pending
 // automatic restart, and SIGKILLs the unit's processes when the stop does
 // not finish within the timeout.
+//
+// Self-fencing: the unit's cgroup is registered with the node's guard
+// (resource.Fence) before the unit starts, derived from its Slice, and
+// again after the start from its ControlGroup, so the guard's cgroup.kill
+// reaches every process of the unit. Units with Restart= other than "no"
+// are refused: systemd would start them again after the self-fence killed
+// them, next to their recovered copy on another node.
 package systemd
 
 import (
@@ -21,10 +28,14 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"haxd/ha"
+	"haxd/resource"
 )
 
 // Type is the resource type this agent handles ("systemd:<unit>" SIDs).
@@ -42,12 +53,24 @@ type Config struct {
 	// PollInterval is how often Stop checks the unit's state while it
 	// waits. Zero means 100 ms.
 	PollInterval time.Duration
+	// CgroupMount is the cgroup v2 mount point (e.g. /sys/fs/cgroup, or
+	// /sys/fs/cgroup/unified on a hybrid host): units' cgroups are
+	// registered with the Fence under it. Empty: no cgroup is registered
+	// and a self-fence cannot reach the unit's processes.
+	CgroupMount string
+	// Fence puts every started unit under the node's self-fence (see
+	// resource.Fence). Nil means resource.NoFence.
+	Fence resource.Fence
 }
 
 // Agent is the ha.ResourceAgent for systemd units.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	fence resource.Fence
+
+	mu      sync.Mutex
+	cgroups map[ha.SID][]string // registered with the Fence
 }
 
 var _ ha.ResourceAgent = (*Agent)(nil)
@@ -70,7 +93,42 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Agent{cfg: cfg, log: log}, nil
+	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence, cgroups: map[ha.SID][]string{}}
+	if a.fence == nil {
+		a.fence = resource.NoFence{}
+	}
+	return a, nil
+}
+
+// SlicePath returns the cgroup path of a systemd slice: dashes denote
+// nesting, so "a-b.slice" is "/a.slice/a-b.slice", and "-.slice" (the root
+// slice) is "". It returns false for a name that is not a slice.
+func SlicePath(slice string) (string, bool) {
+	name, ok := strings.CutSuffix(slice, ".slice")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return "", false
+	}
+	if name == "-" {
+		return "", true
+	}
+	parts := strings.Split(name, "-")
+	if slices.Contains(parts, "") {
+		return "", false
+	}
+	var p string
+	for i := range parts {
+		p += "/" + strings.Join(parts[:i+1], "-") + ".slice"
+	}
+	return p, true
+}
+
+// cgroupDir returns the cgroup v2 directory of a cgroup path as systemd
+// reports it ("/system.slice/nginx.service"), or "".
+func (a *Agent) cgroupDir(cg string) string {
+	if a.cfg.CgroupMount == "" || cg == "" || !strings.HasPrefix(cg, "/") || filepath.Clean(cg) != cg || cg == "/" {
+		return ""
+	}
+	return filepath.Join(a.cfg.CgroupMount, cg)
 }
 
 // unitSuffixes are the unit types a SID may name explicitly.
@@ -122,23 +180,35 @@ func (a *Agent) systemctl(ctx context.Context, args ...string) (string, error) {
 
 // state returns the unit's LoadState and ActiveState.
 func (a *Agent) state(ctx context.Context, unit string) (load, active string, err error) {
-	out, err := a.systemctl(ctx, "show", "--property=LoadState", "--property=ActiveState", "--", unit)
+	p, err := a.show(ctx, unit, "LoadState", "ActiveState")
 	if err != nil {
 		return "", "", err
 	}
+	return p["LoadState"], p["ActiveState"], nil
+}
+
+// show returns the named properties of unit (missing ones are ""); it
+// fails when systemd reports no ActiveState.
+func (a *Agent) show(ctx context.Context, unit string, props ...string) (map[string]string, error) {
+	args := []string{"show"}
+	for _, p := range props {
+		args = append(args, "--property="+p)
+	}
+	out, err := a.systemctl(ctx, append(args, "--", unit)...)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
 	for _, l := range strings.Split(out, "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
-		switch k {
-		case "LoadState":
-			load = v
-		case "ActiveState":
-			active = v
+		if slices.Contains(props, k) {
+			m[k] = v
 		}
 	}
-	if active == "" {
-		return "", "", fmt.Errorf("systemctl show %s: no ActiveState in %q", unit, out)
+	if slices.Contains(props, "ActiveState") && m["ActiveState"] == "" {
+		return nil, fmt.Errorf("systemctl show %s: no ActiveState in %q", unit, out)
 	}
-	return load, active, nil
+	return m, nil
 }
 
 // stopped reports whether an ActiveState means no process of the unit runs.
@@ -164,18 +234,67 @@ func (a *Agent) Start(ctx context.Context, sid ha.SID) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", sid, err)
 	}
-	load, _, err := a.state(ctx, unit)
+	p, err := a.show(ctx, unit, "LoadState", "ActiveState", "Restart", "Slice")
 	if err != nil {
 		return fmt.Errorf("start %s: %w", sid, err)
 	}
-	if load == "not-found" {
+	if p["LoadState"] == "not-found" {
 		return fmt.Errorf("start %s: unit %s not found", sid, unit)
 	}
+	if r := p["Restart"]; r != "" && r != "no" {
+		return fmt.Errorf("start %s: unit %s has Restart=%s: systemd would start it again after a self-fence killed it, while haxd recovers it on another node; set Restart=no (haxd restarts failed services itself)", sid, unit, r)
+	}
+	var expected string
+	if sp, ok := SlicePath(p["Slice"]); ok {
+		expected = a.cgroupDir(sp + "/" + unit)
+	}
+	if err := a.fence.Admit(sid, expected); err != nil {
+		return fmt.Errorf("start %s: not started: %w", sid, err)
+	}
+	a.remember(sid, expected)
 	if _, err := a.systemctl(ctx, "start", "--", unit); err != nil {
 		return fmt.Errorf("start %s: %w", sid, err)
 	}
-	a.log.Info("systemd unit started", ha.KeySID, string(sid), "unit", unit)
+	actual := expected
+	if q, err := a.show(ctx, unit, "ControlGroup"); err == nil && a.cgroupDir(q["ControlGroup"]) != "" {
+		actual = a.cgroupDir(q["ControlGroup"])
+	}
+	if actual != expected {
+		a.remember(sid, actual)
+	}
+	if err := a.fence.Spawned(sid, 0, actual); err != nil {
+		a.log.Error("systemd unit killed at once: it could not be put under the self-fence", ha.KeySID, string(sid), "unit", unit, "err", err)
+		zero := 0
+		if serr := a.stop(context.WithoutCancel(ctx), sid, &zero); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return fmt.Errorf("start %s: killed: %w", sid, err)
+	}
+	a.log.Info("systemd unit started", ha.KeySID, string(sid), "unit", unit, "cgroup", actual)
 	return nil
+}
+
+// remember records a cgroup registered for sid, to release it on stop.
+func (a *Agent) remember(sid ha.SID, cg string) {
+	if cg == "" {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !slices.Contains(a.cgroups[sid], cg) {
+		a.cgroups[sid] = append(a.cgroups[sid], cg)
+	}
+}
+
+// release unregisters the cgroups of a stopped unit.
+func (a *Agent) release(sid ha.SID) {
+	a.mu.Lock()
+	cgs := a.cgroups[sid]
+	delete(a.cgroups, sid)
+	a.mu.Unlock()
+	for _, cg := range cgs {
+		a.fence.Released(sid, 0, cg)
+	}
 }
 
 // Stop stops the unit. With timeout nil it waits for systemd's own stop
@@ -186,6 +305,7 @@ func (a *Agent) Stop(ctx context.Context, sid ha.SID, timeout *int) error {
 	if err := a.stop(ctx, sid, timeout); err != nil {
 		return fmt.Errorf("stop %s: %w", sid, err)
 	}
+	a.release(sid)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,9 @@ f="$D/units/$unit"
 case "$1" in
 show)
 	if [ -f "$f" ]; then echo LoadState=loaded; echo "ActiveState=$(cat "$f")"
-	else echo LoadState=not-found; echo ActiveState=inactive; fi ;;
+	else echo LoadState=not-found; echo ActiveState=inactive; fi
+	[ -f "$D/props/$unit" ] && cat "$D/props/$unit"
+	exit 0 ;;
 start)
 	[ -f "$f" ] || { echo "Unit $unit not found." >&2; exit 5; }
 	echo active > "$f" ;;
@@ -114,8 +117,9 @@ func TestStartRunningStop(t *testing.T) {
 	got := calls(t, dir)
 	want := []string{
 		"show --property=LoadState --property=ActiveState -- web.service",
-		"show --property=LoadState --property=ActiveState -- web.service",
+		"show --property=LoadState --property=ActiveState --property=Restart --property=Slice -- web.service",
 		"start -- web.service",
+		"show --property=ControlGroup -- web.service",
 		"show --property=LoadState --property=ActiveState -- web.service",
 		"stop -- web.service",
 		"show --property=LoadState --property=ActiveState -- web.service",
@@ -213,5 +217,100 @@ func TestRealSystemd(t *testing.T) {
 	// A unit that does not exist must be reported as not running.
 	if running, err := a.Running(context.Background(), "systemd:haxd-test-does-not-exist"); err != nil || running {
 		t.Fatalf("Running of a missing unit = %v, %v", running, err)
+	}
+}
+
+func TestSlicePath(t *testing.T) {
+	tests := []struct {
+		slice, want string
+		ok          bool
+	}{
+		{"system.slice", "/system.slice", true},
+		{"user-1000.slice", "/user.slice/user-1000.slice", true},
+		{"a-b-c.slice", "/a.slice/a-b.slice/a-b-c.slice", true},
+		{"-.slice", "", true},
+		{"", "", false},
+		{"nginx.service", "", false},
+		{"a--b.slice", "", false},
+		{"../x.slice", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := SlicePath(tt.slice)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("SlicePath(%q) = %q, %v; want %q, %v", tt.slice, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// recFence records the Fence calls and refuses what it is told to.
+type recFence struct {
+	calls      []string
+	admitErr   error
+	spawnedErr error
+}
+
+func (f *recFence) Admit(sid ha.SID, cg string) error {
+	f.calls = append(f.calls, "admit "+string(sid)+" "+cg)
+	return f.admitErr
+}
+
+func (f *recFence) Spawned(sid ha.SID, pgid int, cg string) error {
+	f.calls = append(f.calls, "spawned "+string(sid)+" "+cg)
+	return f.spawnedErr
+}
+
+func (f *recFence) Released(sid ha.SID, pgid int, cg string) {
+	f.calls = append(f.calls, "released "+string(sid)+" "+cg)
+}
+
+func TestStartPutsTheUnitsCgroupUnderTheFence(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name      string
+		props     string
+		fence     recFence
+		wantErr   string
+		wantCalls []string
+		wantState string
+	}{
+		{"registered before and after the start", "Restart=no\nSlice=system-web.slice\nControlGroup=/system.slice/system-web.slice/web.service\n", recFence{}, "",
+			[]string{"admit systemd:web /cg/system.slice/system-web.slice/web.service", "spawned systemd:web /cg/system.slice/system-web.slice/web.service",
+				"released systemd:web /cg/system.slice/system-web.slice/web.service"}, "inactive"},
+		{"Restart=always is refused", "Restart=always\nSlice=system.slice\n", recFence{}, "Restart=always", nil, "inactive"},
+		{"fenced node starts nothing", "Slice=system.slice\n", recFence{admitErr: errors.New("node is fenced")}, "not started: node is fenced",
+			[]string{"admit systemd:web /cg/system.slice/web.service"}, "inactive"},
+		{"a start the fence missed is killed", "Slice=system.slice\n", recFence{spawnedErr: errors.New("fenced")}, "killed: fenced",
+			[]string{"admit systemd:web /cg/system.slice/web.service", "spawned systemd:web /cg/system.slice/web.service"}, "failed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path, dir := fakeSystemctl(t, map[string]string{"web.service": "inactive"})
+			os.MkdirAll(filepath.Join(dir, "props"), 0o755)
+			os.WriteFile(filepath.Join(dir, "props", "web.service"), []byte(strings.ReplaceAll(tt.props, `\n`, "\n")), 0o644)
+			f := tt.fence
+			a, err := New(Config{Systemctl: path, PollInterval: 10 * time.Millisecond, KillWait: time.Second, CgroupMount: "/cg", Fence: &f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = a.Start(ctx, "systemd:web")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Start = %v, want an error containing %q", err, tt.wantErr)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Stop(ctx, "systemd:web", nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if strings.Join(f.calls, "\n") != strings.Join(tt.wantCalls, "\n") {
+				t.Errorf("fence calls:\n%s\nwant\n%s", strings.Join(f.calls, "\n"), strings.Join(tt.wantCalls, "\n"))
+			}
+			st, _ := os.ReadFile(filepath.Join(dir, "units", "web.service"))
+			if got := strings.TrimSpace(string(st)); got != tt.wantState {
+				t.Errorf("unit state %q, want %q", got, tt.wantState)
+			}
+		})
 	}
 }
