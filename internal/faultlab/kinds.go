@@ -138,7 +138,9 @@ func runOne(ctx context.Context, s runSpec) (res result) {
 	}
 	res.dir = dir
 	defer func() {
-		if res.err == nil && res.overlaps == 0 && !s.opts.keep {
+		// A failed run's directory is kept for inspection, an interrupted
+		// one's is not.
+		if (res.err == nil || ctx.Err() != nil) && res.overlaps == 0 && !s.opts.keep {
 			os.RemoveAll(dir)
 			res.dir = ""
 		}
