@@ -130,7 +130,7 @@ func (e *env) leaderWatch(parent context.Context) (context.Context, context.Canc
 }
 
 func (e *env) NodeName() string     { return e.n.name }
-func (e *env) Now() time.Time       { return time.Now() }
+func (e *env) Now() time.Time       { return time.Now().Add(e.n.wallOffset()) }
 func (e *env) Logger() *slog.Logger { return e.log }
 
 func (e *env) Notify(subject, text string) {

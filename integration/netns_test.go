@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"haxd/ha"
 	"haxd/internal/cluster"
 	"haxd/internal/invariant"
+	"haxd/internal/netlab"
 )
 
 // The same three agents as in the other tests, but each in its own network
@@ -130,12 +129,12 @@ func TestNetnsPartitionFencesRecoversHealsAndSurvivesLeaderCut(t *testing.T) {
 	t.Logf("step 3: leader %s cut off; %s became leader; moved %v", leader, newLeader, movedSIDs)
 }
 
-// netnsNet is the network of a netns test: a hub namespace holding a
-// bridge, and one namespace per node with a veth to the bridge.
+// netnsNet is the network of a netns test (see internal/netlab): a hub
+// namespace holding a bridge, and one namespace per node with a veth to
+// the bridge.
 type netnsNet struct {
-	hub   string   // the hub namespace
+	*netlab.Net
 	nodes []string // node i+1's namespace
-	ports []string // node i+1's veth end on the bridge, in hub
 	ips   []string // node i+1's address
 }
 
@@ -144,81 +143,47 @@ type netnsNet struct {
 // namespaces cannot be created here.
 func newNetnsNet(t *testing.T, n int) *netnsNet {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("!!! NETNS TEST SKIPPED: creating network namespaces needs root")
+	if err := netlab.Check(); err != nil {
+		t.Skipf("!!! NETNS TEST SKIPPED: %v", err)
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("!!! NETNS TEST SKIPPED: the ip tool (iproute2) is not in PATH")
+	// Names unique per test process, short enough for interface names.
+	tag := fmt.Sprintf("hx%d", os.Getpid()%1000000)
+	nl, err := netlab.Create(context.Background(), tag, n, "10.213.0")
+	if err != nil {
+		t.Skipf("!!! NETNS TEST SKIPPED: %v", err)
 	}
-	// Names unique per test process, short enough for interface names
-	// (15 bytes). Namespaces of that name can only be left over from a
-	// killed earlier process with the same pid: remove them first.
-	tag := fmt.Sprintf("hx%d", os.Getpid())
-	nw := &netnsNet{hub: tag + "hub"}
-	_ = exec.Command("ip", "netns", "del", nw.hub).Run()
-	for i := range n {
-		_ = exec.Command("ip", "netns", "del", fmt.Sprintf("%sn%d", tag, i+1)).Run()
-	}
-	if out, err := exec.Command("ip", "netns", "add", nw.hub).CombinedOutput(); err != nil {
-		t.Skipf("!!! NETNS TEST SKIPPED: ip netns add %s: %v: %s", nw.hub, err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() { nw.remove(t) })
-	nw.run(t, "-n", nw.hub, "link", "set", "lo", "up")
-	nw.run(t, "-n", nw.hub, "link", "add", "br0", "type", "bridge")
-	nw.run(t, "-n", nw.hub, "link", "set", "br0", "up")
-	for i := range n {
-		ns, port, peer := fmt.Sprintf("%sn%d", tag, i+1), fmt.Sprintf("%sp%d", tag, i+1), fmt.Sprintf("%se%d", tag, i+1)
-		ip := fmt.Sprintf("10.213.0.%d", i+1)
-		nw.run(t, "netns", "add", ns)
-		nw.nodes = append(nw.nodes, ns)
-		nw.ports = append(nw.ports, port)
-		nw.ips = append(nw.ips, ip)
-		nw.run(t, "-n", ns, "link", "set", "lo", "up")
-		nw.run(t, "-n", nw.hub, "link", "add", port, "type", "veth", "peer", "name", peer, "netns", ns)
-		nw.run(t, "-n", nw.hub, "link", "set", port, "master", "br0", "up")
-		nw.run(t, "-n", ns, "addr", "add", ip+"/24", "dev", peer)
-		nw.run(t, "-n", ns, "link", "set", peer, "up")
-	}
-	return nw
-}
-
-// run runs ip with args and fails the test on error.
-func (nw *netnsNet) run(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-}
-
-// remove deletes every namespace; the veths go with them.
-func (nw *netnsNet) remove(t *testing.T) {
-	for _, ns := range append(slices.Clone(nw.nodes), nw.hub) {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("cleanup: ip netns del %s: %v: %s", ns, err, strings.TrimSpace(string(out)))
+	t.Cleanup(func() {
+		if err := nl.Remove(); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
-	}
+	})
+	return &netnsNet{Net: nl, nodes: nl.Nodes, ips: nl.IPs}
 }
 
 // index returns the index of node ("node2" -> 1).
 func (nw *netnsNet) index(t *testing.T, node string) int {
 	t.Helper()
-	var i int
-	if _, err := fmt.Sscanf(node, "node%d", &i); err != nil || i < 1 || i > len(nw.ports) {
-		t.Fatalf("no network namespace for node %q", node)
+	i, err := nw.Index(node)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return i - 1
+	return i
 }
 
 // cut takes node's bridge port down: the node is isolated.
 func (nw *netnsNet) cut(t *testing.T, node string) {
 	t.Helper()
-	nw.run(t, "-n", nw.hub, "link", "set", nw.ports[nw.index(t, node)], "down")
+	if err := nw.Cut(context.Background(), nw.index(t, node)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // heal brings node's bridge port up again.
 func (nw *netnsNet) heal(t *testing.T, node string) {
 	t.Helper()
-	nw.run(t, "-n", nw.hub, "link", "set", nw.ports[nw.index(t, node)], "up")
+	if err := nw.Heal(context.Background(), nw.index(t, node)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startNetnsCluster starts one agent per namespace of nw, on the
