@@ -82,6 +82,11 @@ type Config struct {
 	NoSync bool
 	// Clock times the locks. Nil means the system clock (monotonic).
 	Clock Clock
+
+	// openHook, when set (tests only), runs in Open once the listener
+	// accepts connections and before raft exists: it lets a test see what
+	// a half-started store answers.
+	openHook func(*Store)
 }
 
 // DefaultConfig returns the production defaults. NodeID and DataDir must

@@ -42,6 +42,10 @@ var (
 	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store closed")
+	// ErrNotReady is returned by a node whose store is still starting (its
+	// raft state not yet loaded) to a request forwarded to it. Nothing was
+	// executed; the sender retries until its deadline.
+	ErrNotReady = errors.New("store not ready")
 )
 
 // errorCode pairs a refusal's wire code with its sentinel.
@@ -64,6 +68,7 @@ func errorCodes() []errorCodePair {
 		{"invalid", ErrInvalid},
 		{"outcome_unknown", ErrOutcomeUnknown},
 		{"closed", ErrClosed},
+		{"not_ready", ErrNotReady},
 	}
 }
 

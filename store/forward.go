@@ -74,6 +74,15 @@ func (s *Store) handleForward(c net.Conn) {
 		s.logger.Warn("drop undecodable forwarded request", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
+	if !s.isReady() {
+		// Raft is not set up yet (Open is still loading the state): nothing
+		// here may touch it. The sender retries.
+		s.logger.Debug("refuse forwarded request: store not ready", "remote", c.RemoteAddr().String(), "op", req.Op)
+		if err := json.NewEncoder(c).Encode(refuse(ErrNotReady, "%s on %s: store is starting", req.Op, s.cfg.NodeID)); err != nil {
+			s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
 	if timeout <= 0 || timeout > s.cfg.ApplyTimeout {
 		timeout = s.cfg.ApplyTimeout
@@ -191,6 +200,9 @@ func raftRefusal(err error, format string, args ...any) *result {
 // idempotent request also when the outcome of an attempt is unknown, until
 // ctx ends.
 func (s *Store) do(ctx context.Context, req *fwdRequest) *result {
+	if !s.isReady() {
+		return refuse(ErrNotReady, "%s on %s", req.Op, s.cfg.NodeID)
+	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	for {
@@ -202,7 +214,7 @@ func (s *Store) do(ctx context.Context, req *fwdRequest) *result {
 			r.Hops = 1
 			res = s.doRemote(ctx, &r)
 		}
-		retry := res.Code == errorCode(ErrNotLeader) || res.Code == errorCode(ErrNoLeader) ||
+		retry := res.Code == errorCode(ErrNotLeader) || res.Code == errorCode(ErrNoLeader) || res.Code == errorCode(ErrNotReady) ||
 			req.idempotent && res.Code == errorCode(ErrOutcomeUnknown)
 		if !retry {
 			return res

@@ -32,6 +32,7 @@ type mux struct {
 	advertise net.Addr
 	raftCh    chan net.Conn
 	forward   func(net.Conn)
+	ready     <-chan struct{}
 	logger    *slog.Logger
 
 	closeOnce sync.Once
@@ -42,9 +43,11 @@ type mux struct {
 var _ raft.StreamLayer = (*mux)(nil)
 
 // newMux starts accepting on ln. forward serves each forwarding connection
-// and must close it.
-func newMux(ln net.Listener, advertise net.Addr, forward func(net.Conn), logger *slog.Logger) *mux {
-	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), forward: forward, logger: logger, done: make(chan struct{})}
+// and must close it; it runs also before the store is ready and must
+// answer "not ready" then itself. Raft connections are handed to raft only
+// once ready is closed: until then they wait (see route).
+func newMux(ln net.Listener, advertise net.Addr, forward func(net.Conn), ready <-chan struct{}, logger *slog.Logger) *mux {
+	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), forward: forward, ready: ready, logger: logger, done: make(chan struct{})}
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return m
@@ -84,6 +87,20 @@ func (m *mux) route(c net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	switch b[0] {
 	case connRaft:
+		// A raft connection waits for the store to be ready rather than
+		// being refused: a refused RPC counts as a failure in the sender's
+		// replication backoff (up to seconds), a held one is served a few
+		// milliseconds later, when raft has loaded its state.
+		select {
+		case <-m.ready:
+		case <-m.done:
+			c.Close()
+			return
+		case <-time.After(preambleTimeout):
+			m.logger.Warn("store port: drop raft connection: store not ready", "remote", c.RemoteAddr().String(), "waited", preambleTimeout)
+			c.Close()
+			return
+		}
 		select {
 		case m.raftCh <- c:
 		case <-m.done:

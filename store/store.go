@@ -40,6 +40,11 @@ type Store struct {
 
 	timers lockTimers
 
+	// ready is closed at the end of Open, once raft and the FSM are set
+	// up. Until then the port is open but every request is answered "not
+	// ready" (forwards) or held (raft connections).
+	ready chan struct{}
+
 	healthMu  sync.Mutex
 	unhealthy map[raft.ServerID]bool
 
@@ -86,7 +91,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if logger == nil {
 		logger = discardLogger()
 	}
-	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1)}
+	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1),
+		ready: make(chan struct{})}
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -147,13 +153,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		return nil, err
 	}
 	s.addr = adv.String()
-	s.mux = newMux(ln, adv, s.handleForward, logger)
+	s.mux = newMux(ln, adv, s.handleForward, s.ready, logger)
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  s.mux,
 		MaxPool: cfg.MaxPool,
 		Timeout: cfg.TransportTimeout,
 		Logger:  raftLog.Named("net"),
 	})
+	if cfg.openHook != nil {
+		cfg.openHook(s)
+	}
 
 	s.fsm = newFSM(s, logger)
 	rc := raft.DefaultConfig()
@@ -191,6 +200,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	go s.observeLoop(obs)
 	go s.autopilotLoop()
 	started = true
+	close(s.ready)
 	logger.Info("store started", "node", cfg.NodeID, "addr", s.addr, "existing_state", hadState)
 	return s, nil
 }
@@ -233,6 +243,16 @@ func (s *Store) Close() error {
 		s.logger.Info("store stopped", "node", s.cfg.NodeID)
 	})
 	return s.closeErr
+}
+
+// isReady reports whether Open has finished setting the store up.
+func (s *Store) isReady() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // leaderLoop follows raft's leadership notifications.
@@ -381,7 +401,7 @@ func (s *Store) Join(ctx context.Context, addr string) error {
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotReady) {
 			return fmt.Errorf("join via %s: %w", addr, err)
 		}
 		select {
