@@ -46,6 +46,10 @@ var (
 	// raft state not yet loaded) to a request forwarded to it. Nothing was
 	// executed; the sender retries until its deadline.
 	ErrNotReady = errors.New("store not ready")
+	// ErrUnauthorized is returned when a peer with a valid certificate asks
+	// for something its identity does not allow: a join under another
+	// node's name, a request from a node outside the raft configuration.
+	ErrUnauthorized = errors.New("peer not authorized")
 )
 
 // errorCode pairs a refusal's wire code with its sentinel.
@@ -69,6 +73,7 @@ func errorCodes() []errorCodePair {
 		{"outcome_unknown", ErrOutcomeUnknown},
 		{"closed", ErrClosed},
 		{"not_ready", ErrNotReady},
+		{"unauthorized", ErrUnauthorized},
 	}
 }
 

@@ -38,7 +38,8 @@ type Store struct {
 	addr     string
 	hadState bool
 
-	timers lockTimers
+	timers  lockTimers
+	members members
 
 	// ready is closed at the end of Open, once raft and the FSM are set
 	// up. Until then the port is open but every request is answered "not
@@ -154,6 +155,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	}
 	s.addr = adv.String()
 	s.mux = newMux(ln, adv, s.handleForward, s.ready, logger)
+	if cfg.TLS != nil {
+		s.mux.tls = cfg.TLS
+		s.mux.memberAt = s.memberAt
+		s.mux.raftPeerAllowed = s.raftPeerAllowed
+	}
+	s.mux.start()
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  s.mux,
 		MaxPool: cfg.MaxPool,
@@ -195,10 +202,17 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	})
 	r.RegisterObserver(s.observer)
 
-	s.wg.Add(3)
+	mctx, mcancel := context.WithTimeout(ctx, cfg.ApplyTimeout)
+	err = s.refreshMembers(mctx)
+	mcancel()
+	if err != nil {
+		return nil, err
+	}
+	s.wg.Add(4)
 	go s.leaderLoop(notify)
 	go s.observeLoop(obs)
 	go s.autopilotLoop()
+	go s.memberLoop()
 	started = true
 	close(s.ready)
 	logger.Info("store started", "node", cfg.NodeID, "addr", s.addr, "existing_state", hadState)
@@ -390,13 +404,20 @@ func (s *Store) Bootstrap(peers ...Peer) error {
 // Join asks the cluster member at addr to add this node as a non-voter
 // (the autopilot promotes it if voters are missing). It is a no-op for a
 // node that is already a member.
-func (s *Store) Join(ctx context.Context, addr string) error {
+func (s *Store) Join(ctx context.Context, addr string) error { return s.join(ctx, addr, "") }
+
+// JoinPeer is Join through the member p; with TLS, the node at p.Addr must
+// present a certificate for p.ID (for example the name under which gossip
+// knows it).
+func (s *Store) JoinPeer(ctx context.Context, p Peer) error { return s.join(ctx, p.Addr, p.ID) }
+
+func (s *Store) join(ctx context.Context, addr, expect string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	req := fwdRequest{Op: fwdJoin, ID: s.cfg.NodeID, Addr: s.addr}
 	for {
 		r := req
-		res := s.send(ctx, addr, &r)
+		res := s.send(ctx, addr, expect, &r)
 		err := res.err()
 		if err == nil {
 			return nil
