@@ -82,6 +82,15 @@ type Config struct {
 	NoSync bool
 	// Clock times the locks. Nil means the system clock (monotonic).
 	Clock Clock
+	// TLS makes the port mutual TLS 1.3 with the cluster CA (see TLS). Nil
+	// means plain TCP with no authentication: tests and explicitly
+	// insecure setups only. Default nil.
+	TLS *TLS
+
+	// openHook, when set (tests only), runs in Open once the listener
+	// accepts connections and before raft exists: it lets a test see what
+	// a half-started store answers.
+	openHook func(*Store)
 }
 
 // DefaultConfig returns the production defaults. NodeID and DataDir must
@@ -178,6 +187,11 @@ func (c Config) Validate() error {
 	}
 	if c.SnapshotRetain < 1 {
 		return fmt.Errorf("store config snapshot_retain: expected >= 1, found %d", c.SnapshotRetain)
+	}
+	if c.TLS != nil {
+		if err := c.TLS.validate(c.NodeID); err != nil {
+			return err
+		}
 	}
 	if c.MaxPool < 1 {
 		return fmt.Errorf("store config max_pool: expected >= 1, found %d", c.MaxPool)

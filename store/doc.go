@@ -38,8 +38,27 @@
 // member's group.
 //
 // Refusals keep their sentinel error across nodes (ErrStaleTerm,
-// ErrLockHeld, ...). The port carries no authentication or encryption, like
-// raft's own TCP transport: bind it to a trusted cluster network.
+// ErrLockHeld, ...).
+//
+// # Start-up
+//
+// The port listens before raft has loaded its state. Until Open returns,
+// a forwarded request is answered ErrNotReady (code not_ready, retried by
+// the sender like no_leader) and a raft connection waits; nothing touches
+// raft before it exists.
+//
+// # Mutual TLS
+//
+// With Config.TLS every connection on the port is TLS 1.3 and both ends
+// present a certificate of the cluster CA naming a node (package pki). A
+// raft connection is served only from a server of the raft configuration
+// (or while it is empty), a forwarded request only from such a server,
+// except a join, which a node may send for itself alone; a dialer that
+// knows which node it dials checks the name in the peer's certificate.
+// Refusals are logged with the peer and the reason and answered
+// ErrUnauthorized where the protocol has an answer. Without Config.TLS the
+// port has no authentication and no encryption: tests and explicitly
+// insecure setups only.
 //
 // Reads are local and may lag the leader by a few milliseconds. Barrier
 // makes the next reads linearizable (a no-op entry on the leader; a read

@@ -48,6 +48,14 @@ var (
 	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store closed")
+	// ErrNotReady is returned by a node whose store is still starting (its
+	// raft state not yet loaded) to a request forwarded to it. Nothing was
+	// executed; the sender retries until its deadline.
+	ErrNotReady = errors.New("store not ready")
+	// ErrUnauthorized is returned when a peer with a valid certificate asks
+	// for something its identity does not allow: a join under another
+	// node's name, a request from a node outside the raft configuration.
+	ErrUnauthorized = errors.New("peer not authorized")
 )
 
 // errorCode pairs a refusal's wire code with its sentinel.
@@ -71,6 +79,8 @@ func errorCodes() []errorCodePair {
 		{"invalid", ErrInvalid},
 		{"outcome_unknown", ErrOutcomeUnknown},
 		{"closed", ErrClosed},
+		{"not_ready", ErrNotReady},
+		{"unauthorized", ErrUnauthorized},
 	}
 }
 

@@ -65,13 +65,23 @@ type lockRequest struct {
 	Term   uint64 `json:"term,omitempty"`
 }
 
-// handleForward serves one forwarding connection.
-func (s *Store) handleForward(c net.Conn) {
+// handleForward serves one forwarding connection from the node peer (named
+// by its certificate; "" without TLS).
+func (s *Store) handleForward(c net.Conn, peer string) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(s.cfg.ApplyTimeout + time.Second))
 	var req fwdRequest
 	if err := json.NewDecoder(io.LimitReader(c, maxForwardSize)).Decode(&req); err != nil {
 		s.logger.Warn("drop undecodable forwarded request", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	if !s.isReady() {
+		// Raft is not set up yet (Open is still loading the state): nothing
+		// here may touch it. The sender retries.
+		s.logger.Debug("refuse forwarded request: store not ready", "remote", c.RemoteAddr().String(), "op", req.Op)
+		if err := json.NewEncoder(c).Encode(refuse(ErrNotReady, "%s on %s: store is starting", req.Op, s.cfg.NodeID)); err != nil {
+			s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
+		}
 		return
 	}
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
@@ -80,7 +90,13 @@ func (s *Store) handleForward(c net.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	res := s.serve(ctx, &req)
+	var res *result
+	if err := s.authorize(ctx, peer, &req); err != nil {
+		s.logger.Warn("refuse forwarded request", "peer", peer, "remote", c.RemoteAddr().String(), "op", req.Op, "id", req.ID, "err", err)
+		res = refuse(err, "%s on %s", req.Op, s.cfg.NodeID)
+	} else {
+		res = s.serve(ctx, &req)
+	}
 	if err := json.NewEncoder(c).Encode(res); err != nil {
 		s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
 	}
@@ -191,6 +207,9 @@ func raftRefusal(err error, format string, args ...any) *result {
 // idempotent request also when the outcome of an attempt is unknown, until
 // ctx ends.
 func (s *Store) do(ctx context.Context, req *fwdRequest) *result {
+	if !s.isReady() {
+		return refuse(ErrNotReady, "%s on %s", req.Op, s.cfg.NodeID)
+	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	for {
@@ -202,7 +221,7 @@ func (s *Store) do(ctx context.Context, req *fwdRequest) *result {
 			r.Hops = 1
 			res = s.doRemote(ctx, &r)
 		}
-		retry := res.Code == errorCode(ErrNotLeader) || res.Code == errorCode(ErrNoLeader) ||
+		retry := res.Code == errorCode(ErrNotLeader) || res.Code == errorCode(ErrNoLeader) || res.Code == errorCode(ErrNotReady) ||
 			req.idempotent && res.Code == errorCode(ErrOutcomeUnknown)
 		if !retry {
 			return res
@@ -221,19 +240,25 @@ func (s *Store) doRemote(ctx context.Context, req *fwdRequest) *result {
 	if addr == "" || string(id) == s.cfg.NodeID {
 		return refuse(ErrNoLeader, "%s from %s", req.Op, s.cfg.NodeID)
 	}
-	return s.send(ctx, string(addr), req)
+	return s.send(ctx, string(addr), string(id), req)
 }
 
-// send delivers req to the node at addr and returns its answer. A failure
+// send delivers req to the node at addr and returns its answer; with TLS,
+// the node must present a certificate for expect ("": any node). A failure
 // to connect or to send is reported as no_leader (nothing was executed, a
 // retry is safe); a missing answer as outcome_unknown.
-func (s *Store) send(ctx context.Context, addr string, req *fwdRequest) *result {
+func (s *Store) send(ctx context.Context, addr, expect string, req *fwdRequest) *result {
 	deadline, _ := ctx.Deadline()
 	req.TimeoutMS = time.Until(deadline).Milliseconds()
 	if req.TimeoutMS <= 0 {
 		return refuse(ErrNoLeader, "%s to %s: %v", req.Op, addr, context.DeadlineExceeded)
 	}
-	c, err := dialKindCtx(ctx, addr, connForward, time.Until(deadline))
+	c, err := dialKind(ctx, addr, connForward, time.Until(deadline), s.cfg.TLS, expect)
+	if errors.Is(err, ErrUnauthorized) {
+		// The peer is not who it should be: a retry would meet it again.
+		s.logger.Warn("refuse to forward: the peer's certificate does not match", "op", req.Op, "addr", addr, "expected", expect, "err", err)
+		return &result{Code: errorCode(ErrUnauthorized), Msg: fmt.Sprintf("%s: %v", req.Op, err)}
+	}
 	if err != nil {
 		return refuse(ErrNoLeader, "%s: %v", req.Op, err)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +32,19 @@ type mux struct {
 	ln        net.Listener
 	advertise net.Addr
 	raftCh    chan net.Conn
-	forward   func(net.Conn)
+	forward   func(c net.Conn, peer string)
+	ready     <-chan struct{}
 	logger    *slog.Logger
+
+	// tls, when set, makes every connection mutual TLS (see TLS).
+	tls       *TLS
+	serverTLS *tls.Config
+	// memberAt names the raft server at an address ("" if unknown), for
+	// the dialer's check of the peer's certificate.
+	memberAt func(addr string) string
+	// raftPeerAllowed decides whether a raft connection from the node
+	// named in its certificate is served.
+	raftPeerAllowed func(ctx context.Context, peer, remote string) bool
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -41,13 +53,23 @@ type mux struct {
 
 var _ raft.StreamLayer = (*mux)(nil)
 
-// newMux starts accepting on ln. forward serves each forwarding connection
-// and must close it.
-func newMux(ln net.Listener, advertise net.Addr, forward func(net.Conn), logger *slog.Logger) *mux {
-	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), forward: forward, logger: logger, done: make(chan struct{})}
+// newMux returns a mux on ln; start begins accepting. forward serves each
+// forwarding connection (peer is the node named by its certificate, ""
+// without TLS) and must close it; it runs also before the store is ready
+// and must answer "not ready" then itself. Raft connections are handed to
+// raft only once ready is closed: until then they wait (see route).
+func newMux(ln net.Listener, advertise net.Addr, forward func(net.Conn, string), ready <-chan struct{}, logger *slog.Logger) *mux {
+	return &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), forward: forward, ready: ready, logger: logger, done: make(chan struct{}),
+		memberAt: func(string) string { return "" }}
+}
+
+// start begins accepting connections.
+func (m *mux) start() {
+	if m.tls != nil {
+		m.serverTLS = m.tls.serverConfig()
+	}
 	m.wg.Add(1)
 	go m.acceptLoop()
-	return m
 }
 
 func (m *mux) acceptLoop() {
@@ -76,21 +98,58 @@ func (m *mux) acceptLoop() {
 func (m *mux) route(c net.Conn) {
 	defer m.wg.Done()
 	var b [1]byte
-	_ = c.SetReadDeadline(time.Now().Add(preambleTimeout))
+	_ = c.SetDeadline(time.Now().Add(preambleTimeout))
+	peer := ""
+	if m.serverTLS != nil {
+		tc := tls.Server(c, m.serverTLS)
+		ctx, cancel := context.WithTimeout(context.Background(), preambleTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			m.logger.Warn("store port: refuse connection: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		peer, _ = peerNode(tc.ConnectionState()) // checked in the handshake
+		c = tc
+	}
 	if _, err := io.ReadFull(c, b[:]); err != nil {
 		c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	switch b[0] {
 	case connRaft:
+		// A raft connection waits for the store to be ready rather than
+		// being refused: a refused RPC counts as a failure in the sender's
+		// replication backoff (up to seconds), a held one is served a few
+		// milliseconds later, when raft has loaded its state.
+		select {
+		case <-m.ready:
+		case <-m.done:
+			c.Close()
+			return
+		case <-time.After(preambleTimeout):
+			m.logger.Warn("store port: drop raft connection: store not ready", "remote", c.RemoteAddr().String(), "waited", preambleTimeout)
+			c.Close()
+			return
+		}
+		if m.tls != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), preambleTimeout)
+			ok := m.raftPeerAllowed(ctx, peer, c.RemoteAddr().String())
+			cancel()
+			if !ok {
+				c.Close()
+				return
+			}
+		}
 		select {
 		case m.raftCh <- c:
 		case <-m.done:
 			c.Close()
 		}
 	case connForward:
-		m.forward(c)
+		m.forward(c, peer)
 	default:
 		m.logger.Warn("store port: drop connection of unknown kind", "remote", c.RemoteAddr().String(), "kind", b[0])
 		c.Close()
@@ -124,29 +183,37 @@ func (m *mux) wait() { m.wg.Wait() }
 // configuration.
 func (m *mux) Addr() net.Addr { return m.advertise }
 
-// Dial opens a raft connection to address.
+// Dial opens a raft connection to address. With TLS, the peer's
+// certificate must name the raft server at that address when the member
+// cache knows it.
 func (m *mux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialKind(string(address), connRaft, timeout)
+	return dialKind(context.Background(), string(address), connRaft, timeout, m.tls, m.memberAt(string(address)))
 }
 
-// dialKind connects to addr and sends the connection kind.
-func dialKind(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
-	return dialKindCtx(context.Background(), addr, kind, timeout)
-}
-
-// dialKindCtx is dialKind that also gives up when ctx ends: a forward to a
-// leader that went silent must not outlive the caller's interest in it.
-func dialKindCtx(ctx context.Context, addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+// dialKind connects to addr, with t (nil: plain TCP) performs the TLS
+// handshake expecting a certificate of node expect ("": any node of the
+// CA), and sends the connection kind. It gives up when ctx ends: a forward
+// to a leader that went silent must not outlive the caller's interest in
+// it.
+func dialKind(ctx context.Context, addr string, kind byte, timeout time.Duration, t *TLS, expect string) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if t != nil {
+		tc := tls.Client(c, t.clientConfig(expect))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("dial %s: TLS handshake: %w", addr, err)
+		}
+		c = tc
+	}
 	if _, err := c.Write([]byte{kind}); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("dial %s: send connection kind: %w", addr, err)
 	}
-	_ = c.SetWriteDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }

@@ -38,7 +38,13 @@ type Store struct {
 	addr     string
 	hadState bool
 
-	timers lockTimers
+	timers  lockTimers
+	members members
+
+	// ready is closed at the end of Open, once raft and the FSM are set
+	// up. Until then the port is open but every request is answered "not
+	// ready" (forwards) or held (raft connections).
+	ready chan struct{}
 
 	healthMu  sync.Mutex
 	unhealthy map[raft.ServerID]bool
@@ -86,7 +92,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if logger == nil {
 		logger = discardLogger()
 	}
-	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1)}
+	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1),
+		ready: make(chan struct{})}
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -147,13 +154,22 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		return nil, err
 	}
 	s.addr = adv.String()
-	s.mux = newMux(ln, adv, s.handleForward, logger)
+	s.mux = newMux(ln, adv, s.handleForward, s.ready, logger)
+	if cfg.TLS != nil {
+		s.mux.tls = cfg.TLS
+		s.mux.memberAt = s.memberAt
+		s.mux.raftPeerAllowed = s.raftPeerAllowed
+	}
+	s.mux.start()
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  s.mux,
 		MaxPool: cfg.MaxPool,
 		Timeout: cfg.TransportTimeout,
 		Logger:  raftLog.Named("net"),
 	})
+	if cfg.openHook != nil {
+		cfg.openHook(s)
+	}
 
 	s.fsm = newFSM(s, logger)
 	rc := raft.DefaultConfig()
@@ -186,11 +202,19 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	})
 	r.RegisterObserver(s.observer)
 
-	s.wg.Add(3)
+	mctx, mcancel := context.WithTimeout(ctx, cfg.ApplyTimeout)
+	err = s.refreshMembers(mctx)
+	mcancel()
+	if err != nil {
+		return nil, err
+	}
+	s.wg.Add(4)
 	go s.leaderLoop(notify)
 	go s.observeLoop(obs)
 	go s.autopilotLoop()
+	go s.memberLoop()
 	started = true
+	close(s.ready)
 	logger.Info("store started", "node", cfg.NodeID, "addr", s.addr, "existing_state", hadState)
 	return s, nil
 }
@@ -233,6 +257,16 @@ func (s *Store) Close() error {
 		s.logger.Info("store stopped", "node", s.cfg.NodeID)
 	})
 	return s.closeErr
+}
+
+// isReady reports whether Open has finished setting the store up.
+func (s *Store) isReady() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // leaderLoop follows raft's leadership notifications.
@@ -370,18 +404,25 @@ func (s *Store) Bootstrap(peers ...Peer) error {
 // Join asks the cluster member at addr to add this node as a non-voter
 // (the autopilot promotes it if voters are missing). It is a no-op for a
 // node that is already a member.
-func (s *Store) Join(ctx context.Context, addr string) error {
+func (s *Store) Join(ctx context.Context, addr string) error { return s.join(ctx, addr, "") }
+
+// JoinPeer is Join through the member p; with TLS, the node at p.Addr must
+// present a certificate for p.ID (for example the name under which gossip
+// knows it).
+func (s *Store) JoinPeer(ctx context.Context, p Peer) error { return s.join(ctx, p.Addr, p.ID) }
+
+func (s *Store) join(ctx context.Context, addr, expect string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	req := fwdRequest{Op: fwdJoin, ID: s.cfg.NodeID, Addr: s.addr}
 	for {
 		r := req
-		res := s.send(ctx, addr, &r)
+		res := s.send(ctx, addr, expect, &r)
 		err := res.err()
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotReady) {
 			return fmt.Errorf("join via %s: %w", addr, err)
 		}
 		select {
