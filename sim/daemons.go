@@ -1,6 +1,9 @@
 package sim
 
 import (
+	"maps"
+	"slices"
+
 	"haxd/crm"
 	"haxd/ha"
 	"haxd/lrm"
@@ -45,7 +48,8 @@ func (e *env) MigrateResourceGroups(failback map[ha.SID]bool) error {
 	if err := e.cfs(); err != nil {
 		return err
 	}
-	for sid, c := range e.s.services {
+	for _, sid := range slices.Sorted(maps.Keys(e.s.services)) {
+		c := e.s.editService(sid)
 		c.Group = ""
 		if fb, ok := failback[sid]; ok {
 			c.Failback = fb
