@@ -68,8 +68,10 @@ type LRM struct {
 	// jobs holds the queued and running resource actions, one per SID.
 	jobs map[ha.SID]*job
 	// results maps request UIDs to their outcome, published in the LRM
-	// status.
-	results map[string]ha.LRMResult
+	// status; pruneResults is set when a job finished since the results of
+	// stale requests were last dropped (dropStaleResults).
+	results      map[string]ha.LRMResult
+	pruneResults bool
 	// restartTries counts failed starts per SID (§7.1).
 	restartTries map[ha.SID]int
 }
@@ -495,6 +497,7 @@ func (l *LRM) writeStatus() bool {
 	if !l.env.Quorate() {
 		return false
 	}
+	l.dropStaleResults()
 	st := &ha.LRMStatus{
 		State:     l.state,
 		Mode:      l.mode,

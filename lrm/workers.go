@@ -40,11 +40,17 @@ func (l *LRM) manageResources() int {
 			delete(l.restartTries, sid)
 		}
 	}
-	for _, sid := range slices.Sorted(maps.Keys(l.services)) {
-		sd := l.services[sid]
-		if sd == nil || sd.Node != l.node || sd.UID == "" {
-			continue
+	// Only this node's services, in SID order (sorting every service of
+	// the cluster on every node each round is what a large cluster pays).
+	var mine []ha.SID
+	for sid, sd := range l.services {
+		if sd != nil && sd.Node == l.node && sd.UID != "" {
+			mine = append(mine, sid)
 		}
+	}
+	slices.Sort(mine)
+	for _, sid := range mine {
+		sd := l.services[sid]
 		switch sd.State {
 		case ha.StateRecovery, ha.StateFreeze, ha.StateRequestStart:
 			// recovery: the master decides first; freeze: hands off;
@@ -92,6 +98,13 @@ func (l *LRM) queue(sid ha.SID, uid string, state ha.ServiceState, target string
 // never waits for running jobs; they are collected on later calls. It
 // returns the number of jobs still queued or running.
 func (l *LRM) runWorkers() int {
+	n := l.startWorkers()
+	l.dropStaleResults()
+	return n
+}
+
+// startWorkers is runWorkers without dropping stale results.
+func (l *LRM) startWorkers() int {
 	w := l.env.Workers()
 	maxWorkers := w.Max()
 	running := l.collectFinished(w)
@@ -198,13 +211,23 @@ func (l *LRM) finish(j *job, code ha.ExitCode) {
 		return
 	}
 	l.results[j.uid] = ha.LRMResult{SID: j.sid, State: j.state, ExitCode: code}
-	valid := map[string]bool{}
+	l.pruneResults = true
+}
+
+// dropStaleResults forgets the results of requests that are no longer any
+// service's current one, once after the jobs of a pass finished.
+func (l *LRM) dropStaleResults() {
+	if !l.pruneResults {
+		return
+	}
+	l.pruneResults = false
+	valid := make(map[string]bool, len(l.services))
 	for _, sd := range l.services {
 		if sd != nil && sd.UID != "" {
 			valid[sd.UID] = true
 		}
 	}
-	for _, uid := range slices.Sorted(maps.Keys(l.results)) {
+	for uid := range l.results {
 		if !valid[uid] {
 			delete(l.results, uid)
 		}

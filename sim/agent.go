@@ -135,7 +135,7 @@ func (a *agent) Migrate(_ context.Context, sid ha.SID, target string, online boo
 		a.shutdown(sid)
 		a.log(slog.LevelInfo, fmt.Sprintf("service status %s stopped", sid))
 	}
-	c.Node = target
+	a.e.s.editService(sid).Node = target
 	a.log(slog.LevelInfo, fmt.Sprintf("service %s - end %s to node '%s'", sid, word, target))
 	a.e.s.setRunning(a.e.node, sid, false)
 	return nil
@@ -150,7 +150,7 @@ func (a *agent) RemoveLocks(sid ha.SID, names []string) string {
 	}
 	for _, n := range names {
 		if n == c.Lock {
-			c.Lock = ""
+			a.e.s.editService(sid).Lock = ""
 			return n
 		}
 	}

@@ -49,7 +49,7 @@ func (e *env) MigrateGroups(m crm.GroupMigration) error {
 		}
 	}
 	for _, r := range m.Resources {
-		c := e.s.services[r.SID]
+		c := e.s.editService(r.SID)
 		c.Group = ""
 		c.Failback = r.Failback
 	}

@@ -142,7 +142,10 @@ func (e *env) ReadManagerStatus() (*ha.ManagerStatus, error) {
 	if err := e.cfs(); err != nil {
 		return nil, err
 	}
-	return cloneManagerStatus(e.s.managerStatus), nil
+	// Shared, not copied: WriteManagerStatus stores a copy that nothing
+	// changes afterwards, and neither the crm nor the lrm changes what it
+	// read.
+	return e.s.managerStatus, nil
 }
 
 func (e *env) WriteManagerStatus(ms *ha.ManagerStatus) error {
@@ -176,20 +179,17 @@ func (e *env) ReadResources() (map[ha.SID]*ha.ResourceConfig, error) {
 	if err := e.cfs(); err != nil {
 		return nil, err
 	}
-	out := make(map[ha.SID]*ha.ResourceConfig, len(e.s.services))
-	for sid, c := range e.s.services {
-		cc := *c
-		out[sid] = &cc
-	}
-	return out, nil
+	// The configs are shared: the simulator never changes one it handed
+	// out (editService), and neither the crm nor the lrm changes them.
+	return maps.Clone(e.s.services), nil
 }
 
 func (e *env) SetRequestedState(sid ha.SID, state ha.RequestedState) error {
 	if err := e.cfs(); err != nil {
 		return err
 	}
-	c, ok := e.s.services[sid]
-	if !ok {
+	c := e.s.editService(sid)
+	if c == nil {
 		return fmt.Errorf("set requested state of %s: no such service", sid)
 	}
 	c.State = state
@@ -216,7 +216,7 @@ func (e *env) StealService(sid ha.SID, from, to string) error {
 	if _, ok := e.s.byName[to]; !ok {
 		return fmt.Errorf("steal %s: unknown target node %q", sid, to)
 	}
-	c.Node = to
+	e.s.editService(sid).Node = to
 	return nil
 }
 

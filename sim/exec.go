@@ -109,7 +109,7 @@ func (s *sim) execute(c Command) {
 }
 
 func (s *sim) serviceCommand(c Command, sid ha.SID) error {
-	cfg := s.services[sid]
+	cfg := s.editService(sid)
 	needsConfig := func() error {
 		if cfg == nil {
 			return fmt.Errorf("command %q: no such service '%s'", c.Raw, sid)

@@ -116,6 +116,28 @@ func TestRoundStructureAndClocks(t *testing.T) {
 	}
 }
 
+// In the concurrent round model every node's round starts at the same
+// instant: its CRM steps at the round start, its LRM one step later.
+func TestConcurrentRounds(t *testing.T) {
+	fsys := fstest.MapFS{"cmdlist": &fstest.MapFile{Data: []byte(threeNodesOn)}}
+	sc, err := LoadScenarioFS(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := Run(sc, Options{Daemons: fakeFactory(logStep, logStep), Log: PVEWriter(&buf), Concurrent: true}); err != nil {
+		t.Fatal(err)
+	}
+	log := buf.String()
+	if !hasLines(log,
+		"info 20 node1/crm: step", "info 21 node1/lrm: step",
+		"info 20 node2/crm: step", "info 21 node2/lrm: step",
+		"info 20 node3/crm: step", "info 21 node3/lrm: step",
+		"info 40 node1/crm: step") {
+		t.Errorf("concurrent round structure wrong:\n%s", log)
+	}
+}
+
 func TestCommandCadenceAndDelay(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -366,21 +388,24 @@ func TestRoundLengthLimits(t *testing.T) {
 		return "{" + strings.Join(parts, ",") + "}"
 	}
 	tests := []struct {
-		nodes  int
-		timing ha.Timing
-		ok     bool
+		nodes      int
+		timing     ha.Timing
+		concurrent bool
+		ok         bool
 	}{
-		{29, ha.PVETiming(), true},   // 58 s rounds
-		{30, ha.PVETiming(), false},  // 60 s rounds: upstream's limit
-		{11, ha.FastTiming(), true},  // 0.55 s rounds (25 ms steps)
-		{12, ha.FastTiming(), false}, // 0.6 s rounds: the watchdog would fire
+		{29, ha.PVETiming(), false, true},   // 58 s rounds
+		{30, ha.PVETiming(), false, false},  // 60 s rounds: upstream's limit
+		{11, ha.FastTiming(), false, true},  // 0.55 s rounds (25 ms steps)
+		{12, ha.FastTiming(), false, false}, // 0.6 s rounds: the watchdog would fire
+		{29, ha.FastTiming(), true, true},   // concurrent: 0.5 s rounds
+		{29, ha.PVETiming(), true, true},    // concurrent: 20 s rounds
 	}
 	for _, tt := range tests {
 		sc, err := loadFiles(map[string]string{"cmdlist": "[]", "hardware_status": hw(tt.nodes)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Run(sc, Options{Timing: tt.timing, Daemons: fakeFactory(nil, nil)})
+		_, err = Run(sc, Options{Timing: tt.timing, Daemons: fakeFactory(nil, nil), Concurrent: tt.concurrent})
 		if (err == nil) != tt.ok {
 			t.Errorf("%d nodes, round %v: err %v, want ok=%v", tt.nodes, tt.timing.CRMRound, err, tt.ok)
 		}

@@ -36,7 +36,7 @@ func TestRandomScenariosAreWellFormed(t *testing.T) {
 				}
 			}
 		}
-		res, err := Run(sc, Options{Timing: ha.FastTiming(), Seed: seed})
+		res, err := Run(sc, Options{Timing: ha.FastTiming(), Seed: seed, Concurrent: true})
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
@@ -52,12 +52,16 @@ func TestRandomScenariosAreWellFormed(t *testing.T) {
 func TestRandomRunsKeepTheInvariant(t *testing.T) {
 	for seed := int64(1); seed <= 40; seed++ {
 		g := Generate(seed, GenOptions{})
-		res, err := g.Run(Options{Timing: ha.FastTiming(), Seed: seed})
+		timing := ha.FastTiming()
+		if seed%2 == 0 {
+			timing = ha.PVETiming()
+		}
+		res, err := g.Run(Options{Timing: timing, Seed: seed, Concurrent: true})
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 		if errors.Is(res.Err, ErrInvariant) {
-			t.Errorf("seed %d: %v\nreplay: haxd sim random --seed %d --runs 1 --timing fast\ncmdlist: %s",
+			t.Errorf("seed %d: %v\nreplay: haxd sim random --seed %d --runs 1 --timing mixed\ncmdlist: %s",
 				seed, res.Err, seed, strings.Join(strings.Fields(g.String()), " "))
 		}
 	}

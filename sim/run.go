@@ -140,8 +140,10 @@ type sim struct {
 	// concurrent round model (Options.Concurrent).
 	at time.Duration
 
-	locks        map[string]*lock
-	watchdogs    map[int]*watchdog
+	locks     map[string]*lock
+	watchdogs map[int]*watchdog
+	// where is checkInvariant's scratch map.
+	where        map[ha.SID]string
 	nextWatchdog int
 
 	managerStatus *ha.ManagerStatus
@@ -193,7 +195,7 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 		opts.Daemons = DefaultFactory()
 	}
 	s := &sim{opts: opts, timing: opts.Timing, sink: opts.Log,
-		byName: map[string]*simNode{}, locks: map[string]*lock{}, watchdogs: map[int]*watchdog{},
+		byName: map[string]*simNode{}, locks: map[string]*lock{}, watchdogs: map[int]*watchdog{}, where: map[ha.SID]string{},
 		lrmStatus: map[string]*ha.LRMStatus{}, faStart: map[ha.SID]int{}, faMigrate: map[ha.SID]int{}}
 	round, step := Units(opts.Timing)
 	s.step = step
@@ -370,6 +372,19 @@ func (s *sim) releaseLock(e *env, name string, running bool) bool {
 	return false
 }
 
+// editService returns sid's config for a change, or nil if there is none.
+// The config is copied first: ReadResources hands out the current configs
+// without copying them, so a config once handed out never changes.
+func (s *sim) editService(sid ha.SID) *ha.ResourceConfig {
+	c := s.services[sid]
+	if c == nil {
+		return nil
+	}
+	cc := *c
+	s.services[sid] = &cc
+	return &cc
+}
+
 func (s *sim) setRunning(n *simNode, sid ha.SID, on bool) {
 	if on {
 		n.running[sid] = true
@@ -393,6 +408,22 @@ func (s *sim) serviceStats(sid ha.SID) (ha.ServiceStats, bool) {
 // checkInvariant verifies that no service runs on two powered nodes.
 func (s *sim) checkInvariant(after string) {
 	if s.violation != nil {
+		return
+	}
+	// The common case (no service twice) needs no order: count first,
+	// and find the first breach in sorted order only if there is one.
+	total := 0
+	clear(s.where)
+	for _, n := range s.nodes {
+		if !n.power {
+			continue
+		}
+		total += len(n.running)
+		for sid := range n.running {
+			s.where[sid] = n.name
+		}
+	}
+	if len(s.where) == total {
 		return
 	}
 	where := map[ha.SID]string{}
@@ -618,14 +649,20 @@ func (s *sim) powerOff(n *simNode) {
 
 // checkWatchdogs powers off every node with an expired watchdog.
 func (s *sim) checkWatchdogs() {
-	for _, n := range s.nodes {
-		expired := false
-		for _, w := range s.watchdogs {
-			if w.node == n.name && s.H-w.last > s.wdTimeout {
-				expired = true
+	var expired map[string]bool
+	for _, w := range s.watchdogs {
+		if s.H-w.last > s.wdTimeout {
+			if expired == nil {
+				expired = map[string]bool{}
 			}
+			expired[w.node] = true
 		}
-		if !expired {
+	}
+	if expired == nil {
+		return
+	}
+	for _, n := range s.nodes {
+		if !expired[n.name] {
 			continue
 		}
 		s.logAt(OriginWatchdog, slog.LevelInfo, "execute power "+n.name+" off")

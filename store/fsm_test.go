@@ -171,6 +171,30 @@ func TestFSMLockCompareAndSwap(t *testing.T) {
 		{"empty holder is invalid", []entry{
 			{op: opLock, data: lockCmd{Name: "L"}, want: ErrInvalid},
 		}, nil, ""},
+		{"a lock released with services running is refused to others", []entry{
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
+			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b"}, want: ErrLockReleasedRunning},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 2}, want: ErrLockReleasedRunning},
+			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "b"}, want: ErrLockHeld},
+		}, []string{"renewed L", "released L"}, "a"},
+		{"a takeover that raced with a release with services running loses", []entry{
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
+			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 1}, want: ErrLockReleasedRunning},
+		}, []string{"renewed L", "released L"}, "a"},
+		{"its owner takes it back as a new lock", []entry{
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
+			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}, val: `{"name":"L","owner":"a","index":3,"acquired":3,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 3}, val: `{"name":"L","owner":"b","index":4,"acquired":4,"new":true}`},
+		}, []string{"renewed L", "released L", "renewed L", "renewed L"}, "b"},
+		{"its owner releases it clean later: free for anyone", []entry{
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
+			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
+			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a"}},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b"}},
+		}, []string{"renewed L", "released L", "released L", "renewed L"}, "b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
