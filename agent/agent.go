@@ -395,19 +395,21 @@ func (a *Agent) inRaftConfig() bool {
 }
 
 // seedDatacenter stores the shutdown policy of the bootstrapping node,
-// unless an operator set the settings meanwhile.
+// unless an operator set the settings meanwhile: the write is a
+// compare-and-set on the settings read, so an operator's change between
+// the read and the write wins (the next attempt sees it and stops).
 func (a *Agent) seedDatacenter(ctx context.Context) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := a.n.store.Barrier(wctx)
 		if err == nil {
-			dc := a.n.store.Datacenter()
+			from, dc := a.n.store.Datacenter(), a.n.store.Datacenter()
 			if dc.ShutdownPolicy != "" {
 				cancel()
 				return
 			}
 			dc.ShutdownPolicy = ha.ShutdownPolicy(a.cfg.ShutdownPolicy)
-			err = a.n.store.SetDatacenter(wctx, dc)
+			err = a.n.store.UpdateDatacenter(wctx, from, dc)
 		}
 		cancel()
 		if err == nil || !sleepCtx(ctx, time.Second) {

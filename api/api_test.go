@@ -216,7 +216,7 @@ func TestInvalidRequestsChangeNothing(t *testing.T) {
 		{"group with a dot", func() error {
 			g := "g.1"
 			return c.SetResource(ctx, SetResourceRequest{SID: "exec:web", Group: &g})
-		}, 400, `group "g.1": invalid id "g.1"`},
+		}, 400, `group "g.1": invalid group id "g.1"`},
 		{"add with group with a dot", func() error { return c.AddResource(ctx, AddResourceRequest{SID: "exec:x", Group: "g.1"}) }, 400, `group "g.1"`},
 		{"unknown group", func() error {
 			g := "nonexistent"

@@ -165,7 +165,7 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg.Comment = req.Comment
 	if req.Group != "" {
-		if err := ha.CheckConfigID(req.Group); err != nil {
+		if err := ha.CheckConfigID("group", req.Group); err != nil {
 			s.fail(w, r, BadRequest("group", req.Group, "%v", err))
 			return
 		}
@@ -228,7 +228,7 @@ func (s *Server) setResource(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Group != nil && *req.Group != "" {
-		if err := ha.CheckConfigID(*req.Group); err != nil {
+		if err := ha.CheckConfigID("group", *req.Group); err != nil {
 			s.fail(w, r, BadRequest("group", *req.Group, "%v", err))
 			return
 		}

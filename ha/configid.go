@@ -12,26 +12,27 @@ const MaxCommentLen = 4096
 // CheckConfigID checks a rule or group id (PVE's config id): a letter, then
 // letters, digits, '-' or '_', at most MaxConfigIDLen bytes. The API and
 // the section-config parser both use it, so an id the API accepts always
-// parses back. The error names the id and says what was expected.
-func CheckConfigID(id string) error {
+// parses back. kind ("rule", "group") starts the error, which names the id
+// and says what was expected.
+func CheckConfigID(kind, id string) error {
 	if id == "" {
-		return fmt.Errorf("empty id: expected a letter, then letters, digits, '-' or '_'")
+		return fmt.Errorf("empty %s id: expected a letter, then letters, digits, '-' or '_'", kind)
 	}
 	if len(id) > MaxConfigIDLen {
-		return fmt.Errorf("id %q is %d bytes long: at most %d are allowed", id[:16]+"...", len(id), MaxConfigIDLen)
+		return fmt.Errorf("%s id %q is %d bytes long: at most %d are allowed", kind, id[:16]+"...", len(id), MaxConfigIDLen)
 	}
 	letter := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 	if !letter(id[0]) {
-		return fmt.Errorf("invalid id %q: expected a letter, then letters, digits, '-' or '_'", id)
+		return fmt.Errorf("invalid %s id %q: expected a letter, then letters, digits, '-' or '_'", kind, id)
 	}
 	for i := 1; i < len(id); i++ {
 		c := id[i]
 		if !letter(c) && !(c >= '0' && c <= '9') && c != '-' && c != '_' {
-			return fmt.Errorf("invalid id %q: expected a letter, then letters, digits, '-' or '_'", id)
+			return fmt.Errorf("invalid %s id %q: expected a letter, then letters, digits, '-' or '_'", kind, id)
 		}
 	}
 	return nil
 }
 
 // ValidConfigID reports whether CheckConfigID accepts id.
-func ValidConfigID(id string) bool { return CheckConfigID(id) == nil }
+func ValidConfigID(id string) bool { return CheckConfigID("config", id) == nil }

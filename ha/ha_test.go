@@ -175,15 +175,15 @@ func TestCheckConfigID(t *testing.T) {
 		{"a", ""},
 		{"Ab-c_9", ""},
 		{strings.Repeat("x", MaxConfigIDLen), ""},
-		{"", "empty id"},
-		{"1g", `invalid id "1g"`},
-		{"g.1", `invalid id "g.1"`},
-		{"g 1", `invalid id "g 1"`},
-		{"-g", `invalid id "-g"`},
-		{"gö", `invalid id "gö"`},
+		{"", "empty group id"},
+		{"1g", `invalid group id "1g"`},
+		{"g.1", `invalid group id "g.1"`},
+		{"g 1", `invalid group id "g 1"`},
+		{"-g", `invalid group id "-g"`},
+		{"gö", `invalid group id "gö"`},
 		{strings.Repeat("x", MaxConfigIDLen+1), "129 bytes long"},
 	} {
-		err := CheckConfigID(tc.id)
+		err := CheckConfigID("group", tc.id)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("CheckConfigID(%q) = %v, want nil", tc.id, err)

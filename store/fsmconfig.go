@@ -78,8 +78,8 @@ func checkResourceConfig(rc *ha.ResourceConfig) error {
 		return fmt.Errorf("comment: longer than %d characters", ha.MaxCommentLen)
 	}
 	if rc.Group != "" {
-		if err := ha.CheckConfigID(rc.Group); err != nil {
-			return fmt.Errorf("group: %w", err)
+		if err := ha.CheckConfigID("group", rc.Group); err != nil {
+			return err
 		}
 	}
 	if len(rc.Spec) > 0 && !json.Valid(rc.Spec) {
@@ -213,8 +213,8 @@ func (st *state) checkSetGroups(c *textCmd) *result {
 		}
 	}
 	for _, g := range c.GroupIDs {
-		if err := ha.CheckConfigID(g); err != nil {
-			return refuse(ErrInvalid, "set groups: group %v", err)
+		if err := ha.CheckConfigID("group", g); err != nil {
+			return refuse(ErrInvalid, "set groups: %v", err)
 		}
 	}
 	return nil
@@ -255,8 +255,8 @@ func (st *state) checkMigration(c *migrateGroupsCmd) *result {
 		}
 	}
 	for _, g := range c.GroupIDs {
-		if err := ha.CheckConfigID(g); err != nil {
-			return refuse(ErrInvalid, "migrate groups: group %v", err)
+		if err := ha.CheckConfigID("group", g); err != nil {
+			return refuse(ErrInvalid, "migrate groups: %v", err)
 		}
 	}
 	return nil

@@ -35,6 +35,11 @@ func TestParseRulesDiagnostics(t *testing.T) {
 			nil, "key 'strict': expected 0 or 1, found \"2\""},
 		{"bad id", "node-affinity: 1a\n\tresources vm:1\n\tnodes n1\n",
 			nil, "invalid rule id \"1a\""},
+		// The API refuses the same ids (one validator, ha.CheckConfigID).
+		{"dot in id", "node-affinity: a.b\n\tresources vm:1\n\tnodes n1\n",
+			nil, "invalid rule id \"a.b\""},
+		{"id too long", "node-affinity: " + strings.Repeat("a", 129) + "\n\tresources vm:1\n\tnodes n1\n",
+			nil, "is 129 bytes long: at most 128 are allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,5 +105,17 @@ func TestApplyGroups(t *testing.T) {
 	c := Compile(rs, []string{"node1", "node2", "node3"})
 	if fmt.Sprint(c.NodeAffinity["vm:101"]) != "map[node1:0]" || fmt.Sprint(c.NodeAffinity["vm:102"]) != "map[node1:-1 node2:2 node3:0]" {
 		t.Errorf("compiled %v", c.NodeAffinity)
+	}
+}
+
+// A group id the API would refuse is refused by the parser with the same
+// validator's message.
+func TestParseGroupsRefusesInvalidIDs(t *testing.T) {
+	for _, id := range []string{"g.1", "1g", strings.Repeat("g", 129)} {
+		groups, diags := ParseGroups([]byte("group: " + id + "\n\tnodes n1\n"))
+		want := ha.CheckConfigID("group", id)
+		if len(groups) != 0 || len(diags) != 1 || want == nil || diags[0].Msg != want.Error() {
+			t.Errorf("group %q: groups %v diags %v, want one diagnostic %v", id, groups, diags, want)
+		}
 	}
 }

@@ -115,8 +115,8 @@ func ParseRules(raw []byte) (*RuleSet, []Diagnostic) {
 			diags = append(diags, Diagnostic{Line: s.line, Section: s.id, Msg: fmt.Sprintf("unknown rule type %q, section ignored", s.typ)})
 			continue
 		}
-		if !isConfigID(s.id) {
-			diags = append(diags, Diagnostic{Line: s.line, Section: s.id, Msg: fmt.Sprintf("invalid rule id %q: expected a letter, then letters, digits, '-' or '_'", s.id)})
+		if err := ha.CheckConfigID("rule", s.id); err != nil {
+			diags = append(diags, Diagnostic{Line: s.line, Section: s.id, Msg: err.Error()})
 			continue
 		}
 		if _, dup := rs.Rules[s.id]; dup {
@@ -280,8 +280,8 @@ func ParseGroups(raw []byte) (map[string]*Group, []Diagnostic) {
 			diags = append(diags, Diagnostic{Line: s.line, Section: s.id, Msg: fmt.Sprintf("unknown section type %q, section ignored", s.typ)})
 			continue
 		}
-		if !isConfigID(s.id) {
-			diags = append(diags, Diagnostic{Line: s.line, Section: s.id, Msg: fmt.Sprintf("invalid group id %q: expected a letter, then letters, digits, '-' or '_'", s.id)})
+		if err := ha.CheckConfigID("group", s.id); err != nil {
+			diags = append(diags, Diagnostic{Line: s.line, Section: s.id, Msg: err.Error()})
 			continue
 		}
 		if _, dup := out[s.id]; dup {
