@@ -38,7 +38,7 @@ func (c *DemoCmd) Run() error {
 	defer stop()
 	step := func(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
-	step("starting %d agents on loopback (data and logs in %s)", c.Nodes, dir)
+	step("starting %d agents on loopback (data and logs in %s), raft traffic over mutual TLS with a fresh cluster CA", c.Nodes, dir)
 	cl, err := cluster.Start(ctx, cluster.Options{Binary: self, Dir: dir, Nodes: c.Nodes, Timing: c.Timing})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)

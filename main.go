@@ -27,6 +27,7 @@ type CLI struct {
 	Sim     SimCmd     `cmd:"" help:"Replay failure scenarios in the deterministic simulator."`
 	Guard   GuardCmd   `cmd:"" help:"Run the self-fencing guard the agent feeds."`
 	Keygen  KeygenCmd  `cmd:"" help:"Generate a gossip encryption key."`
+	TLS     TLSCmd     `cmd:"" name:"tls" help:"Create the cluster CA and node certificates for the raft port's mutual TLS."`
 
 	DemoService DemoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Run a heartbeat-recording test service."`
 }

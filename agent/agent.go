@@ -22,11 +22,16 @@ import (
 	"haxd/gossip"
 	"haxd/ha"
 	"haxd/lrm"
+	"haxd/pki"
 	"haxd/resource/exec"
 	"haxd/resource/ocf"
 	"haxd/resource/systemd"
 	"haxd/store"
 )
+
+// certRenewWarning is how long before its certificate expires the agent
+// warns at start.
+const certRenewWarning = 30 * 24 * time.Hour
 
 // Version is reported in gossip tags and `haxd version`.
 var Version = "dev"
@@ -63,6 +68,25 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		nodeShutdown = SystemdShutdown
 	}
 	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), nodeShutdown: nodeShutdown}
+	// TLS first: a node that cannot join the cluster starts nothing.
+	var storeTLS *store.TLS
+	if cfg.UseTLS() {
+		m, err := pki.Load(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile, time.Now())
+		if err != nil {
+			return fmt.Errorf("tls: %w (create the files with `haxd tls ca create` and `haxd tls cert create --node %s`, or set insecure = true for local tests)", err, cfg.NodeName)
+		}
+		if m.Node != cfg.NodeName {
+			return fmt.Errorf("tls_cert_file %s: the certificate names node %q, but node_name is %q", cfg.TLSCertFile, m.Node, cfg.NodeName)
+		}
+		storeTLS = &store.TLS{Cert: m.Cert, CAs: m.CAs}
+		a.log.Info("raft port uses mutual TLS", "cert", cfg.TLSCertFile, "ca", cfg.TLSCAFile, "not_after", m.Cert.Leaf.NotAfter)
+		if left := time.Until(m.Cert.Leaf.NotAfter); left < certRenewWarning {
+			a.log.Warn("the node certificate expires soon: renew it with haxd tls cert create --force and restart the agent, or the other nodes will refuse this node",
+				"cert", cfg.TLSCertFile, "not_after", m.Cert.Leaf.NotAfter, "left", left.Round(time.Hour))
+		}
+	} else {
+		a.log.Warn("raft port WITHOUT TLS: anyone who reaches it can write to the cluster (insecure = true)")
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -81,6 +105,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	scfg.BindAddr = cfg.RaftAddr
 	scfg.Voters = cfg.RaftVoters
 	scfg.LockTTL = cfg.Timing.LockTTL
+	scfg.TLS = storeTLS
 	if cfg.AdvertiseIP != "" {
 		_, port, _ := net.SplitHostPort(cfg.RaftAddr)
 		scfg.AdvertiseAddr = net.JoinHostPort(cfg.AdvertiseIP, port)
@@ -324,7 +349,7 @@ func (a *Agent) membership(ctx context.Context) {
 					continue
 				}
 				jctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				err := a.n.store.Join(jctx, p.Addr)
+				err := a.n.store.JoinPeer(jctx, p)
 				cancel()
 				if err == nil {
 					a.log.Info("joined the cluster", "via", p.ID)

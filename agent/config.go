@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -27,10 +28,10 @@ type Config struct {
 	// /var/lib/haxd.
 	DataDir string `cfg:"data_dir"`
 	// GossipAddr is the host:port for gossip (serf/memberlist, TCP and UDP).
-	// Default 0.0.0.0:7946.
+	// An empty host means AdvertiseIP. Default ":7946".
 	GossipAddr string `cfg:"gossip_addr"`
-	// RaftAddr is the host:port for raft and forwarded writes. Default
-	// 0.0.0.0:7947.
+	// RaftAddr is the host:port for raft and forwarded writes (mutual
+	// TLS). An empty host means AdvertiseIP. Default ":7947".
 	RaftAddr string `cfg:"raft_addr"`
 	// AdvertiseIP is the address other nodes use to reach this one; empty
 	// means the bind address, which then must not be 0.0.0.0.
@@ -46,8 +47,18 @@ type Config struct {
 	// EncryptKey is the base64 gossip key from `haxd keygen` (16, 24 or 32
 	// bytes). Required unless Insecure.
 	EncryptKey string `cfg:"encrypt_key"`
-	// Insecure allows running without gossip encryption (local tests only).
+	// Insecure allows running without gossip encryption and, when no TLS
+	// file is set, without TLS on the raft port (local tests only).
 	Insecure bool `cfg:"insecure"`
+	// TLSCAFile is the cluster CA certificate (PEM) that signs every
+	// node's certificate. Empty: /etc/haxd/tls/ca.pem, unless Insecure.
+	TLSCAFile string `cfg:"tls_ca_file"`
+	// TLSCertFile is this node's certificate (PEM), naming NodeName.
+	// Empty: /etc/haxd/tls/<node_name>.pem, unless Insecure.
+	TLSCertFile string `cfg:"tls_cert_file"`
+	// TLSKeyFile is the private key of TLSCertFile (PEM). Empty:
+	// /etc/haxd/tls/<node_name>-key.pem, unless Insecure.
+	TLSKeyFile string `cfg:"tls_key_file"`
 	// RaftVoters is the largest number of voting raft members; others are
 	// non-voters, promoted when a voter leaves. Default 5.
 	RaftVoters int `cfg:"raft_voters"`
@@ -94,8 +105,8 @@ func DefaultConfig() Config {
 	return Config{
 		NodeName:       host,
 		DataDir:        "/var/lib/haxd",
-		GossipAddr:     "0.0.0.0:7946",
-		RaftAddr:       "0.0.0.0:7947",
+		GossipAddr:     ":7946",
+		RaftAddr:       ":7947",
 		APISocket:      "/run/haxd/haxd.sock",
 		RaftVoters:     5,
 		MaxWorkers:     4,
@@ -238,7 +249,34 @@ func (c *Config) Finish() (warnings []string, err error) {
 		return nil, err
 	}
 	c.Timing = t
-	return warnings, c.validate()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	for _, a := range []*string{&c.GossipAddr, &c.RaftAddr} {
+		if host, port, _ := net.SplitHostPort(*a); host == "" {
+			*a = net.JoinHostPort(c.AdvertiseIP, port)
+		}
+	}
+	if c.UseTLS() {
+		for _, f := range []struct {
+			v   *string
+			def string
+		}{{&c.TLSCAFile, "ca.pem"}, {&c.TLSCertFile, c.NodeName + ".pem"}, {&c.TLSKeyFile, c.NodeName + "-key.pem"}} {
+			if *f.v == "" {
+				*f.v = filepath.Join(DefaultTLSDir, f.def)
+			}
+		}
+	}
+	return warnings, nil
+}
+
+// DefaultTLSDir holds the TLS files when their keys are not set.
+const DefaultTLSDir = "/etc/haxd/tls"
+
+// UseTLS reports whether the raft port runs mutual TLS: always, except
+// with Insecure and no TLS file set.
+func (c *Config) UseTLS() bool {
+	return !c.Insecure || c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != ""
 }
 
 func (c *Config) validate() error {
@@ -280,6 +318,12 @@ func (c *Config) validate() error {
 		}
 		if _, err := strconv.Atoi(port); err != nil {
 			return fmt.Errorf("%s %q: port %q is not a number", a.key, a.addr, port)
+		}
+		if host == "" {
+			if c.AdvertiseIP == "" {
+				return fmt.Errorf("advertise_ip: required when %s %q names no host (it then binds to the advertised address)", a.key, a.addr)
+			}
+			continue
 		}
 		if ip := net.ParseIP(host); ip == nil {
 			return fmt.Errorf("%s %q: %q is not an IP address", a.key, a.addr, host)

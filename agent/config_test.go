@@ -72,7 +72,8 @@ func TestFinishRejects(t *testing.T) {
 		{"unsafe ttl", func(c *Config) { c.LockTTL = d("2s") }, "must be less than lock_ttl (2s)", true},
 		{"bad profile", func(c *Config) { c.TimingProfile = "warp" }, `unknown timing profile "warp"`, false},
 		{"bad policy", func(c *Config) { c.ShutdownPolicy = "panic" }, `shutdown_policy "panic"`, false},
-		{"unspecified bind without advertise_ip", func(c *Config) { c.AdvertiseIP = "" }, "advertise_ip: required when gossip_addr binds to 0.0.0.0", false},
+		{"default bind without advertise_ip", func(c *Config) { c.AdvertiseIP = "" }, `advertise_ip: required when gossip_addr ":7946" names no host`, false},
+		{"unspecified bind without advertise_ip", func(c *Config) { c.AdvertiseIP = ""; c.GossipAddr = "0.0.0.0:7946" }, "advertise_ip: required when gossip_addr binds to 0.0.0.0", false},
 		{"bad advertise_ip", func(c *Config) { c.AdvertiseIP = "node1.lan" }, `advertise_ip "node1.lan": not an IP address`, false},
 		{"gossip host name", func(c *Config) { c.GossipAddr = "node1:7946" }, `gossip_addr "node1:7946": "node1" is not an IP address`, false},
 	}
@@ -86,6 +87,35 @@ func TestFinishRejects(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ha.ErrUnsafeTiming) != tt.unsafe {
 			t.Errorf("%s: Finish() = %v, want error containing %q (unsafe=%v)", tt.name, err, tt.want, tt.unsafe)
 		}
+	}
+}
+
+// By default the listeners bind to the advertised address, not to every
+// address, and TLS is on with its files in DefaultTLSDir; insecure
+// without TLS files turns it off.
+func TestFinishDefaultsBindAndTLS(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.AdvertiseIP, cfg.EncryptKey = "node1", "10.0.0.1", goodKey
+	if _, err := cfg.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GossipAddr != "10.0.0.1:7946" || cfg.RaftAddr != "10.0.0.1:7947" {
+		t.Errorf("bind addresses %s, %s; want the advertised address", cfg.GossipAddr, cfg.RaftAddr)
+	}
+	if !cfg.UseTLS() || cfg.TLSCAFile != "/etc/haxd/tls/ca.pem" || cfg.TLSCertFile != "/etc/haxd/tls/node1.pem" || cfg.TLSKeyFile != "/etc/haxd/tls/node1-key.pem" {
+		t.Errorf("TLS %v: %s %s %s; want on with the default files", cfg.UseTLS(), cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile)
+	}
+	ins := DefaultConfig()
+	ins.NodeName, ins.AdvertiseIP, ins.Insecure = "node1", "10.0.0.1", true
+	if _, err := ins.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if ins.UseTLS() || ins.TLSCertFile != "" {
+		t.Errorf("insecure without TLS files: TLS %v, cert %q; want off", ins.UseTLS(), ins.TLSCertFile)
+	}
+	ins.TLSCAFile = "/x/ca.pem"
+	if !ins.UseTLS() {
+		t.Error("insecure with a TLS file set: TLS off, want on")
 	}
 }
 

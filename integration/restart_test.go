@@ -2,21 +2,46 @@ package integration
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"haxd/internal/cluster"
+	"haxd/pki"
 )
+
+// memberTLS returns the TLS client config of a cluster member (node's
+// certificate), as another node's store dials with it.
+func memberTLS(t *testing.T, cl *cluster.Cluster, node string) *tls.Config {
+	t.Helper()
+	m, err := pki.Load(filepath.Join(cl.TLSDir, pki.CAFile), filepath.Join(cl.TLSDir, pki.CertFile(node)),
+		filepath.Join(cl.TLSDir, pki.KeyFile(node)), time.Now())
+	if err != nil {
+		t.Fatalf("load %s's certificate: %v", node, err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{m.Cert}, RootCAs: m.CAs, ServerName: "unused",
+		InsecureSkipVerify: true} // the test trusts the node it starts
+}
 
 // forwardReadIndex sends one forwarded read_index request to a store port,
 // as another node's store does (Hops 1: the receiver must not forward it
 // again), and returns the answer's code ("" for success) or an error when
 // no answer came.
-func forwardReadIndex(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func forwardReadIndex(addr string, tc *tls.Config) (string, error) {
+	var c net.Conn
+	var err error
+	d := &net.Dialer{Timeout: time.Second}
+	if tc != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, tc)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -42,10 +67,11 @@ func forwardReadIndex(addr string) (string, error) {
 // never crashes.
 func TestAgentStartsWhileForwardedRequestsHammerItsPort(t *testing.T) {
 	h := startCluster(t)
+	peerTLS := memberTLS(t, h.cl, "node2") // a member: its requests pass the TLS checks
 	var leader string
 	h.waitFor(startDeadline, "a raft leader", func() bool {
 		for _, n := range h.cl.Nodes {
-			if code, err := forwardReadIndex(n.Raft); err == nil && code == "" {
+			if code, err := forwardReadIndex(n.Raft, peerTLS); err == nil && code == "" {
 				leader = n.Name
 				return true
 			}
@@ -71,7 +97,7 @@ func TestAgentStartsWhileForwardedRequestsHammerItsPort(t *testing.T) {
 					return
 				default:
 				}
-				code, err := forwardReadIndex(n.Raft)
+				code, err := forwardReadIndex(n.Raft, peerTLS)
 				if err != nil {
 					time.Sleep(time.Millisecond)
 					continue

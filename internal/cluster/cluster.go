@@ -25,6 +25,7 @@ import (
 	"haxd/fence"
 	"haxd/gossip"
 	"haxd/internal/invariant"
+	"haxd/pki"
 )
 
 // Options configure a cluster.
@@ -81,6 +82,9 @@ type Cluster struct {
 	Nodes []*Node
 	// HeartbeatDir is where demo services record their runs.
 	HeartbeatDir string
+	// TLSDir holds the cluster CA (ca.pem, ca-key.pem) and every node's
+	// certificate (NAME.pem, NAME-key.pem) of the raft port's mutual TLS.
+	TLSDir string
 }
 
 // Start launches every agent and returns once all API sockets answer.
@@ -92,7 +96,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{opts: opts, key: key, HeartbeatDir: filepath.Join(opts.Dir, "heartbeats")}
+	c := &Cluster{opts: opts, key: key, HeartbeatDir: filepath.Join(opts.Dir, "heartbeats"), TLSDir: filepath.Join(opts.Dir, "tls")}
 	if opts.IPs != nil && len(opts.IPs) != opts.Nodes {
 		return nil, fmt.Errorf("cluster options: %d IPs for %d nodes", len(opts.IPs), opts.Nodes)
 	}
@@ -120,10 +124,22 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
+	ca, err := pki.CreateCA(c.TLSDir, 0, time.Now(), false)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range c.Nodes {
+		if err := ca.CreateCert(c.TLSDir, pki.CertOptions{Node: n.Name}, time.Now(), false); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range c.Nodes {
 		n.args = []string{"agent", "--node-name", n.Name, "--data-dir", n.DataDir, "--gossip-addr", n.Gossip,
 			"--raft-addr", n.Raft, "--api-socket", n.Socket, "--encrypt-key", key, "--timing", opts.Timing,
-			"--bootstrap-expect", strconv.Itoa(opts.Nodes)}
+			"--bootstrap-expect", strconv.Itoa(opts.Nodes),
+			"--set", "tls_ca_file=" + filepath.Join(c.TLSDir, pki.CAFile),
+			"--set", "tls_cert_file=" + filepath.Join(c.TLSDir, pki.CertFile(n.Name)),
+			"--set", "tls_key_file=" + filepath.Join(c.TLSDir, pki.KeyFile(n.Name))}
 		// Join every other node, never only node1: a restarted node1 that
 		// joined just itself would stay alone in its gossip view.
 		for _, o := range c.Nodes {
