@@ -637,3 +637,18 @@ func TestARedialledClientDoesNotArmBeyondItsExpiry(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseExpiry(f *testing.F) {
+	for _, s := range []string{"1", "4611686018427387904", "", "-5", "0", "+7", "12x", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, arg string) {
+		n, err := parseExpiry("feed", arg)
+		if err == nil && n <= 0 {
+			t.Errorf("parseExpiry(%q) = %d without error, want a positive expiry", arg, n)
+		}
+		if err != nil && !strings.Contains(err.Error(), "CLOCK_MONOTONIC") {
+			t.Errorf("parseExpiry(%q): error %q does not say what is expected", arg, err)
+		}
+	})
+}
