@@ -652,3 +652,32 @@ func FuzzParseExpiry(f *testing.F) {
 		}
 	})
 }
+
+func TestProbeReadsTheGreetingAndArmsNothing(t *testing.T) {
+	fg := startFakeGuard(t, GuardConfig{PGIDs: []int{300}})
+	if err := Probe(t.Context(), fg.g.Addr()); err != nil {
+		t.Fatalf("Probe = %v", err)
+	}
+	fg.clock.Advance(time.Hour)
+	settle()
+	if k := fg.kills.all(); len(k) != 0 {
+		t.Errorf("a probe armed a handle: kills %v", k)
+	}
+	// A guard of another protocol version.
+	old := socketPath(t)
+	ln, err := net.Listen("unix", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Write([]byte("haxd-guard 1 timeout_ms=600\n"))
+			c.Close()
+		}
+	}()
+	if err := Probe(t.Context(), old); err == nil || !strings.Contains(err.Error(), "protocol version 1, expected 2") {
+		t.Errorf("Probe of a protocol-1 guard = %v, want a refusal naming both versions", err)
+	}
+}
