@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/fence"
 	"haxd/gossip"
 	"haxd/ha"
 )
@@ -58,5 +59,61 @@ func TestKeygenWritesAParsableKeyOnlyReadableByItsOwner(t *testing.T) {
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// fakeWatchdog is a watchdog device for `haxd guard --check-watchdog`:
+// there is no real one on test machines, and arming one would reset them.
+type fakeWatchdog struct {
+	timeout int
+	calls   []string
+}
+
+func (w *fakeWatchdog) Keepalive() error { w.calls = append(w.calls, "keepalive"); return nil }
+func (w *fakeWatchdog) SetTimeout(s int) (int, error) {
+	w.calls = append(w.calls, "settimeout")
+	w.timeout = s
+	return s, nil
+}
+func (w *fakeWatchdog) Timeout() (int, error) { return w.timeout, nil }
+func (w *fakeWatchdog) Support() (fence.DeviceInfo, error) {
+	return fence.DeviceInfo{Identity: "Software Watchdog", Options: 0x8180}, nil
+}
+func (w *fakeWatchdog) WriteMagic() error { w.calls = append(w.calls, "V"); return nil }
+func (w *fakeWatchdog) Close() error      { w.calls = append(w.calls, "close"); return nil }
+
+func TestGuardCheckWatchdogReportsTheDeviceAndTheTimingLimit(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	for _, tt := range []struct {
+		name    string
+		cmd     GuardCmd
+		want    []string
+		wantErr string
+	}{
+		{"pve", GuardCmd{Socket: "/s", Timing: "pve", CheckWatchdog: true},
+			[]string{"device:   /dev/watchdog", "identity: Software Watchdog", "timeout:  1m0s", "below 50s", "ask for 10s"}, ""},
+		{"fast", GuardCmd{Socket: "/s", Timing: "fast", CheckWatchdog: true, Device: "/dev/watchdog1"},
+			[]string{"device:   /dev/watchdog1", "below 400ms"}, "requested timeout 1s, granted 1s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := tt.cmd.config(logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := &fakeWatchdog{timeout: 60}
+			var out bytes.Buffer
+			err = tt.cmd.checkWatchdog(&out, cfg, func(string) (fence.DeviceFile, error) { return dev, nil }, t.TempDir())
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("report lacks %q:\n%s", w, out.String())
+				}
+			}
+			if (tt.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("checkWatchdog = %v, want %q", err, tt.wantErr)
+			}
+			if strings.Join(dev.calls, " ") != "V close" {
+				t.Errorf("device calls %v: the check must only read and then disarm it", dev.calls)
+			}
+		})
 	}
 }

@@ -462,6 +462,9 @@ func (a *Agent) ensureGuard(ctx context.Context) (string, error) {
 	}
 	if c, err := net.Dial("unix", sock); err == nil {
 		c.Close()
+		if err := fence.Probe(ctx, sock); err != nil {
+			return "", fmt.Errorf("guard on %s: %w", sock, err)
+		}
 		return sock, nil
 	}
 	if a.cfg.GuardSocket != "" {

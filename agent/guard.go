@@ -220,8 +220,8 @@ func (f *fencer) tick() {
 	f.lapse, f.fenced = exp, true
 	n := len(f.own)
 	f.mu.Unlock()
-	if n == 0 && f.killAll == nil {
-		return
+	if n == 0 {
+		return // nothing was started (every start goes through the own list)
 	}
 	if first {
 		f.log.Error("agent lock lapsed and services may still run: killing every service this agent started",
@@ -232,7 +232,7 @@ func (f *fencer) tick() {
 	f.killOwn(first)
 }
 
-// killAllOwn kills every target of the own list and every exec service.
+// killOwn kills every target of the own list and every exec service.
 // With report, failures are logged.
 func (f *fencer) killOwn(report bool) {
 	for _, t := range f.ownTargets() {

@@ -293,3 +293,27 @@ func replyErr(reply string) error {
 	}
 	return fmt.Errorf("guard: unexpected reply %q", reply)
 }
+
+// Probe connects to the guard at path, reads its greeting and disconnects
+// without a command (which arms nothing). It fails when nothing answers or
+// when the guard speaks another protocol version (a guard left running
+// from an older haxd: stop the agent, then restart the guard).
+func Probe(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return fmt.Errorf("connect to guard: %w", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(ioTimeout))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("guard %s: read greeting: %w", path, err)
+	}
+	if _, err := parseGreeting(strings.TrimSpace(line)); err != nil {
+		return fmt.Errorf("guard %s: %w", path, err)
+	}
+	return nil
+}

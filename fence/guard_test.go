@@ -637,3 +637,47 @@ func TestARedialledClientDoesNotArmBeyondItsExpiry(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseExpiry(f *testing.F) {
+	for _, s := range []string{"1", "4611686018427387904", "", "-5", "0", "+7", "12x", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, arg string) {
+		n, err := parseExpiry("feed", arg)
+		if err == nil && n <= 0 {
+			t.Errorf("parseExpiry(%q) = %d without error, want a positive expiry", arg, n)
+		}
+		if err != nil && !strings.Contains(err.Error(), "CLOCK_MONOTONIC") {
+			t.Errorf("parseExpiry(%q): error %q does not say what is expected", arg, err)
+		}
+	})
+}
+
+func TestProbeReadsTheGreetingAndArmsNothing(t *testing.T) {
+	fg := startFakeGuard(t, GuardConfig{PGIDs: []int{300}})
+	if err := Probe(t.Context(), fg.g.Addr()); err != nil {
+		t.Fatalf("Probe = %v", err)
+	}
+	fg.clock.Advance(time.Hour)
+	settle()
+	if k := fg.kills.all(); len(k) != 0 {
+		t.Errorf("a probe armed a handle: kills %v", k)
+	}
+	// A guard of another protocol version.
+	old := socketPath(t)
+	ln, err := net.Listen("unix", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Write([]byte("haxd-guard 1 timeout_ms=600\n"))
+			c.Close()
+		}
+	}()
+	if err := Probe(t.Context(), old); err == nil || !strings.Contains(err.Error(), "protocol version 1, expected 2") {
+		t.Errorf("Probe of a protocol-1 guard = %v, want a refusal naming both versions", err)
+	}
+}

@@ -134,6 +134,35 @@ func TestGuardKillsARegisteredProcessGroupAfterTheTimeoutAndNotBefore(t *testing
 	}
 }
 
+// The agent and the guard agree on CLOCK_MONOTONIC: feeds that vouch for a
+// validity that ended keep nothing alive, however often they come.
+func TestFeedsWithAnExpiredValidityDoNotKeepServicesAlive(t *testing.T) {
+	g, _ := startRealGuard(t, "")
+	svc := startService(t, "sleep", "1000")
+	expired := MonotonicNow() - int64(realTimeout) + int64(300*time.Millisecond) // the guard fences 300 ms from now
+	c, err := Open(t.Context(), g.Addr(), expired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(PGID(svc.pgid())); err != nil {
+		t.Fatal(err)
+	}
+	fenced := false
+	for range 40 { // 2 s of feeds every 50 ms, each for the old validity
+		if err := c.Feed(expired); errors.Is(err, ErrFenced) {
+			fenced = true
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !fenced {
+		t.Fatal("feeds for a validity that ended kept the handle alive")
+	}
+	svc.waitDead(t, 2*time.Second)
+}
+
 func TestGracefulCloseDoesNotKill(t *testing.T) {
 	g, _ := startRealGuard(t, "")
 	svc := startService(t, "sleep", "1000")

@@ -3,6 +3,9 @@ package resource
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"haxd/ha"
@@ -87,4 +90,22 @@ func EscapeSID(sid ha.SID) (string, error) {
 		return "", fmt.Errorf("service id %q: too long for a file name (%d bytes escaped, max %d)", s, b.Len(), maxEscapedLen)
 	}
 	return b.String(), nil
+}
+
+// PrepareLeaf makes dir an existing cgroup v2 directory to clone a new
+// process into. An existing leaf without processes is removed and created
+// again: on some kernels (seen on 6.18) a cgroup that was once killed
+// through cgroup.kill kills every process later cloned into it
+// (CLONE_INTO_CGROUP), and the self-fence kills leaves. A leaf with
+// processes (a running daemon) is used as it is.
+func PrepareLeaf(dir string) error {
+	if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) == 0 {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("renew cgroup %s: %w", dir, err)
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	return nil
 }

@@ -401,7 +401,7 @@ func (a *Agent) start(ctx context.Context, sid ha.SID) error {
 
 	leaf := p.cgroup
 	if leaf != "" {
-		if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := resource.PrepareLeaf(leaf); err != nil {
 			a.log.Warn("exec service: cannot create cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", leaf, "err", err)
 			leaf = ""
 		}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,5 +136,91 @@ func TestCgroupCatchesProcessesThatLeaveTheGroup(t *testing.T) {
 	}
 	if !eventually(time.Second, func() bool { _, err := os.Stat(want); return errors.Is(err, fs.ErrNotExist) }) {
 		t.Errorf("cgroup %s not removed after Stop", want)
+	}
+}
+
+// recFence records the resource.Fence calls and refuses what it is told to.
+type recFence struct {
+	mu         sync.Mutex
+	calls      []string
+	admitErr   error
+	spawnedErr error
+}
+
+func (f *recFence) add(s string) { f.mu.Lock(); f.calls = append(f.calls, s); f.mu.Unlock() }
+
+func (f *recFence) Admit(sid ha.SID, cg string) error {
+	f.add("admit " + filepath.Base(cg))
+	return f.admitErr
+}
+
+func (f *recFence) Spawned(sid ha.SID, pgid int, cg string) error {
+	f.add("spawned " + filepath.Base(cg))
+	return f.spawnedErr
+}
+
+func (f *recFence) Released(sid ha.SID, pgid int, cg string) { f.add("released " + filepath.Base(cg)) }
+
+func (f *recFence) log() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// The leaf is created and admitted before the spawn, the process is cloned
+// into it, and confirmed after it; a refused admission spawns nothing, a
+// refused confirmation kills the process at once.
+func TestStartIsAdmittedByTheFenceBeforeTheSpawnAndConfirmedAfter(t *testing.T) {
+	parent := testCgroupParent(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name       string
+		admitErr   error
+		spawnedErr error
+		wantErr    string
+		calls      []string
+	}{
+		{"admitted", nil, nil, "", []string{"admit exec%3Aweb", "spawned exec%3Aweb", "released exec%3Aweb"}},
+		{"fenced node", errors.New("node may not start services: the node fenced itself"), nil, "not started: node may not start services", []string{"admit exec%3Aweb"}},
+		{"guard fenced during the spawn", nil, errors.New("guard fenced the node"), "killed: guard fenced the node", []string{"admit exec%3Aweb", "spawned exec%3Aweb"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &recFence{admitErr: tt.admitErr, spawnedErr: tt.spawnedErr}
+			dir := t.TempDir()
+			marker := filepath.Join(dir, "ran")
+			a := testAgent(t, dir, StaticSpecs{"exec:web": {Command: "sh", Args: []string{"-c", "touch " + marker + "; exec sleep 1000"}}},
+				func(c *Config) { c.CgroupParent = parent; c.Fence = f })
+			err := a.Start(ctx, "exec:web")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Start = %v, want an error containing %q", err, tt.wantErr)
+				}
+				if running, _ := a.Running(ctx, "exec:web"); running {
+					t.Error("the service runs after a refused start")
+				}
+				if pids, _ := cgroupPids(filepath.Join(parent, "exec%3Aweb")); len(pids) != 0 {
+					t.Errorf("processes %v left in the leaf", pids)
+				}
+				if tt.admitErr != nil {
+					if _, err := os.Stat(marker); err == nil {
+						t.Error("the command ran although the fence refused the start")
+					}
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec := mustRecord(t, a, "exec:web")
+				if rec.Cgroup != filepath.Join(parent, "exec%3Aweb") {
+					t.Errorf("service cgroup %q, want its leaf", rec.Cgroup)
+				}
+				if err := a.Stop(ctx, "exec:web", intp(0)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := f.log(); !slices.Equal(got, tt.calls) {
+				t.Errorf("fence calls %v, want %v", got, tt.calls)
+			}
+		})
 	}
 }

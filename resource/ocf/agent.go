@@ -252,7 +252,7 @@ func (a *Agent) leaf(sid ha.SID) string {
 		return ""
 	}
 	dir := filepath.Join(a.cfg.CgroupParent, esc)
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := resource.PrepareLeaf(dir); err != nil {
 		a.log.Warn("ocf resource: cannot create its cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", dir, "err", err)
 		return ""
 	}

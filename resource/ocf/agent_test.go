@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/fence"
 	"haxd/ha"
 	"haxd/resource/exec"
 )
@@ -302,5 +303,131 @@ func TestRunDirsAreEmptiedOnlyAfterAReboot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(varRun, "anything_x.pid")); err == nil {
 		t.Error("a pid file of an earlier boot survived")
+	}
+}
+
+// daemonRoot is an OCF_ROOT with haxdtest:Daemon, whose start leaves a
+// daemon in a session of its own (setsid), as real agents do, and records
+// its pid.
+func daemonRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, "resource.d", "haxdtest")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := `#!/bin/sh
+pf="$HA_RSCTMP/daemon.pid"
+case "$1" in
+start) setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$pf"; exit 0 ;;
+stop) [ -f "$pf" ] && kill -9 "$(cat "$pf")"; rm -f "$pf"; exit 0 ;;
+monitor) [ -f "$pf" ] && kill -0 "$(cat "$pf")" 2>/dev/null && exit 0; exit 7 ;;
+*) exit 3 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "Daemon"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+type recFence struct {
+	calls      []string
+	admitErr   error
+	spawnedErr error
+}
+
+func (f *recFence) Admit(sid ha.SID, cg string) error {
+	f.calls = append(f.calls, "admit "+filepath.Base(cg))
+	return f.admitErr
+}
+
+func (f *recFence) Spawned(sid ha.SID, pgid int, cg string) error {
+	f.calls = append(f.calls, "spawned "+filepath.Base(cg))
+	return f.spawnedErr
+}
+
+func (f *recFence) Released(sid ha.SID, pgid int, cg string) {
+	f.calls = append(f.calls, "released "+filepath.Base(cg))
+}
+
+// ocfCgroupParent is a fresh cgroup v2 directory for the test, removed at
+// its end; the test skips loudly without a writable cgroup v2.
+func ocfCgroupParent(t *testing.T) string {
+	t.Helper()
+	mount, err := fence.Cgroup2Mount()
+	if err != nil {
+		t.Skipf("!!! no cgroup v2 mount: %v", err)
+	}
+	dir := filepath.Join(mount, "haxd-ocf-test-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		t.Skipf("!!! cgroup v2 at %s not writable: %v", mount, err)
+	}
+	t.Cleanup(func() {
+		if err := fence.RemoveCgroupTree(dir); err != nil {
+			t.Errorf("remove test cgroup: %v", err)
+		}
+	})
+	return dir
+}
+
+// The start action, and the daemon it leaves in a session of its own,
+// run in the resource's leaf cgroup, admitted before the spawn; a refused
+// admission runs nothing, a refused confirmation kills the action and its
+// daemon at once.
+func TestStartRunsInTheLeafAdmittedByTheFence(t *testing.T) {
+	parent := ocfCgroupParent(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name    string
+		fence   recFence
+		wantErr string
+		calls   []string
+	}{
+		{"admitted", recFence{}, "", []string{"admit ocf%3Ad", "spawned ocf%3Ad", "released ocf%3Ad"}},
+		{"fenced node", recFence{admitErr: errors.New("node may not start services")}, "not started", []string{"admit ocf%3Ad"}},
+		{"guard fenced during the spawn", recFence{spawnedErr: errors.New("guard fenced the node")}, "killed: guard fenced the node", []string{"admit ocf%3Ad", "spawned ocf%3Ad"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := tt.fence
+			run := t.TempDir()
+			a, err := New(Config{Specs: StaticSpecs{"ocf:d": {Agent: "haxdtest:Daemon"}}, OCFRoot: daemonRoot(t), RunDir: run, CgroupParent: parent, Fence: &f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf := filepath.Join(parent, "ocf%3Ad")
+			err = a.Start(ctx, "ocf:d")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Start = %v, want an error containing %q", err, tt.wantErr)
+				}
+				time.Sleep(50 * time.Millisecond)
+				if b, _ := os.ReadFile(filepath.Join(leaf, "cgroup.procs")); len(strings.TrimSpace(string(b))) != 0 {
+					t.Errorf("processes %q left in the leaf after a refused start", b)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := os.ReadFile(filepath.Join(run, "daemon.pid"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid := strings.TrimSpace(string(b))
+				cg, _ := os.ReadFile("/proc/" + pid + "/cgroup")
+				if !strings.Contains(string(cg), "/ocf%3Ad\n") {
+					t.Errorf("daemon %s runs in cgroup %q, want its resource's leaf", pid, cg)
+				}
+				if err := a.Stop(ctx, "ocf:d", nil); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(leaf); err == nil {
+					t.Error("the leaf was not removed after a clean stop")
+				}
+			}
+			if strings.Join(f.calls, ",") != strings.Join(tt.calls, ",") {
+				t.Errorf("fence calls %v, want %v", f.calls, tt.calls)
+			}
+		})
 	}
 }
