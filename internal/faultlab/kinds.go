@@ -122,6 +122,8 @@ type labRun struct {
 	// (an exit of another agent is a crash).
 	killed map[string]bool
 	notes  []string
+	// startCrashes are agents that exited while starting again.
+	startCrashes []string
 	// clockNode and clockStep are the clock-step kind's node and offset.
 	clockNode string
 	clockStep time.Duration
@@ -489,7 +491,7 @@ func (r *labRun) restartAgent(ctx context.Context, n *cluster.Node) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.notes = append(r.notes, fmt.Sprintf("agent %s failed to start (try %d): %v: %s", n.Name, try, err, panicLine(n.Log)))
+		r.startCrashes = append(r.startCrashes, fmt.Sprintf("%s on start (try %d): %v: %s", n.Name, try, err, panicLine(n.Log)))
 		if try == 3 {
 			return fmt.Errorf("agent %s did not start in 3 tries", n.Name)
 		}
@@ -640,10 +642,10 @@ func leaderMark(r *labRun, node string) string {
 	return ""
 }
 
-// crashedAgents returns the nodes whose agent exited without the lab
-// killing or stopping it.
+// crashedAgents returns the agents that exited while starting again and
+// the nodes whose agent exited without the lab killing or stopping it.
 func (r *labRun) crashedAgents() []string {
-	var out []string
+	out := slices.Clone(r.startCrashes)
 	for _, n := range r.cl.Nodes {
 		if n.Exited() && !r.killed[n.Name] {
 			out = append(out, n.Name+": "+panicLine(n.Log))
