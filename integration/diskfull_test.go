@@ -103,6 +103,13 @@ func startTmpfsCluster(t *testing.T) *harness {
 	if err != nil {
 		t.Fatalf("create cluster dir: %v", err)
 	}
+	// Runs last, after the unmounts: finish removes the dir's contents
+	// while the tmpfs are still mounted, which leaves the mount points.
+	t.Cleanup(func() {
+		if !t.Failed() && os.Getenv("HAXD_IT_KEEP") == "" {
+			os.RemoveAll(dir)
+		}
+	})
 	for i := 1; i <= 3; i++ {
 		d := filepath.Join(dir, fmt.Sprintf("node%d", i))
 		if err := os.MkdirAll(d, 0o700); err != nil {
