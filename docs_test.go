@@ -183,6 +183,8 @@ func TestDocsConfigReferenceListsEveryKey(t *testing.T) {
 		case reflect.Pointer:
 			if v.IsNil() {
 				want = "from `timing`"
+			} else if d, ok := v.Interface().(*time.Duration); ok {
+				want = d.String()
 			}
 		}
 		if want == "" {

@@ -206,6 +206,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	}
 
 	go a.membership(life)
+	go a.watchDisk(life, cfg.diskCheckInterval())
 
 	if err := a.serveAPI(); err != nil {
 		return err
@@ -369,8 +370,30 @@ func (a *Agent) membership(ctx context.Context) {
 // beside an existing one: it joins instead.
 const tagMember = "member"
 
+// tagSteppedOut is gossiped, with a reason code, while a node steps out
+// (its data dir is not writable, see watchDisk): the master then counts it
+// as offline, so that it fences it (takes its expired agent lock) and
+// recovers its services elsewhere.
+const tagSteppedOut = "stepped_out"
+
 func (a *Agent) markMember() {
-	tags := map[string]string{gossip.TagVersion: Version, gossip.TagRaft: a.n.store.Addr(), gossip.TagAPI: a.cfg.APISocket, tagMember: "1"}
+	a.n.member.Store(true)
+	a.publishTags()
+}
+
+// publishTags gossips this node's tags: its version and addresses, whether
+// it belongs to the raft cluster, and why it stepped out, if it did.
+func (a *Agent) publishTags() {
+	a.n.tagsMu.Lock()
+	defer a.n.tagsMu.Unlock()
+	tags := map[string]string{gossip.TagVersion: Version, gossip.TagRaft: a.n.store.Addr(), gossip.TagAPI: a.cfg.APISocket}
+	if a.n.member.Load() {
+		tags[tagMember] = "1"
+	}
+	if a.n.unwritable() != "" {
+		// A short code, not the error: gossip metadata is small.
+		tags[tagSteppedOut] = "data_dir_not_writable"
+	}
 	if err := a.n.gossip.SetTags(tags); err != nil {
 		a.log.Warn("gossip tags", "err", err)
 	}

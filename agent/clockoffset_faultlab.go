@@ -17,11 +17,12 @@ import (
 const ClockOffsetFile = "faultlab-clock-offset"
 
 // wallOffset returns the offset in <data dir>/faultlab-clock-offset, or 0
-// when the file is missing or does not hold a duration. It is added to
-// time.Now, which keeps the monotonic reading: as with a real step,
-// durations the agent measures do not move, only the wall times it writes
-// and compares (CRM and LRM timestamps, the status). Raft, gossip and the
-// guard read the host clock.
+// when the file is missing or does not hold a duration. env.Now adds it
+// with time.Time.Add, which moves the monotonic reading too: write the
+// file before the agent starts, so that the node's wall clock is off from
+// the others' as after a real step; changing it while the agent runs
+// would also jump the durations the agent is timing, which a real step
+// never does. Raft, gossip and the guard read the host clock.
 func (n *node) wallOffset() time.Duration {
 	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, ClockOffsetFile))
 	if err != nil {

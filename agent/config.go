@@ -97,6 +97,19 @@ type Config struct {
 	ClockDriftMargin    *time.Duration `cfg:"clock_drift_margin"`
 	ElectionTimeout     *time.Duration `cfg:"election_timeout"`
 	FenceDelay          *time.Duration `cfg:"fence_delay"`
+
+	// DiskCheckInterval is how often the agent checks that it can write to
+	// its data dir; a node that cannot steps out (see watchDisk). Default
+	// DefaultDiskCheckInterval.
+	DiskCheckInterval *time.Duration `cfg:"disk_check_interval"`
+}
+
+// diskCheckInterval returns DiskCheckInterval or its default.
+func (c *Config) diskCheckInterval() time.Duration {
+	if c.DiskCheckInterval != nil {
+		return *c.DiskCheckInterval
+	}
+	return DefaultDiskCheckInterval
 }
 
 // DefaultConfig returns the defaults (NodeName is the host name).
@@ -114,6 +127,10 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		LogFormat:      "text",
 		TimingProfile:  "fast",
+		DiskCheckInterval: func() *time.Duration {
+			d := DefaultDiskCheckInterval
+			return &d
+		}(),
 	}
 }
 
@@ -294,6 +311,9 @@ func (c *Config) validate() error {
 	}
 	if c.RaftVoters < 1 {
 		return fmt.Errorf("raft_voters %d: expected >= 1", c.RaftVoters)
+	}
+	if c.DiskCheckInterval != nil && *c.DiskCheckInterval <= 0 {
+		return fmt.Errorf("disk_check_interval %v: expected > 0", *c.DiskCheckInterval)
 	}
 	if c.MaxWorkers < 1 {
 		return fmt.Errorf("max_workers %d: expected >= 1", c.MaxWorkers)

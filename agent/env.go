@@ -43,6 +43,14 @@ type node struct {
 	// guard only before it.
 	validUntil atomic.Int64
 
+	// diskErr is why the data dir cannot be written (nil: it can); set
+	// by watchDisk.
+	diskErr atomic.Pointer[string]
+	// member is set once the node belongs to the raft cluster; tagsMu
+	// serializes publishing the gossip tags.
+	member atomic.Bool
+	tagsMu sync.Mutex
+
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down
 	reboot   bool
@@ -187,14 +195,31 @@ func (e *env) UpdateClusterState() bool {
 	return true
 }
 
+// NodeInfo: a member is online when it is alive in gossip and this node
+// is quorate; a member that gossips that it stepped out (its data dir is
+// not writable) is offline, so that the master fences it and recovers its
+// services.
 func (e *env) NodeInfo() map[string]ha.NodeInfo {
 	members := e.members()
-	return gossip.NodeInfo(members, e.n.name, gossip.Quorate(members, e.leaderReachable()))
+	out := gossip.NodeInfo(members, e.n.name, gossip.Quorate(members, e.leaderReachable()))
+	for _, m := range members {
+		if m.Tags[tagSteppedOut] != "" && m.Name != e.n.name {
+			out[m.Name] = ha.NodeInfo{Online: false}
+		}
+	}
+	return out
 }
 
 // AcquireManagerLock: the CRM master is the raft leader. The term of the
 // leadership is remembered and fences every write of this round.
 func (e *env) AcquireManagerLock() bool {
+	if why := e.n.unwritable(); why != "" {
+		// A master that cannot write its own log must not act; watchDisk
+		// hands the leadership over.
+		e.log.Debug("not acting as master: data dir not writable", "err", why)
+		e.term = 0
+		return false
+	}
 	term, ok := e.n.store.LeaderTerm()
 	if !ok {
 		e.term = 0
@@ -222,6 +247,12 @@ func (e *env) ReleaseManagerLock() bool {
 }
 
 func (e *env) AcquireAgentLock(node string) bool {
+	if why := e.n.unwritable(); why != "" && node == e.n.name {
+		// Stepped out (watchDisk): no renewal, so the lock lapses and the
+		// services are recovered elsewhere.
+		e.log.Debug("not renewing the agent lock: data dir not writable", "err", why)
+		return false
+	}
 	bound := e.opTimeout()
 	if v := e.n.cfg.Timing.LockValidity; node == e.n.name && v > 0 {
 		// A renewal that returns after the validity does not count (the

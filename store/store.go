@@ -321,6 +321,16 @@ func (s *Store) observeLoop(obs <-chan raft.Observation) {
 	}
 }
 
+// TransferLeadership hands raft leadership to another voter (a leader
+// that can no longer write its log steps down this way). It fails when
+// this node is not the leader or no voter took over in time.
+func (s *Store) TransferLeadership() error {
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("transfer raft leadership: %w", err)
+	}
+	return nil
+}
+
 // NodeID returns this node's name.
 func (s *Store) NodeID() string { return s.cfg.NodeID }
 

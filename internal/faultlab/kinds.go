@@ -36,6 +36,8 @@ type kind struct {
 	name  string
 	doc   string
 	needs need
+	// prepare, if set, runs before the cluster starts.
+	prepare func(r *labRun) error
 	// apply breaks the cluster, holds the fault, heals it and says which
 	// nodes it hit.
 	apply func(ctx context.Context, r *labRun) (fault, error)
@@ -74,7 +76,7 @@ func allKinds() []kind {
 		{name: "restarts", doc: "three agent restarts (SIGTERM, start again), the leader's among them", apply: restarts},
 		{name: "disk-full", doc: "a node's data dir (a tmpfs) is filled up, then freed; the node is not the leader", needs: needMounts, apply: diskFull(false)},
 		{name: "disk-full-leader", doc: "the leader's data dir is filled up, then freed", needs: needMounts, apply: diskFull(true)},
-		{name: "clock-step", doc: "one node's wall clock steps by 30 s to 5 min, forward or back (test build's clock offset)", needs: needClock, apply: clockStep},
+		{name: "clock-step", doc: "one node's wall clock is off by 30 s to 5 min (ahead in odd runs, behind in even ones) from its agent's start on, as a step leaves it; the test build's clock offset, see docs/reliability.md", needs: needClock, prepare: clockStepPrepare, apply: clockStep},
 	}
 }
 
@@ -120,6 +122,11 @@ type labRun struct {
 	// (an exit of another agent is a crash).
 	killed map[string]bool
 	notes  []string
+	// startCrashes are agents that exited while starting again.
+	startCrashes []string
+	// clockNode and clockStep are the clock-step kind's node and offset.
+	clockNode string
+	clockStep time.Duration
 }
 
 // tmpfsSize is the size of each node's data dir mount in the disk kinds:
@@ -177,6 +184,12 @@ func runOne(ctx context.Context, s runSpec) (res result) {
 					}
 				}
 			}()
+		}
+	}
+	if s.kind.prepare != nil {
+		if err := s.kind.prepare(r); err != nil {
+			res.err = fmt.Errorf("prepare %s: %w", s.kind.name, err)
+			return res
 		}
 	}
 	cl, err := cluster.Start(ctx, cluster.Options{Binary: s.opts.bin, Dir: dir, Nodes: s.nodes, Timing: "fast", IPs: nw.IPs, Netns: nw.Nodes})
@@ -478,7 +491,7 @@ func (r *labRun) restartAgent(ctx context.Context, n *cluster.Node) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.notes = append(r.notes, fmt.Sprintf("agent %s failed to start (try %d): %v: %s", n.Name, try, err, panicLine(n.Log)))
+		r.startCrashes = append(r.startCrashes, fmt.Sprintf("%s on start (try %d): %v: %s", n.Name, try, err, panicLine(n.Log)))
 		if try == 3 {
 			return fmt.Errorf("agent %s did not start in 3 tries", n.Name)
 		}
@@ -578,25 +591,39 @@ func clockSupport(_ context.Context, bin string) error {
 		"(the host clock is shared by every namespace and time namespaces do not offset CLOCK_REALTIME)", bin)
 }
 
+// clockStepPrepare gives one node, drawn from the seed, its clock offset
+// before its agent starts. The offset is in place from the start, not
+// stepped in the middle of the run: the test build adds it with
+// time.Time.Add, which moves Go's monotonic reading too, so a change of
+// the offset while the agent runs would jump every duration the agent is
+// timing, which a real step never does (Go times durations on the
+// monotonic clock). From the start on, the node's wall clock is off from
+// the others' exactly as after a real step.
+func clockStepPrepare(r *labRun) error {
+	i := r.rng.IntN(r.nodes)
+	r.clockNode = fmt.Sprintf("node%d", i+1)
+	r.clockStep = r.between(30*time.Second, 5*time.Minute).Round(time.Second)
+	if r.index%2 == 0 {
+		r.clockStep = -r.clockStep
+	}
+	d := filepath.Join(r.dir, r.clockNode)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(d, clockOffsetFile), []byte(r.clockStep.String()+"\n"), 0o600)
+}
+
 func clockStep(ctx context.Context, r *labRun) (fault, error) {
-	v := r.pickAny()
-	n := r.cl.Node(v)
-	step := r.between(30*time.Second, 5*time.Minute).Round(time.Second)
-	if r.rng.IntN(2) == 0 {
-		step = -step
-	}
+	v, step := r.clockNode, r.clockStep
 	hold := r.holdTime()
-	f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%s%s wall clock stepped by %v, watched %.1f s", v, leaderMark(r, v), step, hold.Seconds())}
-	if err := os.WriteFile(filepath.Join(n.DataDir, clockOffsetFile), []byte(step.String()+"\n"), 0o600); err != nil {
-		return f, err
-	}
-	// Check that the step took: the node's status reports its clock.
+	f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%s%s wall clock off by %v, watched %.1f s", v, leaderMark(r, v), step, hold.Seconds())}
+	// Check that the offset took: the node's status reports its clock.
 	err := waitUntil(ctx, 5*time.Second, func() bool {
 		st := r.status(ctx, v)
 		return st != nil && absDur(time.Duration(st.Now-time.Now().Unix())*time.Second-step) <= 2*time.Second
 	})
 	if err != nil {
-		return f, fmt.Errorf("%s's status does not show its clock stepped by %v: %w", v, step, err)
+		return f, fmt.Errorf("%s's status does not show its clock off by %v: %w", v, step, err)
 	}
 	return f, sleep(ctx, hold)
 }
@@ -615,10 +642,10 @@ func leaderMark(r *labRun, node string) string {
 	return ""
 }
 
-// crashedAgents returns the nodes whose agent exited without the lab
-// killing or stopping it.
+// crashedAgents returns the agents that exited while starting again and
+// the nodes whose agent exited without the lab killing or stopping it.
 func (r *labRun) crashedAgents() []string {
-	var out []string
+	out := slices.Clone(r.startCrashes)
 	for _, n := range r.cl.Nodes {
 		if n.Exited() && !r.killed[n.Name] {
 			out = append(out, n.Name+": "+panicLine(n.Log))

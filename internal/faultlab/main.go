@@ -21,9 +21,10 @@
 // It needs root, iproute2 and iptables (asymmetric partitions, packet
 // loss); delay needs tc netem in the kernel and is reported as not tested
 // where it is missing. The clock-step kind needs a binary built with
-// `-tags faultlab`, which reads a per-node wall-clock offset (see
-// agent/clockoffset_faultlab.go); with another binary the kind is reported
-// as not tested.
+// `-tags faultlab`, which reads a per-node wall-clock offset from the
+// node's data dir (see agent/clockoffset_faultlab.go); with another binary
+// the kind is reported as not tested. The disk kinds mount a 64 MiB tmpfs
+// on every node's data dir.
 package main
 
 import (
@@ -31,6 +32,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -161,15 +163,17 @@ func run(ctx context.Context, o options, stdout io.Writer) int {
 		fmt.Fprintln(stdout, "faultlab:", l)
 	}
 	var results []result
-	for ki, name := range o.kinds {
+	for _, name := range o.kinds {
 		k := findKind(name)
 		for i := range o.runs {
 			if ctx.Err() != nil {
 				break
 			}
-			seed := o.seed*1_000_003 + uint64(ki)*1009 + uint64(i)
+			// A run's schedule depends on -seed, the kind and the run's
+			// number only, so that one kind can be rerun alone.
+			seed := o.seed*1_000_003 + uint64(i)
 			spec := runSpec{kind: k, index: i + 1, nodes: o.nodes[i%len(o.nodes)], seed: seed,
-				rng: rand.New(rand.NewPCG(seed, uint64(ki))), opts: o, env: env}
+				rng: rand.New(rand.NewPCG(seed, kindHash(name))), opts: o, env: env}
 			if why := env.unsupported(k); why != "" {
 				results = append(results, result{kind: name, run: i + 1, nodes: spec.nodes, seed: seed, skipped: why})
 				fmt.Fprintf(stdout, "%-17s run %d: NOT TESTED: %s\n", name, i+1, why)
@@ -255,6 +259,14 @@ func (e labEnv) unsupported(k *kind) string {
 		return e.clock.Error()
 	}
 	return ""
+}
+
+// kindHash returns the FNV-1a hash of a kind's name: the second word of
+// its runs' random source.
+func kindHash(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
 }
 
 // labTag returns a namespace tag unique to this process (at most 8

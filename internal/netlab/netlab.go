@@ -38,6 +38,11 @@ type Net struct {
 	IPs []string
 }
 
+// ErrNoNamespaces is wrapped by Create's error when not even the first
+// namespace could be created: this machine cannot run namespace tests
+// (other errors are failures).
+var ErrNoNamespaces = errors.New("netlab: network namespaces cannot be created here")
+
 // Check returns an error saying why network namespaces cannot be used
 // here: not root, or no ip tool.
 func Check() error {
@@ -77,7 +82,7 @@ func Create(ctx context.Context, tag string, n int, prefix string) (*Net, error)
 		_ = exec.CommandContext(ctx, "ip", "netns", "del", fmt.Sprintf("%sn%d", tag, i+1)).Run()
 	}
 	if err := ip(ctx, "netns", "add", nw.Hub); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrNoNamespaces, err)
 	}
 	fail := func(err error) (*Net, error) {
 		_ = nw.Remove()
