@@ -337,7 +337,7 @@ func (r *Runner) run(ctx context.Context, path string, args []string, stdin stri
 		return nil
 	}
 	cmd.WaitDelay = time.Second
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "PYTHONWARNINGS=ignore"}
 	err := cmd.Run()
 	if cctx.Err() != nil && ctx.Err() == nil {
 		return -1, out.String(), fmt.Errorf("%s timed out after %v", filepath.Base(path), r.opts.CallTimeout)
