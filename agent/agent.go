@@ -66,14 +66,20 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	guardSocket, err := a.ensureGuard(ctx)
-	if err != nil {
-		return err
-	}
 	// The agent's own lifetime: store and gossip stay up during the
 	// graceful shutdown, after ctx is done.
 	life, stopLife := context.WithCancel(context.Background())
 	defer stopLife()
+	// A bad fence config stops the agent before it starts anything.
+	fr, err := newFencer(life, cfg.FenceConfig, cfg.FenceOptions(), a.log.With("component", "fence"))
+	if err != nil {
+		return err
+	}
+	defer fr.stop()
+	guardSocket, err := a.ensureGuard(ctx)
+	if err != nil {
+		return err
+	}
 
 	scfg := store.DefaultConfig()
 	scfg.NodeID = cfg.NodeName
@@ -133,7 +139,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		return fmt.Errorf("start gossip: %w", err)
 	}
 
-	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(),
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), fencer: fr,
 		targets: &targets{set: map[fence.Target]bool{}}, log: a.log}
 	ex, err := exec.New(exec.Config{
 		StateDir:     filepath.Join(cfg.DataDir, "services"),

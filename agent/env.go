@@ -40,6 +40,8 @@ type node struct {
 	// killAll kills every local service at once; the last resort when the
 	// lock lapsed and the guard did not act (it died or hangs).
 	killAll func() error
+	// fencer runs fence device jobs; nil without fence_config.
+	fencer *fencer
 
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down

@@ -29,6 +29,10 @@ type fakeEnv struct {
 	agentLock   map[string]bool
 	agentCalls  []string
 	released    int
+	// fence is what FenceNode reports per node; fenceCalls records the
+	// calls, and "lock N" in calls records AcquireAgentLock after them.
+	fence      map[string]ha.FenceResult
+	fenceCalls []string
 
 	wdOpen            bool
 	wdOpens, wdCloses int
@@ -103,7 +107,12 @@ func (e *fakeEnv) AcquireManagerLock() bool { return e.quorate && e.managerLock 
 func (e *fakeEnv) ReleaseManagerLock() bool { e.released++; return true }
 func (e *fakeEnv) AcquireAgentLock(node string) bool {
 	e.agentCalls = append(e.agentCalls, node)
+	e.fenceCalls = append(e.fenceCalls, "lock "+node)
 	return e.agentLock[node]
+}
+func (e *fakeEnv) FenceNode(node string) ha.FenceResult {
+	e.fenceCalls = append(e.fenceCalls, "fence "+node)
+	return e.fence[node]
 }
 func (e *fakeEnv) ReleaseAgentLock(string) bool { return true }
 func (e *fakeEnv) WatchdogOpen() error          { e.wdOpen = true; e.wdOpens++; return nil }

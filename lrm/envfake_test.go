@@ -102,6 +102,8 @@ func (e *fakeEnv) AcquireAgentLock(node string) bool {
 	return true
 }
 
+func (e *fakeEnv) FenceNode(string) ha.FenceResult { return ha.FenceResult{} }
+
 func (e *fakeEnv) ReleaseAgentLock(node string) bool {
 	e.releases++
 	if e.lockHolder != node {

@@ -89,6 +89,11 @@ func (e *env) ReleaseManagerLock() bool { return e.s.releaseLock(e, managerLock)
 func (e *env) AcquireAgentLock(node string) bool {
 	return e.s.acquireLock(e, agentLock(node))
 }
+
+// FenceNode: the simulator has no fence devices; fencing is the agent
+// lock alone, as in PVE's simulator.
+func (e *env) FenceNode(string) ha.FenceResult { return ha.FenceResult{Status: ha.FenceNone} }
+
 func (e *env) ReleaseAgentLock(node string) bool {
 	return e.s.releaseLock(e, agentLock(node))
 }

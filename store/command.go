@@ -29,6 +29,7 @@ const (
 	opTakeCommands      = "take_commands"
 	opLock              = "lock"
 	opUnlock            = "unlock"
+	opFenceConfirmed    = "fence_confirmed"
 )
 
 // command is one raft log entry: a versioned, JSON-encoded operation.
@@ -105,6 +106,10 @@ type lockCmd struct {
 	Takeover    bool   `json:"takeover,omitempty"`
 	ExpectOwner string `json:"expect_owner,omitempty"`
 	ExpectIndex uint64 `json:"expect_index,omitempty"`
+	// Fenced marks a takeover before the TTL on a fence device's
+	// confirmation: the FSM checks that the recorded confirmation matches
+	// ExpectOwner's lock at ExpectIndex (see fencing.go).
+	Fenced bool `json:"fenced,omitempty"`
 }
 
 // unlockCmd is the payload of opUnlock.

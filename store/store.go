@@ -474,7 +474,7 @@ func (s *Store) Barrier(ctx context.Context) error {
 func idempotent(op string) bool {
 	switch op {
 	case opManagerStatus, opLRMStatus, opPutResource, opSetRules, opSetGroups,
-		opSetDatacenter, opSetRequestedState:
+		opSetDatacenter, opSetRequestedState, opFenceConfirmed:
 		return true
 	}
 	return false
