@@ -250,6 +250,8 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
 				c.RequestShutdown()
 				stopping = true
 			}
+		case <-a.n.fencer.woken():
+			// A fence job ended: act on it now, not a round later.
 		case <-time.After(time.Until(start.Add(a.cfg.Timing.CRMRound))):
 		}
 	}

@@ -23,6 +23,10 @@ type fencer struct {
 	life   context.Context
 	log    *slog.Logger
 
+	// wake is signalled when a job ends, so that the CRM runs its next
+	// round at once instead of up to a crm_round later.
+	wake chan struct{}
+
 	mu   sync.Mutex
 	jobs map[string]*fenceJob
 }
@@ -60,7 +64,7 @@ func newFencer(life context.Context, path string, opts fencedev.Options, log *sl
 		return nil, fmt.Errorf("fence_config %s: %w", path, err)
 	}
 	log.Info("fence devices configured", "file", path, "devices", len(cfg.Devices), "nodes", cfg.Nodes())
-	return &fencer{runner: r, life: life, log: log, jobs: map[string]*fenceJob{}}, nil
+	return &fencer{runner: r, life: life, log: log, jobs: map[string]*fenceJob{}, wake: make(chan struct{}, 1)}, nil
 }
 
 // FenceNode (ha.Env) starts and follows the fence job of node. Only the
@@ -95,6 +99,10 @@ func (f *fencer) step(e *env, node string, lockIndex uint64) ha.FenceResult {
 			f.mu.Lock()
 			j.done, j.res = true, res
 			f.mu.Unlock()
+			select {
+			case f.wake <- struct{}{}:
+			default:
+			}
 		}()
 		return ha.FenceResult{Status: ha.FencePending}
 	}
@@ -141,6 +149,15 @@ func (f *fencer) step(e *env, node string, lockIndex uint64) ha.FenceResult {
 		f.log.Debug("recording the fence confirmation failed; retrying next round", ha.KeyNode, node, "err", err)
 		return ha.FenceResult{Status: ha.FencePending}
 	}
+}
+
+// woken returns the channel signalled when a job ends; nil (never ready)
+// without fence devices.
+func (f *fencer) woken() <-chan struct{} {
+	if f == nil {
+		return nil
+	}
+	return f.wake
 }
 
 // stop cancels every running job.

@@ -185,7 +185,11 @@ func (r *Runner) Fence(ctx context.Context, node string) Result {
 		}
 	}
 	err := fmt.Errorf("fence node %s: no device confirmed it off: %w", node, errors.Join(errs...))
-	r.log.Warn("fencing through devices failed", ha.KeyNode, node, "err", err)
+	if ctx.Err() != nil {
+		r.log.Info("fencing through devices stopped", ha.KeyNode, node, "why", context.Cause(ctx))
+	} else {
+		r.log.Warn("fencing through devices failed", ha.KeyNode, node, "err", err)
+	}
 	return Result{Node: node, Err: err}
 }
 
