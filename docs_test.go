@@ -176,6 +176,10 @@ func TestDocsConfigReferenceListsEveryKey(t *testing.T) {
 			if v.String() != "" {
 				want = "`" + v.String() + "`"
 			}
+		case reflect.Int64:
+			if v.Type() == reflect.TypeFor[time.Duration]() {
+				want = "`" + time.Duration(v.Int()).String() + "`"
+			}
 		case reflect.Int:
 			want = strconv.Itoa(int(v.Int()))
 		case reflect.Bool:

@@ -90,14 +90,20 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	guardSocket, err := a.ensureGuard(ctx)
-	if err != nil {
-		return err
-	}
 	// The agent's own lifetime: store and gossip stay up during the
 	// graceful shutdown, after ctx is done.
 	life, stopLife := context.WithCancel(context.Background())
 	defer stopLife()
+	// A bad fence config stops the agent before it starts anything.
+	fr, err := newDeviceFencer(life, cfg.FenceConfig, cfg.FenceOptions(), a.log.With("component", "fence"))
+	if err != nil {
+		return err
+	}
+	defer fr.stop()
+	guardSocket, err := a.ensureGuard(ctx)
+	if err != nil {
+		return err
+	}
 
 	scfg := store.DefaultConfig()
 	scfg.NodeID = cfg.NodeName
@@ -159,7 +165,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	}
 
 	monoBase := fence.MonotonicNow()
-	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, log: a.log}
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, devices: fr, log: a.log}
 	a.n.fencer = newFencer(a.log.With("component", "fence"), &a.cfg.Timing,
 		func(ctx context.Context, expiry int64) (guardClient, error) {
 			return fence.Open(ctx, guardSocket, expiry)
@@ -277,6 +283,8 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
 				c.RequestShutdown()
 				stopping = true
 			}
+		case <-a.n.devices.woken():
+			// A fence job ended: act on it now, not a round later.
 		case <-time.After(time.Until(start.Add(a.cfg.Timing.CRMRound))):
 		}
 	}

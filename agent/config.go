@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"haxd/fencedev"
 	"haxd/ha"
 )
 
@@ -80,6 +81,26 @@ type Config struct {
 	// LogFormat is text (default) or json.
 	LogFormat string `cfg:"log_format"`
 
+	// FenceConfig is a fence device config in PVE's fence.cfg format
+	// (docs/safety.md, "Fence devices"); empty: no fence devices, a failed
+	// node's lock TTL is the only proof of fencing.
+	FenceConfig string `cfg:"fence_config"`
+	// FenceAgentDir is where the fence agents are (Debian: /usr/sbin).
+	FenceAgentDir string `cfg:"fence_agent_dir"`
+	// FenceCallTimeout bounds one fence agent call (off, or one status).
+	FenceCallTimeout time.Duration `cfg:"fence_call_timeout"`
+	// FenceRetries is how often a fence device's off-and-confirm sequence
+	// is tried again before its level counts as failed.
+	FenceRetries int `cfg:"fence_retries"`
+	// FenceRetryDelay is the pause before such a retry.
+	FenceRetryDelay time.Duration `cfg:"fence_retry_delay"`
+	// FenceStatusInterval is the pause between status calls until the
+	// device reports the node off.
+	FenceStatusInterval time.Duration `cfg:"fence_status_interval"`
+	// FenceConfirmTimeout bounds how long a device may take, after its
+	// off, to report the node off.
+	FenceConfirmTimeout time.Duration `cfg:"fence_confirm_timeout"`
+
 	// TimingProfile picks the base timings: fast (default) or pve. The
 	// fields below override single values of the profile.
 	TimingProfile string `cfg:"timing"`
@@ -115,6 +136,7 @@ func (c *Config) diskCheckInterval() time.Duration {
 // DefaultConfig returns the defaults (NodeName is the host name).
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
+	fo := fencedev.DefaultOptions()
 	return Config{
 		NodeName:       host,
 		DataDir:        "/var/lib/haxd",
@@ -131,6 +153,25 @@ func DefaultConfig() Config {
 			d := DefaultDiskCheckInterval
 			return &d
 		}(),
+
+		FenceAgentDir:       fo.AgentDir,
+		FenceCallTimeout:    fo.CallTimeout,
+		FenceRetries:        fo.Retries,
+		FenceRetryDelay:     fo.RetryDelay,
+		FenceStatusInterval: fo.StatusInterval,
+		FenceConfirmTimeout: fo.ConfirmTimeout,
+	}
+}
+
+// FenceOptions returns the fence device runner's options.
+func (c Config) FenceOptions() fencedev.Options {
+	return fencedev.Options{
+		AgentDir:       c.FenceAgentDir,
+		CallTimeout:    c.FenceCallTimeout,
+		Retries:        c.FenceRetries,
+		RetryDelay:     c.FenceRetryDelay,
+		StatusInterval: c.FenceStatusInterval,
+		ConfirmTimeout: c.FenceConfirmTimeout,
 	}
 }
 
@@ -210,6 +251,14 @@ func setField(f reflect.Value, value string) error {
 			return errors.New("expected a duration such as 500ms or 3s")
 		}
 		f.Set(reflect.ValueOf(&d))
+		return nil
+	}
+	if f.Type() == durationType {
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return errors.New("expected a duration such as 500ms or 3s")
+		}
+		f.SetInt(int64(d))
 		return nil
 	}
 	switch f.Kind() {
@@ -353,6 +402,9 @@ func (c *Config) validate() error {
 	}
 	if c.AdvertiseIP != "" && net.ParseIP(c.AdvertiseIP) == nil {
 		return fmt.Errorf("advertise_ip %q: not an IP address", c.AdvertiseIP)
+	}
+	if err := c.FenceOptions().Validate(); err != nil {
+		return fmt.Errorf("fence_* keys: %w", err)
 	}
 	if c.EncryptKey == "" && !c.Insecure {
 		return fmt.Errorf("encrypt_key: required (create one with `haxd keygen`), or set insecure = true for local tests")

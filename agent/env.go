@@ -50,6 +50,8 @@ type node struct {
 	// serializes publishing the gossip tags.
 	member atomic.Bool
 	tagsMu sync.Mutex
+	// devices runs fence device jobs; nil without fence_config.
+	devices *deviceFencer
 
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down

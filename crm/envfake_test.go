@@ -33,6 +33,10 @@ type fakeEnv struct {
 	releasedRunning map[string]bool
 	agentCalls      []string
 	released        int
+	// fence is what FenceNode reports per node; fenceCalls records the
+	// calls, and "lock N" in calls records AcquireAgentLock after them.
+	fence      map[string]ha.FenceResult
+	fenceCalls []string
 
 	wdOpen            bool
 	wdOpens, wdCloses int
@@ -108,12 +112,17 @@ func (e *fakeEnv) AcquireManagerLock() bool { return e.quorate && e.managerLock 
 func (e *fakeEnv) ReleaseManagerLock() bool { e.released++; return true }
 func (e *fakeEnv) AcquireAgentLock(node string) bool {
 	e.agentCalls = append(e.agentCalls, node)
+	e.fenceCalls = append(e.fenceCalls, "lock "+node)
 	if e.releasedRunning[node] && node != e.node {
 		// The lock's own rule: released with services running, it is
 		// refused to everyone but its node.
 		return false
 	}
 	return e.agentLock[node]
+}
+func (e *fakeEnv) FenceNode(node string) ha.FenceResult {
+	e.fenceCalls = append(e.fenceCalls, "fence "+node)
+	return e.fence[node]
 }
 func (e *fakeEnv) ReleaseAgentLock(string, bool) bool { return true }
 func (e *fakeEnv) AgentLockReleasedRunning(node string) bool {

@@ -490,17 +490,25 @@ func (m *manager) unprotected(node string) bool {
 }
 
 // fenceNode is §6.4. Taking the node's agent lock is the only proof that
-// the node fenced itself; nothing is recovered before it succeeded.
+// the node is fenced; nothing is recovered before it succeeded. The lock
+// is granted after the lock TTL (the node fenced itself), or at once when
+// a fence device confirmed the node powered off and the store recorded
+// it (haxd extension, ha-semantics §6.8): FenceNode starts and follows
+// that job, without blocking, before every attempt at the lock.
 func (m *manager) fenceNode(node string) bool {
 	if m.nodeState(node) != ha.NodeFence {
 		m.setNodeState(node, ha.NodeFence)
 		m.env.Notify(ha.NotifyFence, fmt.Sprintf("Try to fence node '%s'", node))
 	}
+	fr := m.env.FenceNode(node)
 	if !m.env.AcquireAgentLock(node) {
 		if m.unprotected(node) {
 			m.unfence(node)
 		}
 		return false
+	}
+	if fr.Status == ha.FenceConfirmed {
+		m.log.info(fmt.Sprintf("fencing: fence device '%s' confirmed node '%s' powered off", fr.Device, node), ha.KeyNode, node)
 	}
 	msg := fmt.Sprintf("fencing: acknowledged - got agent lock for node '%s'", node)
 	m.log.info(msg, ha.KeyNode, node)

@@ -112,6 +112,48 @@ func TestFencingOnlyAfterAgentLock(t *testing.T) {
 	}
 }
 
+// A fence device's confirmation: the CRM asks FenceNode before every
+// attempt at the agent lock, recovers nothing while the job is pending or
+// failed and the lock is held, and recovers in the round the lock is
+// granted on the confirmation, saying so.
+func TestFencingThroughFenceDevice(t *testing.T) {
+	e := threeNodes()
+	e.addService("vm:103", "node3", ha.RequestStarted)
+	c := startMaster(t, e)
+	round(t, e, c)
+	e.members["node3"] = ha.NodeInfo{Online: false}
+	for i := 0; i < 6; i++ {
+		round(t, e, c)
+	}
+	if got := e.sd(t, "vm:103").State; got != ha.StateFence {
+		t.Fatalf("vm:103 state %s, want fence", got)
+	}
+	for _, st := range []ha.FenceStatus{ha.FencePending, ha.FenceFailed} {
+		e.fence = map[string]ha.FenceResult{"node3": {Status: st}}
+		e.fenceCalls = nil
+		logs := round(t, e, c)
+		assertNoLog(t, logs, "recover")
+		if got := strings.Join(e.fenceCalls, ","); got != "fence node3,lock node3" {
+			t.Errorf("%v: calls %q, want FenceNode then AcquireAgentLock", st, got)
+		}
+		if len(e.steals) != 0 {
+			t.Fatalf("%v: service stolen without the agent lock", st)
+		}
+	}
+	e.fence = map[string]ha.FenceResult{"node3": {Status: ha.FenceConfirmed, Device: "ipmi"}}
+	e.agentLock["node3"] = true
+	logs := round(t, e, c)
+	assertLogs(t, logs, []string{
+		"info fencing: fence device 'ipmi' confirmed node 'node3' powered off",
+		"info fencing: acknowledged - got agent lock for node 'node3'",
+		"info node 'node3': state changed from 'fence' => 'unknown'",
+		"emai SUCCEED: fencing: acknowledged - got agent lock for node 'node3'",
+		"info service 'vm:103': state changed from 'fence' to 'recovery'",
+		"info recover service 'vm:103' from fenced node 'node3' to node 'node1'",
+		"info service 'vm:103': state changed from 'recovery' to 'started'  (node = node1)",
+	})
+}
+
 // Recovery spreads services by usage: each recovery is accounted before
 // the next one is placed.
 func TestRecoverySpreadsByUsage(t *testing.T) {

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -83,6 +84,16 @@ type Env interface {
 	// The CRM does not fence such a node: it waits until the node takes
 	// its lock again, after which the lock times out as usual.
 	AgentLockReleasedRunning(node string) bool
+	// FenceNode fences node through its external fence devices, if it has
+	// any; the master CRM calls it in every round in which node is to be
+	// fenced, before AcquireAgentLock(node). It must not block: the first
+	// call starts a fence job and reports FencePending, later calls report
+	// its progress. FenceConfirmed means a device confirmed the node
+	// powered off and the confirmation was recorded in the store, so that
+	// AcquireAgentLock(node) succeeds at once instead of after the lock
+	// TTL. Any other status leaves the agent lock, taken after the TTL, as
+	// the only proof of fencing.
+	FenceNode(node string) FenceResult
 
 	// WatchdogOpen arms this daemon's watchdog; it must then be fed within
 	// the watchdog timeout or the node is reset.
@@ -135,6 +146,48 @@ type Env interface {
 	ResourceAgent(typ string) ResourceAgent
 	// Workers runs resource actions for the LRM.
 	Workers() Workers
+}
+
+// FenceStatus is the progress of fencing a node through fence devices.
+type FenceStatus int
+
+// Fence statuses reported by Env.FenceNode.
+const (
+	// FenceNone: no fence device is configured for the node.
+	FenceNone FenceStatus = iota
+	// FencePending: a fence job runs.
+	FencePending
+	// FenceConfirmed: a device confirmed the node off and the store holds
+	// the confirmation.
+	FenceConfirmed
+	// FenceFailed: no device confirmed the node off (unreachable, wrong
+	// password, timeout); the lock TTL remains the proof.
+	FenceFailed
+)
+
+// String names the status.
+func (s FenceStatus) String() string {
+	switch s {
+	case FenceNone:
+		return "none"
+	case FencePending:
+		return "pending"
+	case FenceConfirmed:
+		return "confirmed"
+	case FenceFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("FenceStatus(%d)", int(s))
+}
+
+// FenceResult is what Env.FenceNode reports.
+type FenceResult struct {
+	// Status is the job's progress.
+	Status FenceStatus
+	// Device names the fence device that confirmed (FenceConfirmed).
+	Device string
+	// Detail says why fencing failed (FenceFailed).
+	Detail string
 }
 
 // ResourceAgent performs actions on resources of one type on the local node.

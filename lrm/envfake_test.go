@@ -104,6 +104,8 @@ func (e *fakeEnv) AcquireAgentLock(node string) bool {
 	return true
 }
 
+func (e *fakeEnv) FenceNode(string) ha.FenceResult { return ha.FenceResult{} }
+
 func (e *fakeEnv) ReleaseAgentLock(node string, running bool) bool {
 	e.releases++
 	e.releaseRunning = append(e.releaseRunning, running)

@@ -100,6 +100,10 @@ func (e *env) AgentLockReleasedRunning(node string) bool {
 	return ok && l.released
 }
 
+// FenceNode: the simulator has no fence devices; fencing is the agent
+// lock alone, as in PVE's simulator.
+func (e *env) FenceNode(string) ha.FenceResult { return ha.FenceResult{Status: ha.FenceNone} }
+
 func (e *env) WatchdogOpen() error {
 	if e.wd != 0 {
 		if w, ok := e.s.watchdogs[e.wd]; ok {

@@ -34,6 +34,7 @@ const (
 	opRemoveResource    = "remove_resource"
 	opMigrateGroups     = "migrate_groups"
 	opUpdateDatacenter  = "update_datacenter"
+	opFenceConfirmed    = "fence_confirmed"
 )
 
 // command is one raft log entry: a versioned, JSON-encoded operation.
@@ -176,6 +177,10 @@ type lockCmd struct {
 	Takeover    bool   `json:"takeover,omitempty"`
 	ExpectOwner string `json:"expect_owner,omitempty"`
 	ExpectIndex uint64 `json:"expect_index,omitempty"`
+	// Fenced marks a takeover before the TTL on a fence device's
+	// confirmation: the FSM checks that the recorded confirmation matches
+	// ExpectOwner's lock at ExpectIndex (see fencing.go).
+	Fenced bool `json:"fenced,omitempty"`
 }
 
 // unlockCmd is the payload of opUnlock.

@@ -38,6 +38,9 @@ type state struct {
 	Commands []string `json:"commands,omitempty"`
 	// Locks holds every held lock by name.
 	Locks map[string]LockInfo `json:"locks,omitempty"`
+	// FenceConfirmed holds, per node, the last fence device confirmation
+	// that the node is powered off (see fencing.go); nil until one.
+	FenceConfirmed map[string]FenceConfirmation `json:"fence_confirmed,omitempty"`
 }
 
 // snapshotDoc is the snapshot encoding.
@@ -372,6 +375,11 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			cur.Index = l.Index
 			out = LockResult{LockInfo: cur}
 		case held && c.Takeover && cur.Owner == c.ExpectOwner && cur.Index == c.ExpectIndex && cur.Owner != c.Holder:
+			if c.Fenced {
+				if r := checkFencedTakeover(st, cmd, &c); r != nil {
+					return r, "", ""
+				}
+			}
 			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index}, New: true}
 		case held && !c.Takeover:
 			return refuse(ErrLockHeld, "lock %q for %q: held by %q", c.Name, c.Holder, cur.Owner), "", ""
@@ -385,6 +393,9 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 		}
 		st.Locks[c.Name] = out.LockInfo
 		return ok(out), c.Name, ""
+
+	case opFenceConfirmed:
+		return f.applyFenceConfirmed(l, cmd), "", ""
 
 	case opUnlock:
 		var c unlockCmd

@@ -141,27 +141,35 @@ func (s *Store) acquireLocal(ctx context.Context, req *lockRequest) *result {
 	}
 	s.restartLockTimers(term)
 	c := lockCmd{Name: req.Name, Holder: req.Holder}
+	var ttlLeft time.Duration
 	cur, held := s.fsm.lock(req.Name)
 	switch {
 	case held && cur.Released && cur.Owner != req.Holder:
-		// The FSM refuses it too; answering here saves a log entry.
+		// The FSM refuses it too; answering here saves a log entry. Not
+		// even a fence confirmation opens it: the CRM does not fence a
+		// node whose lock was released with services running.
 		return refuse(ErrLockReleasedRunning, "lock %q for %q: released by %q with services running", req.Name, req.Holder, cur.Owner)
 	case held && cur.Released:
 		// Its owner takes it back: a new acquisition, not a takeover.
 	case held && cur.Owner != req.Holder:
 		now := s.clock.Now()
 		deadline := s.lockDeadline(req.Name)
-		if !now.After(deadline) {
+		ttlLeft = deadline.Sub(now)
+		fenced := !now.After(deadline) && s.fenceConfirmedTakeover(req, cur, term)
+		if !now.After(deadline) && !fenced {
 			return refuse(ErrLockHeld, "lock %q for %q: held by %q for another %v", req.Name, req.Holder, cur.Owner, deadline.Sub(now))
 		}
-		c.Takeover, c.ExpectOwner, c.ExpectIndex = true, cur.Owner, cur.Index
+		c.Takeover, c.ExpectOwner, c.ExpectIndex, c.Fenced = true, cur.Owner, cur.Index, fenced
 	}
 	b, err := newCommand(opLock, req.Term, c)
 	if err != nil {
 		return refuse(ErrInvalid, "%v", err)
 	}
 	res := s.applyLocal(ctx, b)
-	if res.Code == "" && res.Msg == "" && c.Takeover {
+	if res.Code == "" && res.Msg == "" && c.Fenced {
+		s.logger.Info("took over lock on a fence device's confirmation, before its TTL", "lock", req.Name, "holder", req.Holder,
+			"previous_owner", c.ExpectOwner, "ttl_left", ttlLeft)
+	} else if res.Code == "" && res.Msg == "" && c.Takeover {
 		s.logger.Info("took over expired lock", "lock", req.Name, "holder", req.Holder, "previous_owner", c.ExpectOwner)
 	}
 	return res

@@ -529,7 +529,7 @@ func (s *Store) Barrier(ctx context.Context) error {
 // reads the state and decides.
 func idempotent(op string) bool {
 	switch op {
-	case opManagerStatus, opLRMStatus:
+	case opManagerStatus, opLRMStatus, opFenceConfirmed:
 		return true
 	}
 	return false

@@ -5,6 +5,7 @@
 //	go build -o haxd . && go run ./internal/benchfailover -haxd ./haxd -runs 30 -timing fast
 //	go run ./internal/benchfailover -haxd ./haxd -runs 5 -timing pve
 //	go run ./internal/benchfailover -haxd ./haxd -soak 10m
+//	go run ./internal/benchfailover -haxd ./haxd -runs 30 -fence
 //
 // Failover: a 3-node cluster runs one demo service (heartbeats with the
 // monotonic clock). Each run kills the node running it the hard way (SIGKILL
@@ -13,6 +14,13 @@
 // heartbeat of the service on another node. The killed node is then
 // restarted and the cluster settles before the next run. The invariant
 // check runs over all recorded heartbeats at the end.
+//
+// With -fence every node gets a simulated IPMI BMC (ipmi_sim, see
+// internal/bmcsim) whose power-off kills the node, and the agents a
+// fence_config driving Debian's fence_ipmilan: the master powers the killed
+// node off through its BMC and recovers on the confirmation instead of
+// after the lock TTL. Every run must show the master's fenced takeover in
+// its log. -set adds agent config overrides (repeatable).
 //
 // Soak: the same cluster with two services runs with no fault for the given
 // time while CPU hogs load every core and a writer keeps the disk busy with
@@ -42,6 +50,9 @@ func main() {
 	timing := flag.String("timing", "fast", "timing profile: fast or pve")
 	soak := flag.Duration("soak", 0, "run the no-fault soak for this long instead of failovers")
 	keep := flag.Bool("keep", false, "keep the cluster directory")
+	fenceMode := flag.Bool("fence", false, "fence through simulated IPMI BMCs and fence_ipmilan")
+	var sets setFlags
+	flag.Var(&sets, "set", "agent config override key=value (repeatable)")
 	flag.Parse()
 	abs, err := filepath.Abs(*bin)
 	if err != nil {
@@ -55,19 +66,32 @@ func main() {
 		defer os.RemoveAll(dir)
 	}
 	ctx := context.Background()
-	cl, err := cluster.Start(ctx, cluster.Options{Binary: abs, Dir: dir, Nodes: 3, Timing: *timing})
+	extra := []string(sets)
+	var bmcs *fenceBMCs
+	if *fenceMode {
+		bmcs, err = startBMCs(ctx, dir, 3)
+		if err != nil {
+			fatal(err)
+		}
+		defer bmcs.stop()
+		extra = append([]string{"fence_config=" + bmcs.cfgPath, "fence_status_interval=50ms", "fence_retries=0"}, extra...)
+	}
+	cl, err := cluster.Start(ctx, cluster.Options{Binary: abs, Dir: dir, Nodes: 3, Timing: *timing, Extra: extra})
 	if err != nil {
 		fatal(err)
 	}
 	defer cl.Destroy()
+	if bmcs != nil {
+		bmcs.attach(cl)
+	}
 	if *soak > 0 {
 		runSoak(ctx, cl, *soak)
 		return
 	}
-	runFailovers(ctx, cl, *runs, *timing)
+	runFailovers(ctx, cl, *runs, *timing, bmcs)
 }
 
-func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing string) {
+func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing string, bmcs *fenceBMCs) {
 	const sid = "exec:bench"
 	must(cl, retry(30*time.Second, func() error { return cl.AddDemoService(ctx, cl.Nodes[0], sid, "node2") }))
 	settle := 3 * time.Minute
@@ -75,6 +99,8 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 		settle = 10 * time.Minute
 	}
 	var samples []time.Duration
+	fencedRuns := 0
+	var phases [][4]time.Duration
 	for i := range runs {
 		node := waitRunning(cl, sid, settle)
 		leader := leaderName(ctx, cl)
@@ -87,6 +113,8 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 			node = target
 		}
 		victim := cl.Node(node)
+		confirmed, expired := countLogs(cl, fencedTakeover), countLogs(cl, expiredTakeover, "previous_owner="+node)
+		marks := logSizes(cl)
 		killed := time.Now()
 		cl.KillNode(victim)
 		waitUntil(cl, settle, func() bool {
@@ -96,6 +124,24 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 		d := time.Since(killed)
 		samples = append(samples, d)
 		fmt.Printf("run %2d: killed %s, %s running on %s after %.2f s\n", i+1, node, sid, cl.RunningOn(sid, time.Second), d.Seconds())
+		if bmcs != nil {
+			// Did the recovery come from the device's confirmation, or did
+			// the lock TTL run out first (the store logs either)?
+			waitUntil(cl, 10*time.Second, func() bool {
+				return countLogs(cl, fencedTakeover) > confirmed || countLogs(cl, expiredTakeover, "previous_owner="+node) > expired
+			})
+			if countLogs(cl, fencedTakeover) > confirmed {
+				fencedRuns++
+				if p, ok := fencePhases(cl, marks, node, killed, killed.Add(d)); ok {
+					phases = append(phases, p)
+					fmt.Printf("        detect %.2f s, fence device %.2f s, record and take the lock %.3f s, start elsewhere %.2f s\n",
+						p[0].Seconds(), p[1].Seconds(), p[2].Seconds(), p[3].Seconds())
+				}
+			} else {
+				fmt.Printf("run %2d: recovered after the lock TTL, not on a confirmation\n", i+1)
+			}
+			must(cl, bmcs.powerOn(node))
+		}
 		must(cl, cl.StartAgent(victim))
 		// Let the restarted node rejoin and its LRM become usable again
 		// (its lock was taken by the fencing master: one TTL).
@@ -103,7 +149,14 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 	}
 	_, violations, err := cl.Check()
 	must(cl, err)
+	if bmcs != nil {
+		timing += fmt.Sprintf(" + fence device (%d of %d runs recovered on the confirmation)", fencedRuns, runs)
+	}
 	report(samples, timing, violations)
+	if len(phases) > 0 {
+		fmt.Printf("\nmedian of %d fenced runs: detect %.2f s | fence device %.2f s | record and take the lock %.3f s | start elsewhere %.2f s\n",
+			len(phases), medianPhase(phases, 0).Seconds(), medianPhase(phases, 1).Seconds(), medianPhase(phases, 2).Seconds(), medianPhase(phases, 3).Seconds())
+	}
 }
 
 func report(samples []time.Duration, timing string, violations []string) {

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"haxd/internal/bmcsim"
+	"haxd/internal/cluster"
+)
+
+// fencedTakeover is what the master's store logs when it grants a node's
+// agent lock on a fence device's confirmation.
+const fencedTakeover = "took over lock on a fence device's confirmation"
+
+// expiredTakeover is what it logs when it grants a lock after its TTL.
+const expiredTakeover = "took over expired lock\" node="
+
+// fenceBMCs is one simulated BMC per node and the fence config using them.
+type fenceBMCs struct {
+	cfgPath string
+	bmcs    map[string]*bmcsim.BMC
+	mu      sync.Mutex
+	cl      *cluster.Cluster
+}
+
+func startBMCs(ctx context.Context, dir string, nodes int) (*fenceBMCs, error) {
+	if m := bmcsim.Missing(); len(m) > 0 {
+		return nil, fmt.Errorf("-fence needs %s (apt-get install fence-agents openipmi ipmitool)", strings.Join(m, ", "))
+	}
+	f := &fenceBMCs{cfgPath: filepath.Join(dir, "fence.cfg"), bmcs: map[string]*bmcsim.BMC{}}
+	var cfg strings.Builder
+	cfg.WriteString("device ipmi fence_ipmilan ip=127.0.0.1 username=admin password=bench-pw lanplus cipher=3 power_wait=0\n")
+	for i := 1; i <= nodes; i++ {
+		name := fmt.Sprintf("node%d", i)
+		b, err := bmcsim.Start(ctx, bmcsim.Options{Name: name, Dir: filepath.Join(dir, "bmc-"+name), Password: "bench-pw",
+			PowerOff: func() { f.kill(name) }})
+		if err != nil {
+			f.stop()
+			return nil, err
+		}
+		f.bmcs[name] = b
+		fmt.Fprintf(&cfg, "connect ipmi node=%s ipport=%d\n", name, b.Port)
+	}
+	if err := os.WriteFile(f.cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		f.stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+// attach lets the BMCs' power-off kill the cluster's nodes.
+func (f *fenceBMCs) attach(cl *cluster.Cluster) {
+	f.mu.Lock()
+	f.cl = cl
+	f.mu.Unlock()
+}
+
+func (f *fenceBMCs) kill(node string) {
+	f.mu.Lock()
+	cl := f.cl
+	f.mu.Unlock()
+	if cl != nil {
+		cl.KillNode(cl.Node(node))
+	}
+}
+
+func (f *fenceBMCs) powerOn(node string) error { return f.bmcs[node].PowerOn() }
+
+func (f *fenceBMCs) stop() {
+	for _, b := range f.bmcs {
+		b.Stop()
+	}
+}
+
+// countLogs counts the lines of every node's agent log that contain all
+// of subs.
+func countLogs(cl *cluster.Cluster, subs ...string) int {
+	n := 0
+	for _, node := range cl.Nodes {
+		b, _ := os.ReadFile(node.Log)
+		for _, line := range strings.Split(string(b), "\n") {
+			all := true
+			for _, s := range subs {
+				all = all && strings.Contains(line, s)
+			}
+			if all {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// setFlags collects repeated -set key=value flags.
+type setFlags []string
+
+func (s *setFlags) String() string { return strings.Join(*s, ",") }
+
+func (s *setFlags) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("want key=value, got %q", v)
+	}
+	*s = append(*s, v)
+	return nil
+}
+
+// logSizes returns the size of every node's agent log.
+func logSizes(cl *cluster.Cluster) map[string]int64 {
+	out := map[string]int64{}
+	for _, n := range cl.Nodes {
+		if fi, err := os.Stat(n.Log); err == nil {
+			out[n.Log] = fi.Size()
+		}
+	}
+	return out
+}
+
+// fencePhases splits one fenced failover of node, from killed to running,
+// into: failure detection (kill to the master's "online => unknown"), the
+// fence device (to the runner's confirmation), recording it and taking the
+// lock (to the store's fenced takeover), and the start elsewhere (to the
+// first heartbeat). It reads the logs written since marks.
+func fencePhases(cl *cluster.Cluster, marks map[string]int64, node string, killed, running time.Time) ([4]time.Duration, bool) {
+	var unknown, confirmed, taken time.Time
+	for _, n := range cl.Nodes {
+		b, err := os.ReadFile(n.Log)
+		if err != nil || marks[n.Log] > int64(len(b)) {
+			continue
+		}
+		for _, line := range strings.Split(string(b[marks[n.Log]:]), "\n") {
+			t, ok := lineTime(line)
+			switch {
+			case !ok:
+			case unknown.IsZero() && strings.Contains(line, "node '"+node+"': state changed from 'online' => 'unknown'"):
+				unknown = t
+			case confirmed.IsZero() && strings.Contains(line, `msg="fence device confirmed the node off" `) && strings.Contains(line, "node="+node+" "):
+				confirmed = t
+			case taken.IsZero() && strings.Contains(line, fencedTakeover) && strings.Contains(line, "lock=agent/"+node+" "):
+				taken = t
+			}
+		}
+	}
+	if unknown.IsZero() || confirmed.IsZero() || taken.IsZero() {
+		return [4]time.Duration{}, false
+	}
+	return [4]time.Duration{unknown.Sub(killed), confirmed.Sub(unknown), taken.Sub(confirmed), running.Sub(taken)}, true
+}
+
+// lineTime parses the time= field of a slog text line.
+func lineTime(line string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(line, "time=")
+	if !ok {
+		return time.Time{}, false
+	}
+	ts, _, _ := strings.Cut(rest, " ")
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	return t, err == nil
+}
+
+// medianPhase is the median of phase i.
+func medianPhase(ps [][4]time.Duration, i int) time.Duration {
+	v := make([]time.Duration, len(ps))
+	for j, p := range ps {
+		v[j] = p[i]
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
