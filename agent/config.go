@@ -68,8 +68,10 @@ type Config struct {
 	GuardSocket string `cfg:"guard_socket"`
 	// WatchdogDevice is a /dev/watchdog the guard feeds; empty: none.
 	WatchdogDevice string `cfg:"watchdog_device"`
-	// CgroupParent is a cgroup v2 directory under which services get their
-	// own cgroup; empty: process groups only.
+	// CgroupParent is a cgroup v2 directory under which every service gets
+	// its own cgroup leaf, registered with the guard; empty: a directory
+	// of the agent's own on the cgroup v2 mount (process groups only when
+	// there is none).
 	CgroupParent string `cfg:"cgroup_parent"`
 	// MaxWorkers is the number of resource actions run at once. Default 4.
 	MaxWorkers int `cfg:"max_workers"`
