@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -40,32 +44,71 @@ func apiContext() (context.Context, context.CancelFunc) {
 
 // HAStatusCmd prints the status view.
 type HAStatusCmd struct {
-	Output  string `help:"Output format: text or json." enum:"text,json" default:"text"`
-	Verbose bool   `help:"Also print the full cluster state."`
+	Output   string        `help:"Output format: text or json (structured, schema in docs/cli.md)." enum:"text,json" default:"text"`
+	Verbose  bool          `help:"Also print the full cluster state."`
+	Watch    bool          `short:"w" help:"Print the status again every --interval until interrupted (json: one document per line)."`
+	Interval time.Duration `help:"Refresh interval of --watch." default:"2s"`
 }
 
-// Run prints the status.
+// Run prints the status, once or (with --watch) until interrupted.
 func (c *HAStatusCmd) Run(h *HACmd) error {
-	ctx, cancel := apiContext()
-	defer cancel()
+	if c.Interval <= 0 {
+		return usageError{fmt.Errorf("--interval %v: expected a positive duration", c.Interval)}
+	}
+	if !c.Watch {
+		ctx, cancel := apiContext()
+		defer cancel()
+		return c.print(ctx, h, os.Stdout)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for {
+		var buf bytes.Buffer
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := c.print(rctx, h, &buf)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if c.Output == "text" {
+			fmt.Print("\x1b[H\x1b[2J") // home, clear screen
+			fmt.Printf("every %v: haxd ha status    %s\n\n", c.Interval, time.Now().Format(time.DateTime))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "haxd:", err)
+		}
+		os.Stdout.Write(buf.Bytes())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.Interval):
+		}
+	}
+}
+
+func (c *HAStatusCmd) print(ctx context.Context, h *HACmd, w io.Writer) error {
 	st, err := h.client().Status(ctx)
 	if err != nil {
 		return err
 	}
-	entries := api.Entries(st)
 	if c.Output == "json" {
-		out := map[string]any{"entries": entries}
+		var out any = api.BuildView(st)
 		if c.Verbose {
-			out["state"] = st
+			out = struct {
+				*api.View
+				State *api.Status `json:"state"`
+			}{api.BuildView(st), st}
 		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
+		enc := json.NewEncoder(w)
+		if !c.Watch {
+			enc.SetIndent("", "  ")
+		}
 		return enc.Encode(out)
 	}
-	fmt.Print(api.Format(entries))
+	fmt.Fprint(w, api.Format(api.Entries(st)))
 	if c.Verbose {
 		b, _ := json.MarshalIndent(st, "", "  ")
-		fmt.Printf("full cluster state:\n%s\n", b)
+		fmt.Fprintf(w, "full cluster state:\n%s\n", b)
 	}
 	return nil
 }

@@ -29,7 +29,8 @@ func (b *backend) Status(ctx context.Context) (*api.Status, error) {
 	}
 	e := newEnv(b.a.n, "api", nil)
 	out := &api.Status{LocalNode: b.a.n.name, Quorate: e.Quorate(), Now: e.Now().Unix(), Manager: ms,
-		LRM: map[string]*ha.LRMStatus{}, Resources: b.st().Resources()}
+		LRM: map[string]*ha.LRMStatus{}, Resources: b.st().Resources(),
+		StaleAfter: api.StaleAfter(b.a.cfg.Timing), Commands: b.st().Commands()}
 	if dc := b.st().Datacenter(); dc != nil {
 		out.CRMMode = dc.CRS.Mode
 	}

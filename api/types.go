@@ -33,6 +33,12 @@ type Status struct {
 	LRM map[string]*ha.LRMStatus `json:"lrm_status"`
 	// Resources is the resources config, keyed by SID.
 	Resources map[ha.SID]*ha.ResourceConfig `json:"resources"`
+	// StaleAfter is the age in seconds beyond which a manager or LRM
+	// status reads as stale ("old timestamp - dead?"); it follows the
+	// agent's timing (see StaleAfter). Zero means PVE's 30 s.
+	StaleAfter int64 `json:"stale_after,omitempty"`
+	// Commands are the CRM commands queued and not yet taken by the master.
+	Commands []string `json:"commands,omitempty"`
 }
 
 // Entry is one line of the status view (ha-semantics §10.1).
@@ -45,7 +51,8 @@ type Entry struct {
 	Node string `json:"node,omitempty"`
 	// Status is the human-readable text.
 	Status string `json:"status"`
-	// SID, CRMState, State (verbose) and RequestState are set for services.
+	// SID, CRMState and RequestState are set for services; State is the
+	// verbose state of a service, or the CRM's state of an lrm entry's node.
 	SID          ha.SID `json:"sid,omitempty"`
 	CRMState     string `json:"crm_state,omitempty"`
 	State        string `json:"state,omitempty"`

@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"haxd/api"
+	"haxd/ha"
 	"haxd/internal/invariant"
 )
 
@@ -23,6 +26,33 @@ func TestNodeKillRecoversItsServicesElsewhere(t *testing.T) {
 	for _, n := range h.others(victim) {
 		h.assertOneRun(svc(n), n)
 	}
+
+	// The status tells the truth: the dead node is not alive, its line
+	// says so, and once removed it reads as gone, not idle.
+	h.waitFor(failoverDeadline, victim+" shown as not alive", func() bool {
+		st := h.status()
+		if st == nil {
+			return false
+		}
+		for _, n := range api.BuildView(st).Nodes {
+			if n.Name == victim {
+				return !n.Alive && n.State != ha.NodeOnline
+			}
+		}
+		return false
+	})
+	via := h.cl.Node(to)
+	if err := via.Client().RemoveNode(h.ctx, victim); err != nil {
+		t.Fatalf("node remove %s: %v", victim, err)
+	}
+	h.waitFor(failoverDeadline, victim+" shown as gone", func() bool {
+		st := h.status()
+		if st == nil {
+			return false
+		}
+		text := api.Format(api.Entries(st))
+		return strings.Contains(text, "lrm "+victim+" (gone") && !strings.Contains(text, "lrm "+victim+" (idle")
+	})
 }
 
 // When only the agent dies (SIGKILL), its guard and services live on. The
