@@ -372,8 +372,7 @@ func TestDocsExampleConfig(t *testing.T) {
 func cliParser(t *testing.T, w *bytes.Buffer) *kong.Kong {
 	t.Helper()
 	var cli CLI
-	k, err := kong.New(&cli, kong.Name("haxd"), kong.Description("High-availability cluster manager."),
-		kong.Writers(w, w), kong.Exit(func(int) {}))
+	k, err := kong.New(&cli, append(kongOptions(), kong.Writers(w, w), kong.Exit(func(int) {}))...)
 	if err != nil {
 		t.Fatal(err)
 	}

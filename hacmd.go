@@ -8,18 +8,21 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"haxd/agent"
 	"haxd/api"
 )
 
 // HACmd is `haxd ha`: the operator's command line, a thin client of the
 // local agent's API.
 type HACmd struct {
-	Socket string `help:"Path of the agent's API socket." default:"/run/haxd/haxd.sock" env:"HAXD_SOCKET"`
+	Socket string `help:"Path of the agent's API socket (default: api_socket of $HAXD_CONFIG or /etc/haxd/haxd.conf, else /run/haxd/haxd.sock)." env:"HAXD_SOCKET"`
 
 	Status          HAStatusCmd      `cmd:"" help:"Show quorum, master, every LRM and every service."`
 	Add             HAAddCmd         `cmd:"" help:"Add a resource to HA management."`
@@ -36,7 +39,32 @@ type HACmd struct {
 	Datacenter      HADatacenterCmd  `cmd:"" help:"Show or change cluster-wide settings (shutdown policy, scheduler)."`
 }
 
-func (h *HACmd) client() *api.Client { return api.NewClient(h.Socket) }
+func (h *HACmd) client() *api.Client { return api.NewClient(h.socket()) }
+
+// defaultSocket is the agent's default api_socket.
+const defaultSocket = "/run/haxd/haxd.sock"
+
+// socket returns --socket ($HAXD_SOCKET), else the api_socket of the
+// agent config ($HAXD_CONFIG, default /etc/haxd/haxd.conf) when that file
+// sets one, else the default socket.
+func (h *HACmd) socket() string {
+	if h.Socket != "" {
+		return h.Socket
+	}
+	path := os.Getenv("HAXD_CONFIG")
+	if path == "" {
+		path = "/etc/haxd/haxd.conf"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return defaultSocket
+	}
+	cfg := agent.DefaultConfig()
+	if err := agent.ParseConfig(path, b, &cfg); err != nil || cfg.APISocket == "" {
+		return defaultSocket
+	}
+	return cfg.APISocket
+}
 
 func apiContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
@@ -133,10 +161,10 @@ func (c *HAAddCmd) Run(h *HACmd) error {
 		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group}
 	switch {
 	case c.Spec != "" && len(c.Command) > 0:
-		return fmt.Errorf("--spec and a command after -- are mutually exclusive")
+		return usageError{fmt.Errorf("--spec and a command after -- are mutually exclusive")}
 	case c.Spec != "":
 		if !json.Valid([]byte(c.Spec)) {
-			return fmt.Errorf("--spec %q: not valid JSON", c.Spec)
+			return usageError{fmt.Errorf("--spec %q: not valid JSON", c.Spec)}
 		}
 		req.Spec = json.RawMessage(c.Spec)
 	case len(c.Command) > 0:
@@ -145,7 +173,7 @@ func (c *HAAddCmd) Run(h *HACmd) error {
 			cmd = cmd[1:]
 		}
 		if len(cmd) == 0 {
-			return fmt.Errorf("expected a command after --")
+			return usageError{fmt.Errorf("expected a command after --")}
 		}
 		b, _ := json.Marshal(map[string]any{"command": cmd[0], "args": cmd[1:]})
 		req.Spec = b
@@ -207,15 +235,31 @@ func (c *HAMoveCmd) Run(h *HACmd, kctx *kong.Context) error {
 
 // HAStopCmd stops a service.
 type HAStopCmd struct {
-	SID     string `arg:"" help:"Resource id."`
-	Timeout int    `help:"Seconds to wait for a graceful stop; 0 kills at once." default:"60"`
+	SID     string        `arg:"" help:"Resource id."`
+	Timeout time.Duration `help:"How long to wait for a graceful stop (whole seconds, e.g. 90s or 2m); 0 kills at once." default:"60s"`
 }
 
 // Run queues the stop.
 func (c *HAStopCmd) Run(h *HACmd) error {
+	secs, err := stopSeconds(c.Timeout)
+	if err != nil {
+		return usageError{err}
+	}
 	ctx, cancel := apiContext()
 	defer cancel()
-	return h.client().Stop(ctx, api.StopRequest{SID: c.SID, Timeout: c.Timeout})
+	return h.client().Stop(ctx, api.StopRequest{SID: c.SID, Timeout: secs})
+}
+
+// stopSeconds converts a stop timeout to the whole seconds the CRM
+// command carries.
+func stopSeconds(d time.Duration) (int, error) {
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("--timeout %v: expected a duration >= 0", d)
+	case d%time.Second != 0:
+		return 0, fmt.Errorf("--timeout %v: expected whole seconds (the stop command counts seconds)", d)
+	}
+	return int(d / time.Second), nil
 }
 
 // HAMaintenanceCmd toggles node maintenance.
@@ -299,16 +343,64 @@ func showOrSetText(kctx *kong.Context, what, file string, get func(context.Conte
 
 // HANodeCmd holds node operations.
 type HANodeCmd struct {
-	Remove struct {
-		Node string `arg:"" help:"Node to remove; it must be down."`
-	} `cmd:"" help:"Remove a dead node from the cluster (its state becomes gone)."`
+	List   HANodeListCmd   `cmd:"" help:"List the cluster members: gossip status, raft role, CRM state."`
+	Remove HANodeRemoveCmd `cmd:"" help:"Remove a dead node from the cluster (its state becomes gone)."`
+}
+
+// HANodeListCmd lists the members.
+type HANodeListCmd struct {
+	Output string `help:"Output format: text or json." enum:"text,json" default:"text"`
+}
+
+// Run prints the members.
+func (c *HANodeListCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	ms, err := h.client().Members(ctx)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ms)
+	}
+	fmt.Print(formatMembers(ms))
+	return nil
+}
+
+// formatMembers renders members as an aligned table.
+func formatMembers(ms []api.Member) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tGOSSIP\tRAFT\tCRM STATE\tADDRESS\tVERSION")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, m := range ms {
+		raft := dash(m.Raft)
+		if m.Leader {
+			raft += " (leader)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, dash(m.Gossip), raft, dash(string(m.State)), dash(m.Addr), dash(m.Version))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// HANodeRemoveCmd removes a dead node.
+type HANodeRemoveCmd struct {
+	Node string `arg:"" help:"Node to remove; it must be down."`
 }
 
 // Run removes the node.
-func (c *HANodeCmd) Run(h *HACmd) error {
+func (c *HANodeRemoveCmd) Run(h *HACmd) error {
 	ctx, cancel := apiContext()
 	defer cancel()
-	return h.client().RemoveNode(ctx, c.Remove.Node)
+	return h.client().RemoveNode(ctx, c.Node)
 }
 
 // HADatacenterCmd shows or changes the cluster-wide settings.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"haxd/api"
 	"haxd/crm/placement"
@@ -144,10 +145,22 @@ func (b *backend) RemoveNode(ctx context.Context, node string) error {
 	if node == b.a.n.name {
 		return api.Conflict("node '%s' is the answering node; remove it from another node", node)
 	}
+	known := false
 	for _, m := range b.a.n.gossip.Members() {
 		if m.Name == node && m.State == "online" {
 			return api.Conflict("node '%s' is online; stop its agent before removing it", node)
 		}
+		known = known || m.Name == node
+	}
+	if servers, err := b.st().Servers(); err == nil {
+		known = known || slices.ContainsFunc(servers, func(s store.Server) bool { return s.ID == node })
+	}
+	if ms, err := b.st().ManagerStatus(); err == nil {
+		_, inStatus := ms.NodeStatus[node]
+		known = known || inStatus
+	}
+	if !known {
+		return api.NotFound("node '%s' is not a cluster member (see haxd ha node list)", node)
 	}
 	return mapErr(b.st().Remove(ctx, node))
 }
@@ -162,7 +175,10 @@ func diagError(what string, d placement.Diagnostic) error {
 	if d.Key != "" {
 		where += ", key " + d.Key
 	}
-	return api.BadRequest(what, where, "%s", d.Msg)
+	// The CRM ignores a bad section of a stored file; the API refuses the
+	// whole text instead, so "section ignored" would not say what happened.
+	msg := strings.TrimSuffix(d.Msg, ", section ignored")
+	return api.BadRequest(what, where, "%s; nothing was changed (fix the file and set it again)", msg)
 }
 
 func mapErr(err error) error {

@@ -46,6 +46,10 @@ type Config struct {
 	// EncryptKey is the base64 gossip key from `haxd keygen` (16, 24 or 32
 	// bytes). Required unless Insecure.
 	EncryptKey string `cfg:"encrypt_key"`
+	// EncryptKeyFile is a file holding the gossip key, as `haxd keygen -o`
+	// writes it (surrounding blanks ignored); an alternative to EncryptKey
+	// that keeps the key out of the config. Finish reads it.
+	EncryptKeyFile string `cfg:"encrypt_key_file"`
 	// Insecure allows running without gossip encryption (local tests only).
 	Insecure bool `cfg:"insecure"`
 	// RaftVoters is the largest number of voting raft members; others are
@@ -238,7 +242,36 @@ func (c *Config) Finish() (warnings []string, err error) {
 		return nil, err
 	}
 	c.Timing = t
+	if c.EncryptKeyFile != "" {
+		if c.EncryptKey != "" {
+			return nil, fmt.Errorf("encrypt_key_file %q: encrypt_key is set too; set only one", c.EncryptKeyFile)
+		}
+		b, err := os.ReadFile(c.EncryptKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt_key_file %q: %w", c.EncryptKeyFile, err)
+		}
+		key := strings.TrimSpace(string(b))
+		if key == "" {
+			return nil, fmt.Errorf("encrypt_key_file %q: the file is empty (create it with `haxd keygen -o FILE`)", c.EncryptKeyFile)
+		}
+		c.EncryptKey = key
+		if err := c.validateKey(); err != nil {
+			return nil, fmt.Errorf("encrypt_key_file %q: %w", c.EncryptKeyFile, err)
+		}
+	}
 	return warnings, c.validate()
+}
+
+// validateKey checks that EncryptKey is a base64 key of 16, 24 or 32 bytes.
+func (c *Config) validateKey() error {
+	k, err := base64.StdEncoding.DecodeString(c.EncryptKey)
+	if err != nil {
+		return fmt.Errorf("encrypt_key: not valid base64: %w", err)
+	}
+	if n := len(k); n != 16 && n != 24 && n != 32 {
+		return fmt.Errorf("encrypt_key: decodes to %d bytes, expected 16, 24 or 32", n)
+	}
+	return nil
 }
 
 func (c *Config) validate() error {
@@ -291,16 +324,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("advertise_ip %q: not an IP address", c.AdvertiseIP)
 	}
 	if c.EncryptKey == "" && !c.Insecure {
-		return fmt.Errorf("encrypt_key: required (create one with `haxd keygen`), or set insecure = true for local tests")
+		return fmt.Errorf("encrypt_key: required (create one with `haxd keygen`, or point encrypt_key_file at `haxd keygen -o FILE`), or set insecure = true for local tests")
 	}
 	if c.EncryptKey != "" {
-		k, err := base64.StdEncoding.DecodeString(c.EncryptKey)
-		if err != nil {
-			return fmt.Errorf("encrypt_key: not valid base64: %w", err)
-		}
-		if n := len(k); n != 16 && n != 24 && n != 32 {
-			return fmt.Errorf("encrypt_key: decodes to %d bytes, expected 16, 24 or 32", n)
-		}
+		return c.validateKey()
 	}
 	return nil
 }

@@ -164,8 +164,13 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 // BadRequest returns a 400 error naming field and value.
+// A value longer than 80 bytes is shortened in the message.
 func BadRequest(field string, value any, format string, args ...any) *Error {
-	return &Error{Code: http.StatusBadRequest, Message: fmt.Sprintf("%s %q: %s", field, fmt.Sprint(value), fmt.Sprintf(format, args...))}
+	v := fmt.Sprint(value)
+	if len(v) > 80 {
+		v = fmt.Sprintf("%s... (%d bytes)", v[:60], len(v))
+	}
+	return &Error{Code: http.StatusBadRequest, Message: fmt.Sprintf("%s %q: %s", field, v, fmt.Sprintf(format, args...))}
 }
 
 // NotFound returns a 404 error.

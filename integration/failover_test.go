@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,10 @@ func TestNodeKillRecoversItsServicesElsewhere(t *testing.T) {
 		return false
 	})
 	via := h.cl.Node(to)
+	var ae *api.Error
+	if err := via.Client().RemoveNode(h.ctx, "node9"); !errors.As(err, &ae) || ae.Code != 404 {
+		t.Errorf("node remove of an unknown node: %v, want a 404 naming it", err)
+	}
 	if err := via.Client().RemoveNode(h.ctx, victim); err != nil {
 		t.Fatalf("node remove %s: %v", victim, err)
 	}

@@ -7,6 +7,9 @@ import (
 	"log"
 	"log/slog"
 	"reflect"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -24,6 +27,19 @@ type hclogAdapter struct {
 	name    string
 	implied []any
 	level   *slog.LevelVar
+	dedup   *logDedup
+}
+
+// repetitive are raft's messages that repeat many times a second while a
+// peer is down; they are logged once per dedupWindow and peer, with the
+// number of repeats suppressed in between.
+var repetitive = []string{
+	"failed to heartbeat to",
+	"failed to appendEntries to",
+	"failed to contact",
+	"failed to make requestVote RPC",
+	"failed to pipeline appendEntries",
+	"failed to get log",
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
@@ -33,7 +49,7 @@ var _ hclog.Logger = (*hclogAdapter)(nil)
 func newHclogAdapter(logger *slog.Logger, name string) *hclogAdapter {
 	lv := new(slog.LevelVar)
 	lv.Set(slogTrace)
-	return &hclogAdapter{logger: logger, name: name, level: lv}
+	return &hclogAdapter{logger: logger, name: name, level: lv, dedup: newLogDedup(time.Now, dedupWindow)}
 }
 
 // toSlogLevel maps an hclog level to a slog level; ok is false for Off.
@@ -84,7 +100,27 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	attrs = appendPairs(attrs, a.implied)
 	attrs = appendPairs(attrs, args)
-	a.logger.Log(context.Background(), l, msg, slog.Group("raft", attrs...))
+	var extra []any
+	if a.dedup != nil && slices.ContainsFunc(repetitive, func(p string) bool { return strings.HasPrefix(msg, p) }) {
+		ok, n := a.dedup.allow(msg + "\x00" + peerOf(append(slices.Clone(a.implied), args...)))
+		if !ok {
+			return
+		}
+		if n > 0 {
+			extra = append(extra, slog.Int("suppressed_repeats", n))
+		}
+	}
+	a.logger.Log(context.Background(), l, msg, append([]any{slog.Group("raft", attrs...)}, extra...)...)
+}
+
+// peerOf returns the value of raft's "peer" (or "id") argument, if any.
+func peerOf(args []any) string {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && (k == "peer" || k == "id") {
+			return fmt.Sprint(flatten(args[i+1]))
+		}
+	}
+	return ""
 }
 
 // appendPairs converts hclog key/value pairs to slog attributes. A dangling
