@@ -178,6 +178,8 @@ func TestDocsConfigReferenceListsEveryKey(t *testing.T) {
 			}
 		case reflect.Int:
 			want = strconv.Itoa(int(v.Int()))
+		case reflect.Int64: // time.Duration
+			want = docDuration(time.Duration(v.Int()))
 		case reflect.Bool:
 			want = strconv.FormatBool(v.Bool())
 		case reflect.Pointer:

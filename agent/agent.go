@@ -134,7 +134,17 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	}
 
 	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(),
-		targets: &targets{set: map[fence.Target]bool{}}, log: a.log}
+		targets: &targets{set: map[fence.Target]bool{}}, log: a.log,
+		obs: newObserver(cfg.NodeName, cfg.Timing), events: newEventLog(maxPageEvents)}
+	if cfg.MetricsAddr != "" {
+		a.n.metrics = newMetrics(st, cfg.NodeName)
+		if err := a.n.metrics.bridgeRaft(); err != nil {
+			a.log.Warn("raft metrics not bridged", "err", err)
+		}
+	}
+	a.n.notify = newNotifier(life, notifyConfig{webhooks: cfg.NotifyWebhooks, exec: cfg.NotifyExec, secret: cfg.notifySecret,
+		timeout: cfg.NotifyTimeout, retries: cfg.NotifyRetries, backoff: cfg.NotifyBackoff}, a.log.With("component", "notify"), a.n.metrics)
+	go a.watchQuorum(life, cfg.Timing.CRMRound)
 	ex, err := exec.New(exec.Config{
 		StateDir:     filepath.Join(cfg.DataDir, "services"),
 		CgroupParent: cfg.CgroupParent,
@@ -179,6 +189,13 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		return err
 	}
 	defer a.apiSrv.Close()
+	if cfg.MetricsAddr != "" {
+		srv, err := a.serveObservability(cfg.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 
 	crmDone := make(chan struct{})
 	lrmDone := make(chan struct{})
@@ -238,6 +255,7 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
 		if !c.Step() {
 			return
 		}
+		a.n.metrics.crmRoundDone(time.Since(start))
 		select {
 		case <-stop:
 			if !stopping {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -73,6 +75,31 @@ type Config struct {
 	// LogFormat is text (default) or json.
 	LogFormat string `cfg:"log_format"`
 
+	// MetricsAddr is host:port of the opt-in HTTP listener serving
+	// Prometheus metrics (/metrics) and the read-only status page (/);
+	// empty: no listener. It has no authentication: bind it to a private
+	// address.
+	MetricsAddr string `cfg:"metrics_addr"`
+	// NotifyWebhooks are URLs that get every event as a JSON POST (sent by
+	// the CRM master; quorum_lost by the node that lost quorum).
+	NotifyWebhooks []string `cfg:"notify_webhooks"`
+	// NotifyWebhookSecretFile holds the key of the HMAC-SHA256 signature
+	// header of webhooks; empty: unsigned.
+	NotifyWebhookSecretFile string `cfg:"notify_webhook_secret_file"`
+	// NotifyExec are programs run with every event as JSON on stdin.
+	NotifyExec []string `cfg:"notify_exec"`
+	// NotifyTimeout bounds one delivery attempt. Default 5s.
+	NotifyTimeout time.Duration `cfg:"notify_timeout"`
+	// NotifyRetries is how many times a failed delivery is retried.
+	// Default 5.
+	NotifyRetries int `cfg:"notify_retries"`
+	// NotifyBackoff is the delay before the first retry; it doubles with
+	// each retry, up to 30 s. Default 1s.
+	NotifyBackoff time.Duration `cfg:"notify_backoff"`
+
+	// notifySecret is the content of NotifyWebhookSecretFile, read by Finish.
+	notifySecret []byte
+
 	// TimingProfile picks the base timings: fast (default) or pve. The
 	// fields below override single values of the profile.
 	TimingProfile string `cfg:"timing"`
@@ -107,6 +134,9 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		LogFormat:      "text",
 		TimingProfile:  "fast",
+		NotifyTimeout:  5 * time.Second,
+		NotifyRetries:  5,
+		NotifyBackoff:  time.Second,
 	}
 }
 
@@ -188,6 +218,14 @@ func setField(f reflect.Value, value string) error {
 		f.Set(reflect.ValueOf(&d))
 		return nil
 	}
+	if f.Type() == durationType {
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return errors.New("expected a duration such as 500ms or 3s")
+		}
+		f.SetInt(int64(d))
+		return nil
+	}
 	switch f.Kind() {
 	case reflect.String:
 		f.SetString(value)
@@ -259,7 +297,56 @@ func (c *Config) Finish() (warnings []string, err error) {
 			return nil, fmt.Errorf("encrypt_key_file %q: %w", c.EncryptKeyFile, err)
 		}
 	}
+	if c.NotifyWebhookSecretFile != "" {
+		b, err := os.ReadFile(c.NotifyWebhookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("notify_webhook_secret_file %q: %w", c.NotifyWebhookSecretFile, err)
+		}
+		if c.notifySecret = []byte(strings.TrimSpace(string(b))); len(c.notifySecret) == 0 {
+			return nil, fmt.Errorf("notify_webhook_secret_file %q: the file is empty", c.NotifyWebhookSecretFile)
+		}
+	}
+	if err := c.validateObservability(); err != nil {
+		return nil, err
+	}
 	return warnings, c.validate()
+}
+
+// validateObservability checks the metrics and notification fields.
+func (c *Config) validateObservability() error {
+	if c.MetricsAddr != "" {
+		host, port, err := net.SplitHostPort(c.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics_addr %q: expected host:port: %w", c.MetricsAddr, err)
+		}
+		if _, err := strconv.Atoi(port); err != nil {
+			return fmt.Errorf("metrics_addr %q: port %q is not a number", c.MetricsAddr, port)
+		}
+		if host != "" && net.ParseIP(host) == nil {
+			return fmt.Errorf("metrics_addr %q: %q is not an IP address", c.MetricsAddr, host)
+		}
+	}
+	for _, u := range c.NotifyWebhooks {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("notify_webhooks %q: expected an http:// or https:// URL", u)
+		}
+	}
+	for _, p := range c.NotifyExec {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("notify_exec %q: expected an absolute path of a program", p)
+		}
+	}
+	if c.NotifyTimeout <= 0 {
+		return fmt.Errorf("notify_timeout %v: expected a positive duration", c.NotifyTimeout)
+	}
+	if c.NotifyRetries < 0 {
+		return fmt.Errorf("notify_retries %d: expected >= 0", c.NotifyRetries)
+	}
+	if c.NotifyBackoff <= 0 {
+		return fmt.Errorf("notify_backoff %v: expected a positive duration", c.NotifyBackoff)
+	}
+	return nil
 }
 
 // validateKey checks that EncryptKey is a base64 key of 16, 24 or 32 bytes.

@@ -44,6 +44,13 @@ type node struct {
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down
 	reboot   bool
+
+	// obs, metrics and notify observe the cluster for operators; metrics
+	// and notify may be nil (not configured).
+	obs     *observer
+	metrics *metrics
+	notify  *notifier
+	events  *eventLog
 }
 
 func (n *node) setShutdown(shutdown, reboot bool) {
@@ -250,6 +257,7 @@ func (e *env) AcquireAgentLock(node string) bool {
 	if err == nil && node == e.n.name {
 		e.n.validUntil.Store(int64(sent.Sub(e.n.base) + e.n.cfg.Timing.LockValidity))
 	}
+	e.n.metrics.lockRenewal(node == e.n.name, err == nil, time.Since(sent))
 	if err != nil {
 		if !errors.Is(err, store.ErrLockHeld) {
 			e.log.Debug("agent lock", "lock", node, "err", err)
@@ -325,7 +333,9 @@ func (n *node) feedWhileValid(ctx context.Context, interval time.Duration) {
 			valid := n.validUntil.Load()
 			switch {
 			case now < valid:
-				if err := cl.Feed(); err != nil {
+				err := cl.Feed()
+				n.metrics.guardFeed(err == nil)
+				if err != nil {
 					n.feedFailed(cl, err)
 				}
 			case now >= valid+int64(n.cfg.Timing.WatchdogTimeout+n.cfg.Timing.SelfFenceTime) && live > 0 && n.killAll != nil:
@@ -403,9 +413,14 @@ func (e *env) WatchdogClose() error {
 func (e *env) ReadManagerStatus() (*ha.ManagerStatus, error) { return e.n.store.ManagerStatus() }
 
 func (e *env) WriteManagerStatus(ms *ha.ManagerStatus) error {
+	prev, _ := e.n.store.ManagerStatus()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	return e.n.store.WriteManagerStatus(ctx, e.term, ms)
+	err := e.n.store.WriteManagerStatus(ctx, e.term, ms)
+	if err == nil {
+		e.n.published(prev, ms)
+	}
+	return err
 }
 
 func (e *env) ReadLRMStatus(node string) (*ha.LRMStatus, error) { return e.n.store.LRMStatus(node) }

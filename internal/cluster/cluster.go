@@ -48,6 +48,9 @@ type Options struct {
 	// Netns[i] haxd agent ...`; ip execs the agent, so the pid stays the
 	// agent's. It must have one entry per node and is used with IPs.
 	Netns []string
+	// Metrics gives every node a metrics_addr on a free loopback port
+	// (Node.Metrics): metrics and the status page.
+	Metrics bool
 }
 
 // GossipPort and RaftPort are the ports used on every node's own address
@@ -65,6 +68,8 @@ type Node struct {
 	Gossip  string
 	Raft    string
 	Log     string
+	// Metrics is the node's metrics_addr when Options.Metrics is set.
+	Metrics string
 	// Netns is the network namespace the agent runs in; empty: the
 	// caller's.
 	Netns string
@@ -98,11 +103,23 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Netns != nil && len(opts.Netns) != opts.Nodes {
 		return nil, fmt.Errorf("cluster options: %d network namespaces for %d nodes", len(opts.Netns), opts.Nodes)
 	}
-	var ports []int
+	// All ports at once, so none is handed out twice: gossip and raft
+	// (on loopback), then metrics.
+	var ports, metricsPorts []int
+	want := 0
 	if opts.IPs == nil {
-		if ports, err = freePorts(2 * opts.Nodes); err != nil {
+		want = 2 * opts.Nodes
+	}
+	if opts.Metrics {
+		want += opts.Nodes
+	}
+	if want > 0 {
+		if ports, err = freePorts(want); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Metrics {
+		ports, metricsPorts = ports[:len(ports)-opts.Nodes], ports[len(ports)-opts.Nodes:]
 	}
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("node%d", i+1)
@@ -117,6 +134,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if opts.Netns != nil {
 			n.Netns = opts.Netns[i]
 		}
+		if opts.Metrics {
+			n.Metrics = fmt.Sprintf("127.0.0.1:%d", metricsPorts[i])
+		}
 		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
@@ -129,6 +149,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			if o != n {
 				n.args = append(n.args, "--join", o.Gossip)
 			}
+		}
+		if n.Metrics != "" {
+			n.args = append(n.args, "--set", "metrics_addr="+n.Metrics)
 		}
 		for _, kv := range opts.Extra {
 			n.args = append(n.args, "--set", kv)
