@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,8 @@ var Version = "dev"
 
 // Agent is one running `haxd agent`.
 type Agent struct {
+	sd           *sdNotifier
+	lrmStep      atomic.Int64 // Unix nanoseconds of the last LRM step
 	cfg          Config
 	nodeShutdown NodeShutdownFunc
 	log          *slog.Logger
@@ -62,7 +65,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	if nodeShutdown == nil {
 		nodeShutdown = SystemdShutdown
 	}
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), nodeShutdown: nodeShutdown}
+	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), nodeShutdown: nodeShutdown, sd: newSDNotifier(os.Getenv)}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -205,8 +208,16 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	go a.runLRM(life, lrmStop, lrmDone)
 	a.log.Info("agent started", "raft", st.Addr(), "gossip", g.LocalAddr(), "api", cfg.APISocket,
 		"lock_ttl", cfg.Timing.LockTTL, "watchdog_timeout", cfg.Timing.WatchdogTimeout)
+	a.lrmStep.Store(time.Now().UnixNano())
+	if err := a.sd.notify("READY=1\nSTATUS=serving the API on " + cfg.APISocket); err != nil {
+		a.log.Warn("systemd notification failed", "err", err)
+	}
+	go a.sd.watchdog(life, &a.lrmStep, time.Now)
 
 	<-ctx.Done()
+	if err := a.sd.notify("STOPPING=1\nSTATUS=stopping: the LRM follows the shutdown policy"); err != nil {
+		a.log.Warn("systemd notification failed", "err", err)
+	}
 	a.log.Info("shutting down", "shutdown_policy_applies", a.detectNodeShutdown())
 	close(lrmStop)
 	<-lrmDone
@@ -282,6 +293,7 @@ func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- s
 		if !l.Step() {
 			return
 		}
+		a.lrmStep.Store(time.Now().UnixNano())
 		wait := time.Until(start.Add(l.Interval()))
 		if stopping {
 			wait = min(wait, 100*time.Millisecond)
