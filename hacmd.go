@@ -152,13 +152,15 @@ type HAAddCmd struct {
 	Comment     string   `help:"Free text."`
 	Group       string   `help:"Legacy HA group (see haxd ha groups); the CRM migrates it to a node-affinity rule."`
 	Spec        string   `help:"Type-specific definition as JSON (exec: {\"command\":...,\"args\":[...]})."`
+	Cores       float64  `help:"CPU cores the service needs, for the static and dynamic schedulers."`
+	MemoryMB    int      `name:"memory-mb" help:"Memory the service needs in MiB, for the static and dynamic schedulers."`
 	Command     []string `arg:"" optional:"" passthrough:"" help:"For exec resources: the command and its arguments, after -- (shorthand for --spec)."`
 }
 
 // Run adds the resource.
 func (c *HAAddCmd) Run(h *HACmd) error {
 	req := api.AddResourceRequest{SID: c.SID, Node: c.Node, State: c.State, MaxRestart: c.MaxRestart,
-		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group}
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group, Cores: c.Cores, MemoryMB: c.MemoryMB}
 	switch {
 	case c.Spec != "" && len(c.Command) > 0:
 		return usageError{fmt.Errorf("--spec and a command after -- are mutually exclusive")}

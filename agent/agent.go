@@ -36,6 +36,8 @@ var Version = "dev"
 type Agent struct {
 	sd           *sdNotifier
 	lrmStep      atomic.Int64 // Unix nanoseconds of the last LRM step
+	member       atomic.Bool  // this node belongs to the raft cluster
+	usage        usageTagsState
 	cfg          Config
 	nodeShutdown NodeShutdownFunc
 	log          *slog.Logger
@@ -187,6 +189,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	}
 
 	go a.membership(life)
+	go a.publishUsage(life)
 
 	if err := a.serveAPI(); err != nil {
 		return err
@@ -368,10 +371,25 @@ func (a *Agent) membership(ctx context.Context) {
 const tagMember = "member"
 
 func (a *Agent) markMember() {
-	tags := map[string]string{gossip.TagVersion: Version, gossip.TagRaft: a.n.store.Addr(), gossip.TagAPI: a.cfg.APISocket, tagMember: "1"}
-	if err := a.n.gossip.SetTags(tags); err != nil {
+	a.member.Store(true)
+	if err := a.n.gossip.SetTags(a.tags()); err != nil {
 		a.log.Warn("gossip tags", "err", err)
 	}
+}
+
+// tags are the gossip tags of this node: identity, membership and usage.
+func (a *Agent) tags() map[string]string {
+	tags := a.usage.get()
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	tags[gossip.TagVersion] = Version
+	tags[gossip.TagRaft] = a.n.store.Addr()
+	tags[gossip.TagAPI] = a.cfg.APISocket
+	if a.member.Load() {
+		tags[tagMember] = "1"
+	}
+	return tags
 }
 
 // rejoin keeps this node in gossip: whenever no other member is alive in

@@ -97,6 +97,16 @@ type Config struct {
 	// each retry, up to 30 s. Default 1s.
 	NotifyBackoff time.Duration `cfg:"notify_backoff"`
 
+	// NodeCPUs is the number of cores this node offers the static and
+	// dynamic schedulers; 0: the cores in /proc/stat.
+	NodeCPUs int `cfg:"node_cpus"`
+	// NodeMemoryMB is the memory in MiB this node offers the schedulers;
+	// 0: MemTotal of /proc/meminfo.
+	NodeMemoryMB int `cfg:"node_memory_mb"`
+	// UsageInterval is how often the agent samples /proc and gossips its
+	// usage for the schedulers. Default 10s.
+	UsageInterval time.Duration `cfg:"usage_interval"`
+
 	// notifySecret is the content of NotifyWebhookSecretFile, read by Finish.
 	notifySecret []byte
 
@@ -137,6 +147,7 @@ func DefaultConfig() Config {
 		NotifyTimeout:  5 * time.Second,
 		NotifyRetries:  5,
 		NotifyBackoff:  time.Second,
+		UsageInterval:  10 * time.Second,
 	}
 }
 
@@ -342,6 +353,12 @@ func (c *Config) validateObservability() error {
 	}
 	if c.NotifyRetries < 0 {
 		return fmt.Errorf("notify_retries %d: expected >= 0", c.NotifyRetries)
+	}
+	if c.NodeCPUs < 0 || c.NodeMemoryMB < 0 {
+		return fmt.Errorf("node_cpus %d, node_memory_mb %d: expected >= 0 (0: measured)", c.NodeCPUs, c.NodeMemoryMB)
+	}
+	if c.UsageInterval <= 0 {
+		return fmt.Errorf("usage_interval %v: expected a positive duration", c.UsageInterval)
 	}
 	if c.NotifyBackoff <= 0 {
 		return fmt.Errorf("notify_backoff %v: expected a positive duration", c.NotifyBackoff)

@@ -513,11 +513,17 @@ func (e *env) DeleteGroups() error {
 	return e.n.store.SetGroups(ctx, nil)
 }
 
-var errNoStats = errors.New("usage statistics are not collected by this agent")
-
-func (e *env) StaticNodeStats() (map[string]ha.NodeStats, error)  { return nil, errNoStats }
-func (e *env) DynamicNodeStats() (map[string]ha.NodeStats, error) { return nil, errNoStats }
-func (e *env) ServiceStats(ha.SID) (ha.ServiceStats, bool)        { return ha.ServiceStats{}, false }
+// StaticNodeStats and DynamicNodeStats read the usage every agent gossips
+// (usage.go); ServiceStats the size configured for the service.
+func (e *env) StaticNodeStats() (map[string]ha.NodeStats, error) {
+	return nodeStats(e.n.gossip.Members())
+}
+func (e *env) DynamicNodeStats() (map[string]ha.NodeStats, error) {
+	return nodeStats(e.n.gossip.Members())
+}
+func (e *env) ServiceStats(sid ha.SID) (ha.ServiceStats, bool) {
+	return serviceStats(e.n.store.Resources()[sid])
+}
 
 func (e *env) IsNodeShutdown() (bool, bool) {
 	e.n.mu.Lock()

@@ -196,6 +196,15 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg.Group = req.Group
+	if req.Cores < 0 || req.Cores > 4096 || req.Cores != req.Cores {
+		s.fail(w, r, BadRequest("cores", req.Cores, "expected a number of cores from 0 to 4096"))
+		return
+	}
+	if req.MemoryMB < 0 || req.MemoryMB > 1<<30 {
+		s.fail(w, r, BadRequest("memory_mb", req.MemoryMB, "expected MiB from 0 to 1073741824"))
+		return
+	}
+	cfg.Cores, cfg.MemoryMB = req.Cores, req.MemoryMB
 	if err := s.backend.AddResource(r.Context(), cfg, req.Spec); err != nil {
 		s.fail(w, r, err)
 		return

@@ -76,6 +76,10 @@ type AddResourceRequest struct {
 	Group string `json:"group,omitempty"`
 	// Spec is the type-specific definition (for "exec": command, args...).
 	Spec json.RawMessage `json:"spec,omitempty"`
+	// Cores and MemoryMB are the service's size for the static and
+	// dynamic schedulers (0: not declared).
+	Cores    float64 `json:"cores,omitempty"`
+	MemoryMB int     `json:"memory_mb,omitempty"`
 }
 
 // SetResourceRequest changes fields of a resource; nil fields stay.

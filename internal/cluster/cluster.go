@@ -48,6 +48,9 @@ type Options struct {
 	// Netns[i] haxd agent ...`; ip execs the agent, so the pid stays the
 	// agent's. It must have one entry per node and is used with IPs.
 	Netns []string
+	// NodeExtra are further `--set key=value` overrides for single
+	// agents, by node name (node1..nodeN).
+	NodeExtra map[string][]string
 	// Metrics gives every node a metrics_addr on a free loopback port
 	// (Node.Metrics): metrics and the status page.
 	Metrics bool
@@ -153,7 +156,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if n.Metrics != "" {
 			n.args = append(n.args, "--set", "metrics_addr="+n.Metrics)
 		}
-		for _, kv := range opts.Extra {
+		for _, kv := range append(slices.Clone(opts.Extra), opts.NodeExtra[n.Name]...) {
 			n.args = append(n.args, "--set", kv)
 		}
 		if err := c.StartAgent(n); err != nil {
@@ -361,8 +364,14 @@ func (c *Cluster) WaitReady(ctx context.Context, n *Node) error { return c.waitS
 
 // AddDemoService adds an exec service that runs `haxd demo-service` on node.
 func (c *Cluster) AddDemoService(ctx context.Context, via *Node, sid, node string) error {
-	return via.Client().AddResource(ctx, api.AddResourceRequest{SID: sid, Node: node,
-		Spec: []byte(fmt.Sprintf(`{"command":%q,"args":["demo-service","--dir",%q],"stop_timeout":"5s"}`, c.opts.Binary, c.HeartbeatDir))})
+	return via.Client().AddResource(ctx, c.DemoServiceRequest(sid, node))
+}
+
+// DemoServiceRequest is the request AddDemoService sends, for callers that
+// add fields (a size for the scheduler, say).
+func (c *Cluster) DemoServiceRequest(sid, node string) api.AddResourceRequest {
+	return api.AddResourceRequest{SID: sid, Node: node,
+		Spec: []byte(fmt.Sprintf(`{"command":%q,"args":["demo-service","--dir",%q],"stop_timeout":"5s"}`, c.opts.Binary, c.HeartbeatDir))}
 }
 
 // Status returns the status via the first live node.
