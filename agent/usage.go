@@ -2,17 +2,18 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"haxd/gossip"
 	"haxd/ha"
@@ -37,21 +38,29 @@ type procSample struct {
 
 // readProc reads CPU count, memory and CPU times under root ("/proc").
 func readProc(root string) (procSample, error) {
-	var s procSample
-	f, err := os.Open(filepath.Join(root, "meminfo"))
+	mem, err := os.ReadFile(filepath.Join(root, "meminfo"))
 	if err != nil {
-		return s, fmt.Errorf("read meminfo: %w", err)
+		return procSample{}, fmt.Errorf("read meminfo: %w", err)
 	}
-	defer f.Close()
+	stat, err := os.ReadFile(filepath.Join(root, "stat"))
+	if err != nil {
+		return procSample{}, fmt.Errorf("read stat: %w", err)
+	}
+	return parseProc(mem, stat)
+}
+
+// parseProc parses the contents of /proc/meminfo and /proc/stat.
+func parseProc(meminfo, stat []byte) (procSample, error) {
+	var s procSample
 	var avail float64
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(meminfo))
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 2 {
 			continue
 		}
 		kb, err := strconv.ParseFloat(fields[1], 64)
-		if err != nil {
+		if err != nil || kb < 0 || math.IsInf(kb, 0) || math.IsNaN(kb) {
 			continue
 		}
 		switch fields[0] {
@@ -61,15 +70,11 @@ func readProc(root string) (procSample, error) {
 			avail = kb * 1024
 		}
 	}
-	if s.memTotal <= 0 {
+	if s.memTotal <= 0 || math.IsInf(s.memTotal, 0) {
 		return s, errors.New("read meminfo: no MemTotal")
 	}
 	s.memUsed = max(0, s.memTotal-avail)
-	b, err := os.ReadFile(filepath.Join(root, "stat"))
-	if err != nil {
-		return s, fmt.Errorf("read stat: %w", err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
+	for line := range strings.SplitSeq(string(stat), "\n") {
 		fields := strings.Fields(line)
 		switch {
 		case len(fields) > 4 && fields[0] == "cpu":
@@ -77,6 +82,9 @@ func readProc(root string) (procSample, error) {
 				n, err := strconv.ParseUint(v, 10, 64)
 				if err != nil {
 					return s, fmt.Errorf("read stat: cpu field %q: %w", v, err)
+				}
+				if s.total+n < s.total {
+					return s, errors.New("read stat: cpu times overflow")
 				}
 				s.total += n
 				if i != 3 && i != 4 { // idle and iowait
@@ -104,8 +112,8 @@ func usageTags(prev, cur procSample, cpus int, memMB int) map[string]string {
 		maxMem = float64(memMB) * (1 << 20)
 	}
 	load := 0.0
-	if dt := cur.total - prev.total; cur.total > prev.total && dt > 0 {
-		load = float64(cur.busy-prev.busy) / float64(dt) * cur.cpus
+	if cur.total > prev.total && cur.busy >= prev.busy {
+		load = min(float64(cur.busy-prev.busy)/float64(cur.total-prev.total), 1) * cur.cpus
 	}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	return map[string]string{tagCPUs: f(maxCPU), tagMem: f(maxMem), tagLoad: f(load), tagMemUsed: f(cur.memUsed)}
@@ -186,6 +194,3 @@ func serviceStats(cd *ha.ResourceConfig) (ha.ServiceStats, bool) {
 	mem := float64(cd.MemoryMB) * (1 << 20)
 	return ha.ServiceStats{MaxCPU: cd.Cores, MaxMem: mem, CPU: cd.Cores, Mem: mem}, true
 }
-
-// usageRefresh is a compile-time guard that the interval is a duration.
-var _ time.Duration = Config{}.UsageInterval

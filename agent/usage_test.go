@@ -64,3 +64,23 @@ func TestNodeUsageFromProc(t *testing.T) {
 		t.Error("a service without a size has stats")
 	}
 }
+
+// FuzzParseProc: arbitrary /proc contents never panic, and a parsed
+// sample is sane.
+func FuzzParseProc(f *testing.F) {
+	f.Add([]byte("MemTotal: 100 kB\nMemAvailable: 50 kB\n"), []byte("cpu 1 2 3 4 5 6\ncpu0 1 2 3 4 5 6\n"))
+	f.Add([]byte("MemTotal: x\n"), []byte("cpu a b c d e\n"))
+	f.Fuzz(func(t *testing.T, meminfo, stat []byte) {
+		s, err := parseProc(meminfo, stat)
+		if err != nil {
+			return
+		}
+		if s.memTotal <= 0 || s.memUsed < 0 || s.memUsed > s.memTotal || s.cpus <= 0 || s.busy > s.total {
+			t.Fatalf("insane sample %+v", s)
+		}
+		tags := usageTags(s, s, 0, 0)
+		if _, err := nodeStats([]gossip.Member{{Name: "n", State: gossip.StateOnline, Tags: tags}}); err != nil {
+			t.Fatalf("tags of a parsed sample do not parse: %v", err)
+		}
+	})
+}

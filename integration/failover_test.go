@@ -43,6 +43,25 @@ func TestNodeKillRecoversItsServicesElsewhere(t *testing.T) {
 		return false
 	})
 	via := h.cl.Node(to)
+	ms, err := via.Client().Members(h.ctx)
+	if err != nil {
+		t.Fatalf("node list: %v", err)
+	}
+	leaders, voters := 0, 0
+	for _, m := range ms {
+		if m.Leader {
+			leaders++
+		}
+		if m.Raft == "voter" {
+			voters++
+		}
+		if m.Name == victim && m.Gossip == "alive" {
+			t.Errorf("node list shows the killed %s alive: %+v", victim, m)
+		}
+	}
+	if len(ms) != 3 || leaders != 1 || voters != 3 {
+		t.Errorf("node list %+v: want 3 members, 3 voters, 1 leader", ms)
+	}
 	var ae *api.Error
 	if err := via.Client().RemoveNode(h.ctx, "node9"); !errors.As(err, &ae) || ae.Code != 404 {
 		t.Errorf("node remove of an unknown node: %v, want a 404 naming it", err)
