@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -69,5 +70,28 @@ func TestObserverEvents(t *testing.T) {
 			t.Errorf("step %d: events %v, want %v", i, got, s.want)
 		}
 		prev = s.ms
+	}
+}
+
+// TestQuorumLostOncePerLoss: quorum_lost fires on each transition from
+// quorate to not quorate, not while it stays lost, nor at start-up.
+func TestQuorumLostOncePerLoss(t *testing.T) {
+	seq := []bool{false, false, true, true, false, false, false, true, false}
+	i := 0
+	lost := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	watchQuorum(ctx, time.Microsecond, func() bool {
+		q := seq[i]
+		i++
+		if i == len(seq) {
+			cancel()
+		}
+		return q
+	}, func() { lost++ })
+	if lost != 2 {
+		t.Errorf("quorum_lost fired %d times for %v, want 2", lost, seq)
+	}
+	if e := quorumLost("n1", time.Unix(5, 0)); e.Type != EventQuorumLost || e.Node != "n1" || len(e.ID) != 32 {
+		t.Errorf("event %+v", e)
 	}
 }

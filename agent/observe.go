@@ -78,13 +78,22 @@ func (n *node) emit(e Event) {
 // partition (after having been in it), checking every interval.
 func (a *Agent) watchQuorum(ctx context.Context, interval time.Duration) {
 	e := newEnv(a.n, "quorum", nil)
+	watchQuorum(ctx, interval, e.Quorate, func() { a.n.emit(quorumLost(a.n.name, time.Now())) })
+}
+
+// watchQuorum calls lost each time quorate turns from true to false.
+func watchQuorum(ctx context.Context, interval time.Duration, quorate func() bool, lost func()) {
 	was := false
 	for sleepCtx(ctx, interval) {
-		q := e.Quorate()
+		q := quorate()
 		if was && !q {
-			a.n.emit(Event{ID: newEventID(), Type: EventQuorumLost, Time: time.Now(), Sender: a.n.name, Node: a.n.name,
-				Message: fmt.Sprintf("node '%s' lost quorum: its CRM and LRM stop acting until it is back in the majority", a.n.name)})
+			lost()
 		}
 		was = q
 	}
+}
+
+func quorumLost(node string, now time.Time) Event {
+	return Event{ID: newEventID(), Type: EventQuorumLost, Time: now, Sender: node, Node: node,
+		Message: fmt.Sprintf("node '%s' lost quorum: its CRM and LRM stop acting until it is back in the majority", node)}
 }
