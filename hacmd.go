@@ -90,25 +90,32 @@ func (c *HAStatusCmd) Run(h *HACmd) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	c.watch(ctx, h, os.Stdout, os.Stderr)
+	return nil
+}
+
+// watch prints the status every Interval until ctx ends; an unreachable
+// agent is reported and retried, not fatal.
+func (c *HAStatusCmd) watch(ctx context.Context, h *HACmd, stdout, stderr io.Writer) {
 	for {
 		var buf bytes.Buffer
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := c.print(rctx, h, &buf)
 		cancel()
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if c.Output == "text" {
-			fmt.Print("\x1b[H\x1b[2J") // home, clear screen
-			fmt.Printf("every %v: haxd ha status    %s\n\n", c.Interval, time.Now().Format(time.DateTime))
+			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
+			fmt.Fprintf(stdout, "every %v: haxd ha status    %s\n\n", c.Interval, time.Now().Format(time.DateTime))
 		}
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "haxd:", err)
+			fmt.Fprintln(stderr, "haxd:", err)
 		}
-		os.Stdout.Write(buf.Bytes())
+		stdout.Write(buf.Bytes())
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(c.Interval):
 		}
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"haxd/api"
 	"haxd/ha"
@@ -71,6 +73,27 @@ func TestStatusAndNodeListOutput(t *testing.T) {
 	for _, want := range []string{"NODE", "node1", "voter (leader)", "node2", "failed", "unknown"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("node list lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+// TestStatusWatch: --watch --output json prints one status document per
+// interval, each a line, until interrupted.
+func TestStatusWatch(t *testing.T) {
+	st := api.Status{LocalNode: "node1", Quorate: true, Now: 1000}
+	h := &HACmd{Socket: fakeAgent(t, map[string]any{"GET /v1/status": st})}
+	ctx, cancel := context.WithTimeout(t.Context(), 350*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	(&HAStatusCmd{Output: "json", Watch: true, Interval: 100 * time.Millisecond}).watch(ctx, h, &out, &errb)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 2 || errb.Len() > 0 {
+		t.Fatalf("watch printed %d lines (stderr %q), want one per interval:\n%s", len(lines), errb.String(), out.String())
+	}
+	for _, l := range lines {
+		var v api.View
+		if err := json.Unmarshal([]byte(l), &v); err != nil || v.LocalNode != "node1" {
+			t.Errorf("line %q: %v", l, err)
 		}
 	}
 }
