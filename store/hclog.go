@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,10 +35,9 @@ type hclogAdapter struct {
 var repetitive = []string{
 	"failed to heartbeat to",
 	"failed to appendEntries to",
-	"failed to contact",
+	"failed to contact", // per server; not "failed to contact quorum of nodes, stepping down"
 	"failed to make requestVote RPC",
 	"failed to pipeline appendEntries",
-	"failed to get log",
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
@@ -101,7 +99,7 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	attrs = appendPairs(attrs, a.implied)
 	attrs = appendPairs(attrs, args)
 	var extra []any
-	if a.dedup != nil && slices.ContainsFunc(repetitive, func(p string) bool { return strings.HasPrefix(msg, p) }) {
+	if a.dedup != nil && slices.Contains(repetitive, msg) {
 		ok, n := a.dedup.allow(msg + "\x00" + peerOf(append(slices.Clone(a.implied), args...)))
 		if !ok {
 			return
@@ -113,10 +111,11 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	a.logger.Log(context.Background(), l, msg, append([]any{slog.Group("raft", attrs...)}, extra...)...)
 }
 
-// peerOf returns the value of raft's "peer" (or "id") argument, if any.
+// peerOf returns the value of the argument raft names the peer with
+// ("peer", "server-id" or "target"), if any.
 func peerOf(args []any) string {
 	for i := 0; i+1 < len(args); i += 2 {
-		if k, ok := args[i].(string); ok && (k == "peer" || k == "id") {
+		if k, ok := args[i].(string); ok && (k == "peer" || k == "server-id" || k == "target") {
 			return fmt.Sprint(flatten(args[i+1]))
 		}
 	}

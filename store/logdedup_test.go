@@ -46,3 +46,23 @@ func TestRaftPeerFailuresAreDeduplicated(t *testing.T) {
 		t.Errorf("line after the window = %v, want n2 with suppressed_repeats 79", last)
 	}
 }
+
+// TestRaftDedupKeepsDecisions: only the per-peer retry messages are
+// deduplicated; a step-down and log errors always pass.
+func TestRaftDedupKeepsDecisions(t *testing.T) {
+	var buf bytes.Buffer
+	a := newHclogAdapter(slog.New(slog.NewJSONHandler(&buf, nil)), "raft")
+	for range 3 {
+		a.Warn("failed to contact quorum of nodes, stepping down")
+		a.Error("failed to get log", "index", 7)
+		a.Warn("failed to contact", "server-id", "n2", "time", "1s")
+		a.Error("failed to make requestVote RPC", "target", "n3")
+	}
+	out := buf.String()
+	for msg, want := range map[string]int{`"failed to contact quorum of nodes, stepping down"`: 3, `"failed to get log"`: 3,
+		`"failed to contact"`: 1, `"failed to make requestVote RPC"`: 1} {
+		if got := strings.Count(out, `"msg":`+msg); got != want {
+			t.Errorf("%s logged %d times, want %d", msg, got, want)
+		}
+	}
+}
