@@ -93,6 +93,14 @@ func (o *observer) observe(prev, next *ha.ManagerStatus, now time.Time) []Event 
 		e.ID, e.Time, e.Sender = newEventID(), now, o.self
 		out = append(out, e)
 	}
+	if prev.MasterNode != next.MasterNode {
+		// A new mastership: what this node remembered from an earlier one
+		// is stale (another master may have finished those fences).
+		clear(o.fenced)
+		clear(o.failed)
+		clear(o.svcSince)
+		clear(o.svcFrom)
+	}
 	if next.MasterNode != "" && prev.MasterNode != next.MasterNode {
 		msg := fmt.Sprintf("node '%s' is the CRM master now", next.MasterNode)
 		if prev.MasterNode != "" {
@@ -135,17 +143,21 @@ func (o *observer) observe(prev, next *ha.ManagerStatus, now time.Time) []Event 
 	for _, sid := range slices.Sorted(maps.Keys(next.ServiceStatus)) {
 		sd := next.ServiceStatus[sid]
 		var was ha.ServiceState
+		wasRunning := false
 		if p := prev.ServiceStatus[sid]; p != nil {
 			was = p.State
+			wasRunning = p.State == ha.StateStarted && p.Running
 		}
 		switch {
-		case sd.State == ha.StateFence && was != ha.StateFence:
-			o.svcSince[sid], o.svcFrom[sid] = now, sd.Node
+		case sd.State == ha.StateFence:
+			if _, ok := o.svcSince[sid]; !ok { // fenced now, or before this mastership
+				o.svcSince[sid], o.svcFrom[sid] = now, sd.Node
+			}
 		case sd.State == ha.StateError && was != ha.StateError:
 			add(Event{Type: EventServiceError, SID: sid, Node: sd.Node,
 				Message: fmt.Sprintf("service '%s' entered the error state on node '%s' and needs manual intervention (see ERROR RECOVERY in docs/cli.md)", sid, sd.Node)})
 		}
-		if since, ok := o.svcSince[sid]; ok && sd.State == ha.StateStarted && sd.Running {
+		if since, ok := o.svcSince[sid]; ok && sd.State == ha.StateStarted && sd.Running && !wasRunning {
 			from := o.svcFrom[sid]
 			delete(o.svcSince, sid)
 			delete(o.svcFrom, sid)

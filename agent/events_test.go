@@ -95,3 +95,19 @@ func TestQuorumLostOncePerLoss(t *testing.T) {
 		t.Errorf("event %+v", e)
 	}
 }
+
+// TestObserverForgetsAcrossMasterships: what a master remembered about a
+// fence is dropped when another node was master in between, so a service
+// recovered meanwhile gives no recovery event later.
+func TestObserverForgetsAcrossMasterships(t *testing.T) {
+	o := newObserver("node1", ha.FastTiming())
+	t0 := time.Unix(1000, 0)
+	fenced := &ha.ManagerStatus{MasterNode: "node1", ServiceStatus: map[ha.SID]*ha.ServiceStatus{"exec:a": {State: ha.StateFence, Node: "node2"}}}
+	o.observe(fenced, fenced, t0)
+	byNode3 := &ha.ManagerStatus{MasterNode: "node3", ServiceStatus: map[ha.SID]*ha.ServiceStatus{"exec:a": {State: ha.StateStarted, Node: "node3", Running: true}}}
+	back := &ha.ManagerStatus{MasterNode: "node1", ServiceStatus: map[ha.SID]*ha.ServiceStatus{"exec:a": {State: ha.StateStarted, Node: "node3", Running: true}}}
+	evs := o.observe(byNode3, back, t0.Add(time.Minute))
+	if len(evs) != 1 || evs[0].Type != EventMasterChange || evs[0].From != "node3" {
+		t.Errorf("events %+v, want only master_change from node3", evs)
+	}
+}
