@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,9 +86,9 @@ func (c *cdp) eval(expr string, out any) error {
 	return json.Unmarshal(res.Result.Value, out)
 }
 
-// startChromium runs headless chromium with a fresh profile under dir and
+// startChromium runs headless chromium with a fresh profile and
 // returns a DevTools client for its first page.
-func startChromium(t *testing.T, dir string) *cdp {
+func startChromium(t *testing.T) *cdp {
 	t.Helper()
 	bin := ""
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -99,12 +100,16 @@ func startChromium(t *testing.T, dir string) *cdp {
 	if bin == "" {
 		t.Skip("chromium is not installed (.ci/run installs it): the browser test cannot run")
 	}
-	profile, err := os.MkdirTemp(dir, "chromium-profile-")
+	// The profile lives outside the test's temp dir: chromium's helper
+	// processes may still write to it for a moment after they are killed,
+	// which would fail the temp dir's cleanup.
+	profile, err := os.MkdirTemp("", "haxd-chromium-profile-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := append(append([]string{}, chromiumFlags...), "--user-data-dir="+profile, "--remote-debugging-port=0", "about:blank")
 	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group: kill every helper with it
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +117,17 @@ func startChromium(t *testing.T, dir string) *cdp {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		for range 50 { // helpers exit asynchronously
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove chromium profile %s", profile)
+	})
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -173,7 +188,7 @@ type pageRow struct {
 func TestStatusPageInBrowser(t *testing.T) {
 	h := startClusterWith(t, func(o *cluster.Options) { o.Metrics = true })
 	tmp := t.TempDir()
-	br := startChromium(t, tmp)
+	br := startChromium(t)
 	master := h.startOnePerNode()
 	victim := h.others(master)[0]
 	// Watch through a node that survives.

@@ -80,6 +80,11 @@ func (s *Store) handleForward(c net.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
+	select {
+	case <-s.ready: // a request can arrive while Open still starts raft
+	case <-ctx.Done():
+		return
+	}
 	res := s.serve(ctx, &req)
 	if err := json.NewEncoder(c).Encode(res); err != nil {
 		s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)

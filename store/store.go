@@ -37,6 +37,9 @@ type Store struct {
 	observer *raft.Observer
 	addr     string
 	hadState bool
+	// ready is closed once raft is set: the mux accepts forwarded requests
+	// before that, and they wait for it.
+	ready chan struct{}
 
 	timers lockTimers
 
@@ -86,7 +89,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if logger == nil {
 		logger = discardLogger()
 	}
-	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1)}
+	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1),
+		ready: make(chan struct{})}
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -176,6 +180,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
+	close(s.ready)
 	obs := make(chan raft.Observation, 64)
 	s.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
