@@ -86,4 +86,16 @@ func TestLimitsAndDisarmedRefusals(t *testing.T) {
 	if len(f.commands) != 0 || f.changes != 0 {
 		t.Errorf("refused requests changed state: commands %q", f.commands)
 	}
+	f.st.Commands = []string{"arm-ha"}
+	if err := c.Migrate(ctx, MoveRequest{SID: "exec:web", Node: "node2"}); err != nil {
+		t.Errorf("migrate with arm-ha queued: %v", err)
+	}
+	f.st.Manager.Disarm = nil
+	f.st.Commands = []string{"disarm-ha freeze"}
+	if err := c.Stop(ctx, StopRequest{SID: "exec:web"}); !errors.As(err, &ae) || ae.Code != 409 || !strings.Contains(ae.Message, "being disarmed") {
+		t.Errorf("stop with disarm-ha queued: %v, want 409", err)
+	}
+	if len(f.commands) != 1 {
+		t.Errorf("commands %q, want only the migrate queued while arm-ha was pending", f.commands)
+	}
 }

@@ -328,6 +328,15 @@ func (s *Server) managed(ctx context.Context, sid ha.SID) (*Status, error) {
 // disarmed refuses commands the CRM would not carry out while the HA stack
 // is disarmed (or disarming): they would wait silently until arm-ha.
 func disarmed(st *Status) *Error {
+	// A queued arm-ha or disarm-ha decides, the last one first.
+	for i := len(st.Commands) - 1; i >= 0; i-- {
+		switch c := st.Commands[i]; {
+		case c == "arm-ha":
+			return nil
+		case strings.HasPrefix(c, "disarm-ha"):
+			return Conflict("the HA stack is being disarmed (%s queued): services do not move or stop until `haxd ha crm-command arm-ha`", c)
+		}
+	}
 	if st.Manager != nil && st.Manager.Disarm != nil {
 		return Conflict("the HA stack is %s (resource mode %s): services do not move or stop until `haxd ha crm-command arm-ha`",
 			st.Manager.Disarm.State, st.Manager.Disarm.Mode)
