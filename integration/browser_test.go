@@ -254,9 +254,22 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if err := br.eval(`window.__haxdMarker || "reloaded"`, &marker); err != nil || marker != "kept" {
 		t.Errorf("the page was reloaded (marker %q, err %v): it must update itself", marker, err)
 	}
-	var text string
-	if err := br.eval(`document.body.innerText`, &text); err == nil && !strings.Contains(text, "fence_start") {
-		t.Errorf("the page's event list lacks the fence of %s:\n%s", victim, text)
+	// Events are those this node saw as master: the fence is listed unless
+	// mastership moved away from it meanwhile (a loaded machine can cost
+	// the master its quorum for a moment).
+	var text, shownMaster string
+	if err := br.eval(`document.body.innerText`, &text); err != nil {
+		t.Fatal(err)
+	}
+	if err := br.eval(`document.getElementById("master").textContent`, &shownMaster); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case strings.Contains(text, "fence_start: fencing node '"+victim+"'"):
+	case !strings.HasPrefix(shownMaster, master+" "):
+		t.Logf("mastership moved from %s to %s during the test: the fence is listed on the new master's page", master, shownMaster)
+	default:
+		t.Errorf("the page's event list lacks the fence of %s although %s stayed master:\n%s", victim, master, text)
 	}
 
 	var shot struct{ Data string }
