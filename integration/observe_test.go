@@ -129,21 +129,27 @@ func TestMetricsAndWebhooksOnNodeKill(t *testing.T) {
 			len(rcv.find("recovery", func(e webhookEvent) bool { return e.SID == svc(victim) })) > 0
 	})
 	time.Sleep(time.Second) // let any duplicate arrive before counting
+	// Sent once each, by the master of the time: normally the first
+	// master; on a loaded machine mastership may move meanwhile.
 	for _, typ := range []string{"fence_start", "fence_success"} {
-		if got := rcv.find(typ, about(victim)); len(got) != 1 || got[0].Sender != master || len(got[0].ID) != 32 {
-			t.Errorf("%s events for %s: %+v, want one from the master %s", typ, victim, got, master)
+		if got := rcv.find(typ, about(victim)); len(got) != 1 || got[0].Sender == victim || len(got[0].ID) != 32 {
+			t.Errorf("%s events for %s: %+v, want one from a master", typ, victim, got)
 		}
 	}
 	rec := rcv.find("recovery", func(e webhookEvent) bool { return e.SID == svc(victim) })
 	if len(rec) != 1 || rec[0].Node != to || rec[0].From != victim || rec[0].DurationSeconds <= 0 {
-		t.Errorf("recovery events: %+v, want one of %s from %s to %s with a duration", rec, svc(victim), victim, to)
+		t.Fatalf("recovery events: %+v, want one of %s from %s to %s with a duration", rec, svc(victim), victim, to)
+	}
+	if sender := rec[0].Sender; sender != master {
+		t.Logf("mastership moved from %s to %s during the failover", master, sender)
+		master = sender
 	}
 
 	m := scrape(t, h.cl.Node(master).Metrics)
 	want := map[string]func(float64) bool{
 		`haxd_node_state{node="` + victim + `",state="online"}`:                           func(v float64) bool { return v == 0 },
 		`haxd_node_state{node="` + master + `",state="online"}`:                           func(v float64) bool { return v == 1 },
-		`haxd_fence_events_total{event="start"}`:                                          func(v float64) bool { return v == 1 },
+		`haxd_fence_events_total{event="start"}`:                                          func(v float64) bool { return v <= 1 },
 		`haxd_fence_events_total{event="success"}`:                                        func(v float64) bool { return v == 1 },
 		`haxd_recoveries_total`:                                                           func(v float64) bool { return v == 1 },
 		`haxd_recovery_duration_seconds_count`:                                            func(v float64) bool { return v == 1 },
