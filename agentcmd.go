@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"haxd/agent"
+	"haxd/ha"
 )
 
 // AgentCmd is `haxd agent`: run the HA agent of this node.
@@ -27,19 +29,72 @@ type AgentCmd struct {
 	Insecure        bool     `help:"Run without gossip encryption (local tests only)."`
 	Timing          string   `help:"Override the timing profile: fast or pve."`
 	Set             []string `help:"Override any config key: --set key=value (repeatable)." sep:"none"`
+	Check           bool     `help:"Only validate the config (file, flags, timing, key file) and exit: 0 when valid, 2 naming the bad field."`
 }
 
 // Run loads the config, applies the flags, validates and runs the agent
 // until SIGTERM or SIGINT.
 func (c *AgentCmd) Run() error {
+	cfg, warnings, err := c.load()
+	if err != nil {
+		return err
+	}
+	if c.Check {
+		for _, w := range warnings {
+			fmt.Println("warning: timing:", w)
+		}
+		fmt.Printf("config OK: node %s, timing %s (lock_ttl %v, failover in about %v), api %s\n",
+			cfg.NodeName, cfg.TimingProfile, cfg.Timing.LockTTL, cfg.Timing.LockTTL+cfg.Timing.CRMRound, cfg.APISocket)
+		return nil
+	}
+	logger := slog.New(newLogHandler(os.Stderr, cfg.LogFormat, cfg.LogLevel))
+	for _, w := range warnings {
+		logger.Warn("timing: " + w)
+	}
+	return c.run(cfg, logger)
+}
+
+// newLogHandler returns the agent's slog handler: text or json, at the
+// given level, with haxd's own levels printed by name (NOTICE, TRACE)
+// instead of slog's "INFO+2".
+func newLogHandler(w io.Writer, format, level string) slog.Handler {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && a.Key == slog.LevelKey {
+			if l, ok := a.Value.Any().(slog.Level); ok {
+				a.Value = slog.StringValue(levelName(l))
+			}
+		}
+		return a
+	}}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
+}
+
+// levelName names haxd's custom levels; the standard ones keep slog's names.
+func levelName(l slog.Level) string {
+	switch l {
+	case ha.LevelNotice:
+		return "NOTICE"
+	case slog.LevelDebug - 4:
+		return "TRACE"
+	}
+	return l.String()
+}
+
+// load reads the config file, applies the flags and validates the result.
+func (c *AgentCmd) load() (agent.Config, []string, error) {
 	cfg := agent.DefaultConfig()
 	if c.Config != "" {
 		b, err := os.ReadFile(c.Config)
 		if err != nil {
-			return fmt.Errorf("read config: %w", err)
+			return cfg, nil, usageError{fmt.Errorf("read config: %w", err)}
 		}
 		if err := agent.ParseConfig(c.Config, b, &cfg); err != nil {
-			return usageError{err}
+			return cfg, nil, usageError{err}
 		}
 	}
 	overrides := map[string]string{"node_name": c.NodeName, "data_dir": c.DataDir, "gossip_addr": c.GossipAddr,
@@ -56,7 +111,7 @@ func (c *AgentCmd) Run() error {
 	for _, kv := range c.Set {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return usageError{fmt.Errorf("--set %q: expected key=value", kv)}
+			return cfg, nil, usageError{fmt.Errorf("--set %q: expected key=value", kv)}
 		}
 		overrides[k] = v
 	}
@@ -65,24 +120,18 @@ func (c *AgentCmd) Run() error {
 			continue
 		}
 		if err := cfg.SetOverride(k, v); err != nil {
-			return usageError{fmt.Errorf("flag: %w", err)}
+			return cfg, nil, usageError{fmt.Errorf("flag: %w", err)}
 		}
 	}
 	warnings, err := cfg.Finish()
 	if err != nil {
-		return usageError{fmt.Errorf("config: %w", err)}
+		return cfg, nil, usageError{fmt.Errorf("config: %w", err)}
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
-	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(os.Stderr, opts)
-	}
-	logger := slog.New(h)
-	for _, w := range warnings {
-		logger.Warn("timing: " + w)
-	}
+	return cfg, warnings, nil
+}
+
+// run runs the agent until SIGTERM or SIGINT.
+func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// SIGUSR1 stops the agent as for a node shutdown, SIGUSR2 as for a

@@ -84,9 +84,14 @@ func (c *DemoCmd) Run() error {
 	failover := time.Since(killed)
 	step("exec:demo2 runs again on %s, %.2f s after node2 was killed", cl.RunningOn("exec:demo2", time.Second), failover.Seconds())
 	waitStarted(ctx, cl, map[string]string{"exec:demo2": cl.RunningOn("exec:demo2", time.Second)})
+	dead, err := waitNotAlive(ctx, cl, "node2")
+	if err != nil {
+		return err
+	}
 	if err := printStatus(ctx, cl); err != nil {
 		return err
 	}
+	step("the status shows node2 as not alive: CRM state %s, LRM %s, last heard %d s ago", dead.State, dead.Display, dead.Age)
 	runs, violations, err := cl.Check()
 	if err != nil {
 		return err
@@ -121,6 +126,33 @@ func waitStarted(ctx context.Context, cl *cluster.Cluster, want map[string]strin
 		}
 		return true
 	})
+}
+
+// waitNotAlive waits until the status shows node as not alive (the CRM
+// does not see it online, or its LRM status went stale), which takes at
+// most the status's stale_after once the node is dead, and returns its view.
+func waitNotAlive(ctx context.Context, cl *cluster.Cluster, node string) (api.NodeView, error) {
+	var last api.NodeView
+	var stale int64 = 60
+	err := waitFor(ctx, 2*time.Minute, func() bool {
+		st, _, err := cl.Status(ctx)
+		if err != nil {
+			return false
+		}
+		v := api.BuildView(st)
+		stale = v.StaleAfter
+		for _, n := range v.Nodes {
+			if n.Name == node {
+				last = n
+				return !n.Alive
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return last, fmt.Errorf("demo: the status still shows %s alive (%+v, stale_after %d s): %w", node, last, stale, err)
+	}
+	return last, nil
 }
 
 func printStatus(ctx context.Context, cl *cluster.Cluster) error {

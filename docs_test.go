@@ -176,12 +176,10 @@ func TestDocsConfigReferenceListsEveryKey(t *testing.T) {
 			if v.String() != "" {
 				want = "`" + v.String() + "`"
 			}
-		case reflect.Int64:
-			if v.Type() == reflect.TypeFor[time.Duration]() {
-				want = "`" + time.Duration(v.Int()).String() + "`"
-			}
 		case reflect.Int:
 			want = strconv.Itoa(int(v.Int()))
+		case reflect.Int64: // time.Duration
+			want = docDuration(time.Duration(v.Int()))
 		case reflect.Bool:
 			want = strconv.FormatBool(v.Bool())
 		case reflect.Pointer:
@@ -378,8 +376,7 @@ func TestDocsExampleConfig(t *testing.T) {
 func cliParser(t *testing.T, w *bytes.Buffer) *kong.Kong {
 	t.Helper()
 	var cli CLI
-	k, err := kong.New(&cli, kong.Name("haxd"), kong.Description("High-availability cluster manager."),
-		kong.Writers(w, w), kong.Exit(func(int) {}))
+	k, err := kong.New(&cli, append(kongOptions(), kong.Writers(w, w), kong.Exit(func(int) {}))...)
 	if err != nil {
 		t.Fatal(err)
 	}

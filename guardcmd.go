@@ -41,7 +41,7 @@ func (c *GuardCmd) Run() error {
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("guard --log-level: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(newLogHandler(os.Stderr, "text", c.LogLevel))
 	cfg, err := c.config(logger)
 	if err != nil {
 		return err

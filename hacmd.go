@@ -5,15 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"haxd/agent"
 	"haxd/api"
 	"haxd/ha"
 )
@@ -21,7 +26,7 @@ import (
 // HACmd is `haxd ha`: the operator's command line, a thin client of the
 // local agent's API.
 type HACmd struct {
-	Socket string `help:"Path of the agent's API socket." default:"/run/haxd/haxd.sock" env:"HAXD_SOCKET"`
+	Socket string `help:"Path of the agent's API socket (default: api_socket of $HAXD_CONFIG or /etc/haxd/haxd.conf, else /run/haxd/haxd.sock)." env:"HAXD_SOCKET"`
 
 	Status          HAStatusCmd      `cmd:"" help:"Show quorum, master, every LRM and every service."`
 	Add             HAAddCmd         `cmd:"" help:"Add a resource to HA management."`
@@ -39,7 +44,32 @@ type HACmd struct {
 	Datacenter      HADatacenterCmd  `cmd:"" help:"Show or change cluster-wide settings (shutdown policy, scheduler)."`
 }
 
-func (h *HACmd) client() *api.Client { return api.NewClient(h.Socket) }
+func (h *HACmd) client() *api.Client { return api.NewClient(h.socket()) }
+
+// defaultSocket is the agent's default api_socket.
+const defaultSocket = "/run/haxd/haxd.sock"
+
+// socket returns --socket ($HAXD_SOCKET), else the api_socket of the
+// agent config ($HAXD_CONFIG, default /etc/haxd/haxd.conf) when that file
+// sets one, else the default socket.
+func (h *HACmd) socket() string {
+	if h.Socket != "" {
+		return h.Socket
+	}
+	path := os.Getenv("HAXD_CONFIG")
+	if path == "" {
+		path = "/etc/haxd/haxd.conf"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return defaultSocket
+	}
+	cfg := agent.DefaultConfig()
+	if err := agent.ParseConfig(path, b, &cfg); err != nil || cfg.APISocket == "" {
+		return defaultSocket
+	}
+	return cfg.APISocket
+}
 
 func apiContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
@@ -47,32 +77,78 @@ func apiContext() (context.Context, context.CancelFunc) {
 
 // HAStatusCmd prints the status view.
 type HAStatusCmd struct {
-	Output  string `help:"Output format: text or json." enum:"text,json" default:"text"`
-	Verbose bool   `help:"Also print the full cluster state."`
+	Output   string        `help:"Output format: text or json (structured, schema in docs/cli.md)." enum:"text,json" default:"text"`
+	Verbose  bool          `help:"Also print the full cluster state."`
+	Watch    bool          `short:"w" help:"Print the status again every --interval until interrupted (json: one document per line)."`
+	Interval time.Duration `help:"Refresh interval of --watch." default:"2s"`
 }
 
-// Run prints the status.
+// Run prints the status, once or (with --watch) until interrupted.
 func (c *HAStatusCmd) Run(h *HACmd) error {
-	ctx, cancel := apiContext()
-	defer cancel()
+	if c.Interval <= 0 {
+		return usageError{fmt.Errorf("--interval %v: expected a positive duration", c.Interval)}
+	}
+	if !c.Watch {
+		ctx, cancel := apiContext()
+		defer cancel()
+		return c.print(ctx, h, os.Stdout)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c.watch(ctx, h, os.Stdout, os.Stderr)
+	return nil
+}
+
+// watch prints the status every Interval until ctx ends; an unreachable
+// agent is reported and retried, not fatal.
+func (c *HAStatusCmd) watch(ctx context.Context, h *HACmd, stdout, stderr io.Writer) {
+	for {
+		var buf bytes.Buffer
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := c.print(rctx, h, &buf)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if c.Output == "text" {
+			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
+			fmt.Fprintf(stdout, "every %v: haxd ha status    %s\n\n", c.Interval, time.Now().Format(time.DateTime))
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "haxd:", err)
+		}
+		stdout.Write(buf.Bytes())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.Interval):
+		}
+	}
+}
+
+func (c *HAStatusCmd) print(ctx context.Context, h *HACmd, w io.Writer) error {
 	st, err := h.client().Status(ctx)
 	if err != nil {
 		return err
 	}
-	entries := api.Entries(st)
 	if c.Output == "json" {
-		out := map[string]any{"entries": entries}
+		var out any = api.BuildView(st)
 		if c.Verbose {
-			out["state"] = st
+			out = struct {
+				*api.View
+				State *api.Status `json:"state"`
+			}{api.BuildView(st), st}
 		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
+		enc := json.NewEncoder(w)
+		if !c.Watch {
+			enc.SetIndent("", "  ")
+		}
 		return enc.Encode(out)
 	}
-	fmt.Print(api.Format(entries))
+	fmt.Fprint(w, api.Format(api.Entries(st)))
 	if c.Verbose {
 		b, _ := json.MarshalIndent(st, "", "  ")
-		fmt.Printf("full cluster state:\n%s\n", b)
+		fmt.Fprintf(w, "full cluster state:\n%s\n", b)
 	}
 	return nil
 }
@@ -88,22 +164,24 @@ type HAAddCmd struct {
 	Comment     string   `help:"Free text."`
 	Group       string   `help:"Legacy HA group (see haxd ha groups); it must exist. The CRM migrates it to a node-affinity rule."`
 	Spec        string   `help:"Type-specific definition as JSON (exec: {\"command\":...,\"args\":[...]})."`
+	Cores       float64  `help:"CPU cores the service needs, for the static and dynamic schedulers."`
+	MemoryMB    int      `name:"memory-mb" help:"Memory the service needs in MiB, for the static and dynamic schedulers."`
 	Command     []string `arg:"" optional:"" passthrough:"" help:"For exec resources: the command and its arguments, after -- (shorthand for --spec). Everything after -- belongs to the command, so give haxd's flags before --; a flag of ha add after -- is refused."`
 }
 
 // addFlags returns the long flags of HAAddCmd, which after -- would be
 // taken for the command's own arguments.
 func addFlags() []string {
-	return []string{"--node", "--state", "--max-restart", "--max-relocate", "--failback", "--no-failback", "--comment", "--group", "--spec"}
+	return []string{"--node", "--state", "--max-restart", "--max-relocate", "--failback", "--no-failback", "--comment", "--group", "--spec", "--cores", "--memory-mb"}
 }
 
 // Run adds the resource.
 func (c *HAAddCmd) Run(h *HACmd) error {
 	req := api.AddResourceRequest{SID: c.SID, Node: c.Node, State: c.State, MaxRestart: c.MaxRestart,
-		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group}
+		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group, Cores: c.Cores, MemoryMB: c.MemoryMB}
 	switch {
 	case c.Spec != "" && len(c.Command) > 0:
-		return fmt.Errorf("--spec and a command after -- are mutually exclusive")
+		return usageError{fmt.Errorf("--spec and a command after -- are mutually exclusive")}
 	case c.Spec != "":
 		if !json.Valid([]byte(c.Spec)) {
 			return usageError{fmt.Errorf("--spec %q: not valid JSON", c.Spec)}
@@ -288,15 +366,31 @@ func (c *HAMoveCmd) Run(h *HACmd, kctx *kong.Context) error {
 
 // HAStopCmd stops a service.
 type HAStopCmd struct {
-	SID     string `arg:"" help:"Resource id."`
-	Timeout int    `help:"Seconds to wait for a graceful stop; 0 kills at once." default:"60"`
+	SID     string        `arg:"" help:"Resource id."`
+	Timeout time.Duration `help:"How long to wait for a graceful stop (whole seconds, e.g. 90s or 2m); 0 kills at once." default:"60s"`
 }
 
 // Run queues the stop.
 func (c *HAStopCmd) Run(h *HACmd) error {
+	secs, err := stopSeconds(c.Timeout)
+	if err != nil {
+		return usageError{err}
+	}
 	ctx, cancel := apiContext()
 	defer cancel()
-	return h.client().Stop(ctx, api.StopRequest{SID: c.SID, Timeout: c.Timeout})
+	return h.client().Stop(ctx, api.StopRequest{SID: c.SID, Timeout: secs})
+}
+
+// stopSeconds converts a stop timeout to the whole seconds the CRM
+// command carries.
+func stopSeconds(d time.Duration) (int, error) {
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("--timeout %v: expected a duration >= 0", d)
+	case d%time.Second != 0:
+		return 0, fmt.Errorf("--timeout %v: expected whole seconds (the stop command counts seconds)", d)
+	}
+	return int(d / time.Second), nil
 }
 
 // HAMaintenanceCmd toggles node maintenance.
@@ -380,16 +474,64 @@ func showOrSetText(kctx *kong.Context, what, file string, get func(context.Conte
 
 // HANodeCmd holds node operations.
 type HANodeCmd struct {
-	Remove struct {
-		Node string `arg:"" help:"Node to remove; it must be down."`
-	} `cmd:"" help:"Remove a dead node from the cluster (its state becomes gone)."`
+	List   HANodeListCmd   `cmd:"" help:"List the cluster members: gossip status, raft role, CRM state."`
+	Remove HANodeRemoveCmd `cmd:"" help:"Remove a dead node from the cluster (its state becomes gone)."`
+}
+
+// HANodeListCmd lists the members.
+type HANodeListCmd struct {
+	Output string `help:"Output format: text or json." enum:"text,json" default:"text"`
+}
+
+// Run prints the members.
+func (c *HANodeListCmd) Run(h *HACmd) error {
+	ctx, cancel := apiContext()
+	defer cancel()
+	ms, err := h.client().Members(ctx)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ms)
+	}
+	fmt.Print(formatMembers(ms))
+	return nil
+}
+
+// formatMembers renders members as an aligned table.
+func formatMembers(ms []api.Member) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tGOSSIP\tRAFT\tCRM STATE\tADDRESS\tVERSION")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, m := range ms {
+		raft := dash(m.Raft)
+		if m.Leader {
+			raft += " (leader)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, dash(m.Gossip), raft, dash(string(m.State)), dash(m.Addr), dash(m.Version))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// HANodeRemoveCmd removes a dead node.
+type HANodeRemoveCmd struct {
+	Node string `arg:"" help:"Node to remove; it must be down."`
 }
 
 // Run removes the node.
-func (c *HANodeCmd) Run(h *HACmd) error {
+func (c *HANodeRemoveCmd) Run(h *HACmd) error {
 	ctx, cancel := apiContext()
 	defer cancel()
-	return h.client().RemoveNode(ctx, c.Remove.Node)
+	return h.client().RemoveNode(ctx, c.Node)
 }
 
 // HADatacenterCmd shows or changes the cluster-wide settings.

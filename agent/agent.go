@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,6 +39,9 @@ var Version = "dev"
 
 // Agent is one running `haxd agent`.
 type Agent struct {
+	sd           *sdNotifier
+	lrmStep      atomic.Int64 // Unix nanoseconds of the last LRM step
+	usage        usageTagsState
 	cfg          Config
 	nodeShutdown NodeShutdownFunc
 	log          *slog.Logger
@@ -67,7 +71,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	if nodeShutdown == nil {
 		nodeShutdown = SystemdShutdown
 	}
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), nodeShutdown: nodeShutdown}
+	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), nodeShutdown: nodeShutdown, sd: newSDNotifier(os.Getenv)}
 	// TLS first: a node that cannot join the cluster starts nothing.
 	var storeTLS *store.TLS
 	if cfg.UseTLS() {
@@ -165,12 +169,23 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	}
 
 	monoBase := fence.MonotonicNow()
-	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, devices: fr, log: a.log}
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, devices: fr, log: a.log,
+		obs: newObserver(cfg.NodeName, cfg.Timing), events: newEventLog(maxPageEvents)}
+	if cfg.MetricsAddr != "" {
+		a.n.metrics = newMetrics(st, cfg.NodeName)
+		if err := a.n.metrics.bridgeRaft(); err != nil {
+			a.log.Warn("raft metrics not bridged", "err", err)
+		}
+	}
+	a.n.notify = newNotifier(life, notifyConfig{webhooks: cfg.NotifyWebhooks, exec: cfg.NotifyExec, secret: cfg.notifySecret,
+		timeout: cfg.NotifyTimeout, retries: cfg.NotifyRetries, backoff: cfg.NotifyBackoff}, a.log.With("component", "notify"), a.n.metrics)
+	go a.watchQuorum(life, cfg.Timing.CRMRound)
 	a.n.fencer = newFencer(a.log.With("component", "fence"), &a.cfg.Timing,
 		func(ctx context.Context, expiry int64) (guardClient, error) {
 			return fence.Open(ctx, guardSocket, expiry)
 		},
 		fence.MonotonicNow, a.n.expiry)
+	a.n.fencer.fed = a.n.metrics.guardFeed
 	// Every service, whatever its type, runs in a cgroup v2 leaf of its
 	// own below cgroupParent (systemd units: the unit's cgroup), admitted
 	// by the fencer and registered with the guard before it is spawned.
@@ -213,11 +228,19 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 
 	go a.membership(life)
 	go a.watchDisk(life, cfg.diskCheckInterval())
+	go a.publishUsage(life)
 
 	if err := a.serveAPI(); err != nil {
 		return err
 	}
 	defer a.apiSrv.Close()
+	if cfg.MetricsAddr != "" {
+		srv, err := a.serveObservability(cfg.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 
 	crmDone := make(chan struct{})
 	lrmDone := make(chan struct{})
@@ -227,8 +250,16 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	go a.runLRM(life, lrmStop, lrmDone)
 	a.log.Info("agent started", "raft", st.Addr(), "gossip", g.LocalAddr(), "api", cfg.APISocket,
 		"lock_ttl", cfg.Timing.LockTTL, "watchdog_timeout", cfg.Timing.WatchdogTimeout)
+	a.lrmStep.Store(time.Now().UnixNano())
+	if err := a.sd.notify("READY=1\nSTATUS=serving the API on " + cfg.APISocket); err != nil {
+		a.log.Warn("systemd notification failed", "err", err)
+	}
+	go a.sd.watchdog(life, &a.lrmStep, time.Now)
 
 	<-ctx.Done()
+	if err := a.sd.notify("STOPPING=1\nSTATUS=stopping: the LRM follows the shutdown policy"); err != nil {
+		a.log.Warn("systemd notification failed", "err", err)
+	}
 	a.log.Info("shutting down", "shutdown_policy_applies", a.detectNodeShutdown())
 	close(lrmStop)
 	<-lrmDone
@@ -277,6 +308,7 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
 		if !c.Step() {
 			return
 		}
+		a.n.metrics.crmRoundDone(time.Since(start))
 		select {
 		case <-stop:
 			if !stopping {
@@ -305,6 +337,7 @@ func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- s
 		if !l.Step() {
 			return
 		}
+		a.lrmStep.Store(time.Now().UnixNano())
 		wait := time.Until(start.Add(l.Interval()))
 		if stopping {
 			wait = min(wait, 100*time.Millisecond)
@@ -389,12 +422,24 @@ func (a *Agent) markMember() {
 	a.publishTags()
 }
 
-// publishTags gossips this node's tags: its version and addresses, whether
-// it belongs to the raft cluster, and why it stepped out, if it did.
+// publishTags gossips this node's tags (tags).
 func (a *Agent) publishTags() {
 	a.n.tagsMu.Lock()
 	defer a.n.tagsMu.Unlock()
-	tags := map[string]string{gossip.TagVersion: Version, gossip.TagRaft: a.n.store.Addr(), gossip.TagAPI: a.cfg.APISocket}
+	if err := a.n.gossip.SetTags(a.tags()); err != nil {
+		a.log.Warn("gossip tags", "err", err)
+	}
+}
+
+// tags are the gossip tags of this node: identity, membership and usage.
+func (a *Agent) tags() map[string]string {
+	tags := a.usage.get()
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	tags[gossip.TagVersion] = Version
+	tags[gossip.TagRaft] = a.n.store.Addr()
+	tags[gossip.TagAPI] = a.cfg.APISocket
 	if a.n.member.Load() {
 		tags[tagMember] = "1"
 	}
@@ -402,9 +447,7 @@ func (a *Agent) publishTags() {
 		// A short code, not the error: gossip metadata is small.
 		tags[tagSteppedOut] = "data_dir_not_writable"
 	}
-	if err := a.n.gossip.SetTags(tags); err != nil {
-		a.log.Warn("gossip tags", "err", err)
-	}
+	return tags
 }
 
 // rejoin keeps this node in gossip: whenever no other member is alive in

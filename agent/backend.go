@@ -32,7 +32,8 @@ func (b *backend) Status(ctx context.Context) (*api.Status, error) {
 	}
 	e := newEnv(b.a.n, "api", nil)
 	out := &api.Status{LocalNode: b.a.n.name, Quorate: e.Quorate(), Now: e.Now().Unix(), Manager: ms,
-		LRM: map[string]*ha.LRMStatus{}, Resources: b.st().Resources()}
+		LRM: map[string]*ha.LRMStatus{}, Resources: b.st().Resources(),
+		StaleAfter: api.StaleAfter(b.a.cfg.Timing), Commands: b.st().Commands()}
 	if dc := b.st().Datacenter(); dc != nil {
 		out.CRMMode = dc.CRS.Mode
 	}
@@ -225,10 +226,22 @@ func (b *backend) RemoveNode(ctx context.Context, node string) error {
 	if node == b.a.n.name {
 		return api.Conflict("node '%s' is the answering node; remove it from another node", node)
 	}
+	known := false
 	for _, m := range b.a.n.gossip.Members() {
 		if m.Name == node && m.State == "online" {
 			return api.Conflict("node '%s' is online; stop its agent before removing it", node)
 		}
+		known = known || m.Name == node
+	}
+	if servers, err := b.st().Servers(); err == nil {
+		known = known || slices.ContainsFunc(servers, func(s store.Server) bool { return s.ID == node })
+	}
+	if ms, err := b.st().ManagerStatus(); err == nil {
+		_, inStatus := ms.NodeStatus[node]
+		known = known || inStatus
+	}
+	if !known {
+		return api.NotFound("node '%s' is not a cluster member (see haxd ha node list)", node)
 	}
 	return mapErr(b.st().Remove(ctx, node))
 }
@@ -243,7 +256,10 @@ func diagError(what string, d placement.Diagnostic) error {
 	if d.Key != "" {
 		where += ", key " + d.Key
 	}
-	return api.BadRequest(what, where, "%s", d.Msg)
+	// The CRM ignores a bad section of a stored file; the API refuses the
+	// whole text instead, so "section ignored" would not say what happened.
+	msg := strings.TrimSuffix(d.Msg, ", section ignored")
+	return api.BadRequest(what, where, "%s; nothing was changed (fix the file and set it again)", msg)
 }
 
 func mapErr(err error) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -48,6 +49,10 @@ type Config struct {
 	// EncryptKey is the base64 gossip key from `haxd keygen` (16, 24 or 32
 	// bytes). Required unless Insecure.
 	EncryptKey string `cfg:"encrypt_key"`
+	// EncryptKeyFile is a file holding the gossip key, as `haxd keygen -o`
+	// writes it (surrounding blanks ignored); an alternative to EncryptKey
+	// that keeps the key out of the config. Finish reads it.
+	EncryptKeyFile string `cfg:"encrypt_key_file"`
 	// Insecure allows running without gossip encryption and, when no TLS
 	// file is set, without TLS on the raft port (local tests only).
 	Insecure bool `cfg:"insecure"`
@@ -103,6 +108,41 @@ type Config struct {
 	// off, to report the node off.
 	FenceConfirmTimeout time.Duration `cfg:"fence_confirm_timeout"`
 
+	// MetricsAddr is host:port of the opt-in HTTP listener serving
+	// Prometheus metrics (/metrics) and the read-only status page (/);
+	// empty: no listener. It has no authentication: bind it to a private
+	// address.
+	MetricsAddr string `cfg:"metrics_addr"`
+	// NotifyWebhooks are URLs that get every event as a JSON POST (sent by
+	// the CRM master; quorum_lost by the node that lost quorum).
+	NotifyWebhooks []string `cfg:"notify_webhooks"`
+	// NotifyWebhookSecretFile holds the key of the HMAC-SHA256 signature
+	// header of webhooks; empty: unsigned.
+	NotifyWebhookSecretFile string `cfg:"notify_webhook_secret_file"`
+	// NotifyExec are programs run with every event as JSON on stdin.
+	NotifyExec []string `cfg:"notify_exec"`
+	// NotifyTimeout bounds one delivery attempt. Default 5s.
+	NotifyTimeout time.Duration `cfg:"notify_timeout"`
+	// NotifyRetries is how many times a failed delivery is retried.
+	// Default 5.
+	NotifyRetries int `cfg:"notify_retries"`
+	// NotifyBackoff is the delay before the first retry; it doubles with
+	// each retry, up to 30 s. Default 1s.
+	NotifyBackoff time.Duration `cfg:"notify_backoff"`
+
+	// NodeCPUs is the number of cores this node offers the static and
+	// dynamic schedulers; 0: the cores in /proc/stat.
+	NodeCPUs int `cfg:"node_cpus"`
+	// NodeMemoryMB is the memory in MiB this node offers the schedulers;
+	// 0: MemTotal of /proc/meminfo.
+	NodeMemoryMB int `cfg:"node_memory_mb"`
+	// UsageInterval is how often the agent samples /proc and gossips its
+	// usage for the schedulers. Default 10s.
+	UsageInterval time.Duration `cfg:"usage_interval"`
+
+	// notifySecret is the content of NotifyWebhookSecretFile, read by Finish.
+	notifySecret []byte
+
 	// TimingProfile picks the base timings: fast (default) or pve. The
 	// fields below override single values of the profile.
 	TimingProfile string `cfg:"timing"`
@@ -151,6 +191,10 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		LogFormat:      "text",
 		TimingProfile:  "fast",
+		NotifyTimeout:  5 * time.Second,
+		NotifyRetries:  5,
+		NotifyBackoff:  time.Second,
+		UsageInterval:  10 * time.Second,
 		DiskCheckInterval: func() *time.Duration {
 			d := DefaultDiskCheckInterval
 			return &d
@@ -317,6 +361,35 @@ func (c *Config) Finish() (warnings []string, err error) {
 		return nil, err
 	}
 	c.Timing = t
+	if c.EncryptKeyFile != "" {
+		if c.EncryptKey != "" {
+			return nil, fmt.Errorf("encrypt_key_file %q: encrypt_key is set too; set only one", c.EncryptKeyFile)
+		}
+		b, err := os.ReadFile(c.EncryptKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt_key_file %q: %w", c.EncryptKeyFile, err)
+		}
+		key := strings.TrimSpace(string(b))
+		if key == "" {
+			return nil, fmt.Errorf("encrypt_key_file %q: the file is empty (create it with `haxd keygen -o FILE`)", c.EncryptKeyFile)
+		}
+		c.EncryptKey = key
+		if err := c.validateKey(); err != nil {
+			return nil, fmt.Errorf("encrypt_key_file %q: %w", c.EncryptKeyFile, err)
+		}
+	}
+	if c.NotifyWebhookSecretFile != "" {
+		b, err := os.ReadFile(c.NotifyWebhookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("notify_webhook_secret_file %q: %w", c.NotifyWebhookSecretFile, err)
+		}
+		if c.notifySecret = []byte(strings.TrimSpace(string(b))); len(c.notifySecret) == 0 {
+			return nil, fmt.Errorf("notify_webhook_secret_file %q: the file is empty", c.NotifyWebhookSecretFile)
+		}
+	}
+	if err := c.validateObservability(); err != nil {
+		return nil, err
+	}
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -345,6 +418,61 @@ const DefaultTLSDir = "/etc/haxd/tls"
 // with Insecure and no TLS file set.
 func (c *Config) UseTLS() bool {
 	return !c.Insecure || c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != ""
+}
+
+// validateObservability checks the metrics and notification fields.
+func (c *Config) validateObservability() error {
+	if c.MetricsAddr != "" {
+		host, port, err := net.SplitHostPort(c.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics_addr %q: expected host:port: %w", c.MetricsAddr, err)
+		}
+		if _, err := strconv.Atoi(port); err != nil {
+			return fmt.Errorf("metrics_addr %q: port %q is not a number", c.MetricsAddr, port)
+		}
+		if host != "" && net.ParseIP(host) == nil {
+			return fmt.Errorf("metrics_addr %q: %q is not an IP address", c.MetricsAddr, host)
+		}
+	}
+	for _, u := range c.NotifyWebhooks {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("notify_webhooks %q: expected an http:// or https:// URL", u)
+		}
+	}
+	for _, p := range c.NotifyExec {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("notify_exec %q: expected an absolute path of a program", p)
+		}
+	}
+	if c.NotifyTimeout <= 0 {
+		return fmt.Errorf("notify_timeout %v: expected a positive duration", c.NotifyTimeout)
+	}
+	if c.NotifyRetries < 0 {
+		return fmt.Errorf("notify_retries %d: expected >= 0", c.NotifyRetries)
+	}
+	if c.NodeCPUs < 0 || c.NodeMemoryMB < 0 {
+		return fmt.Errorf("node_cpus %d, node_memory_mb %d: expected >= 0 (0: measured)", c.NodeCPUs, c.NodeMemoryMB)
+	}
+	if c.UsageInterval <= 0 {
+		return fmt.Errorf("usage_interval %v: expected a positive duration", c.UsageInterval)
+	}
+	if c.NotifyBackoff <= 0 {
+		return fmt.Errorf("notify_backoff %v: expected a positive duration", c.NotifyBackoff)
+	}
+	return nil
+}
+
+// validateKey checks that EncryptKey is a base64 key of 16, 24 or 32 bytes.
+func (c *Config) validateKey() error {
+	k, err := base64.StdEncoding.DecodeString(c.EncryptKey)
+	if err != nil {
+		return fmt.Errorf("encrypt_key: not valid base64: %w", err)
+	}
+	if n := len(k); n != 16 && n != 24 && n != 32 {
+		return fmt.Errorf("encrypt_key: decodes to %d bytes, expected 16, 24 or 32", n)
+	}
+	return nil
 }
 
 func (c *Config) validate() error {
@@ -409,16 +537,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("fence_* keys: %w", err)
 	}
 	if c.EncryptKey == "" && !c.Insecure {
-		return fmt.Errorf("encrypt_key: required (create one with `haxd keygen`), or set insecure = true for local tests")
+		return fmt.Errorf("encrypt_key: required (create one with `haxd keygen`, or point encrypt_key_file at `haxd keygen -o FILE`), or set insecure = true for local tests")
 	}
 	if c.EncryptKey != "" {
-		k, err := base64.StdEncoding.DecodeString(c.EncryptKey)
-		if err != nil {
-			return fmt.Errorf("encrypt_key: not valid base64: %w", err)
-		}
-		if n := len(k); n != 16 && n != 24 && n != 32 {
-			return fmt.Errorf("encrypt_key: decodes to %d bytes, expected 16, 24 or 32", n)
-		}
+		return c.validateKey()
 	}
 	return nil
 }

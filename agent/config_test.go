@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +133,42 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		_, _ = cfg.Finish()
 	})
+}
+
+// TestEncryptKeyFile: the key file `haxd keygen -o` writes can be
+// referenced; a missing, empty or bad file and a key set twice are errors
+// naming encrypt_key_file.
+func TestEncryptKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.key", goodKey+"\n")
+	tests := []struct {
+		name, file, key, wantErr string
+	}{
+		{"good", good, "", ""},
+		{"missing", dir + "/none.key", "", "encrypt_key_file"},
+		{"empty", write("empty.key", "\n"), "", "the file is empty"},
+		{"bad", write("bad.key", "not base64!\n"), "", "not valid base64"},
+		{"both", good, goodKey, "set only one"},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.AdvertiseIP = "10.0.0.1"
+		cfg.EncryptKeyFile, cfg.EncryptKey = tt.file, tt.key
+		_, err := cfg.Finish()
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.wantErr == "" && cfg.EncryptKey != goodKey:
+			t.Errorf("%s: key %q not read", tt.name, cfg.EncryptKey)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "encrypt_key")):
+			t.Errorf("%s: err %v, want one containing %q", tt.name, err, tt.wantErr)
+		}
+	}
 }

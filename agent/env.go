@@ -56,6 +56,13 @@ type node struct {
 	mu       sync.Mutex
 	shutdown bool // the node itself is shutting down
 	reboot   bool
+
+	// obs, metrics and notify observe the cluster for operators; metrics
+	// and notify may be nil (not configured).
+	obs     *observer
+	metrics *metrics
+	notify  *notifier
+	events  *eventLog
 }
 
 func (n *node) setShutdown(shutdown, reboot bool) {
@@ -285,6 +292,7 @@ func (e *env) AcquireAgentLock(node string) bool {
 	if err == nil && node == e.n.name {
 		e.n.validUntil.Store(int64(sent.Sub(e.n.base) + e.n.cfg.Timing.LockValidity))
 	}
+	e.n.metrics.lockRenewal(node == e.n.name, err == nil, time.Since(sent))
 	if err != nil {
 		if !errors.Is(err, store.ErrLockHeld) {
 			e.log.Debug("agent lock", "lock", node, "err", err)
@@ -314,9 +322,14 @@ func (e *env) AgentLockReleasedRunning(node string) bool {
 func (e *env) ReadManagerStatus() (*ha.ManagerStatus, error) { return e.n.store.ManagerStatus() }
 
 func (e *env) WriteManagerStatus(ms *ha.ManagerStatus) error {
+	prev, _ := e.n.store.ManagerStatus()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	return e.n.store.WriteManagerStatus(ctx, e.term, ms)
+	err := e.n.store.WriteManagerStatus(ctx, e.term, ms)
+	if err == nil {
+		e.n.published(prev, ms)
+	}
+	return err
 }
 
 func (e *env) ReadLRMStatus(node string) (*ha.LRMStatus, error) { return e.n.store.LRMStatus(node) }
@@ -399,11 +412,17 @@ func (e *env) MigrateGroups(m crm.GroupMigration) error {
 	return nil
 }
 
-var errNoStats = errors.New("usage statistics are not collected by this agent")
-
-func (e *env) StaticNodeStats() (map[string]ha.NodeStats, error)  { return nil, errNoStats }
-func (e *env) DynamicNodeStats() (map[string]ha.NodeStats, error) { return nil, errNoStats }
-func (e *env) ServiceStats(ha.SID) (ha.ServiceStats, bool)        { return ha.ServiceStats{}, false }
+// StaticNodeStats and DynamicNodeStats read the usage every agent gossips
+// (usage.go); ServiceStats the size configured for the service.
+func (e *env) StaticNodeStats() (map[string]ha.NodeStats, error) {
+	return nodeStats(e.n.gossip.Members())
+}
+func (e *env) DynamicNodeStats() (map[string]ha.NodeStats, error) {
+	return nodeStats(e.n.gossip.Members())
+}
+func (e *env) ServiceStats(sid ha.SID) (ha.ServiceStats, bool) {
+	return serviceStats(e.n.store.Resources()[sid])
+}
 
 func (e *env) IsNodeShutdown() (bool, bool) {
 	e.n.mu.Lock()

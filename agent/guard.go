@@ -55,6 +55,8 @@ type fencer struct {
 	kill    func(fence.Target) error
 	gone    func(fence.Target) bool
 	killAll func() error // exec's KillAll (state files); may be nil
+	// fed observes the result of every feed (metrics); may be nil.
+	fed func(ok bool)
 
 	mu     sync.Mutex
 	cl     guardClient
@@ -158,11 +160,20 @@ func (f *fencer) feed(ctx context.Context) error {
 	if cl == nil {
 		return f.openHandle(ctx)
 	}
-	if err := cl.Feed(f.expiry()); err != nil {
+	err := cl.Feed(f.expiry())
+	f.observeFeed(err == nil)
+	if err != nil {
 		f.feedFailed(cl, err)
 		return err
 	}
 	return nil
+}
+
+// observeFeed reports a feed's result to fed, if set.
+func (f *fencer) observeFeed(ok bool) {
+	if f.fed != nil {
+		f.fed(ok)
+	}
 }
 
 // closeHandle disarms the handle gracefully (services keep running,
@@ -207,7 +218,9 @@ func (f *fencer) tick() {
 	cl, armed := f.cl, f.armed
 	f.mu.Unlock()
 	if cl != nil && now < exp {
-		if err := cl.Feed(exp); err != nil {
+		err := cl.Feed(exp)
+		f.observeFeed(err == nil)
+		if err != nil {
 			f.feedFailed(cl, err)
 		}
 	}

@@ -154,8 +154,8 @@ func TestStatusEntries(t *testing.T) {
 	want := "quorum OK\n" +
 		"master node1 (active, " + ts(995) + ")\n" +
 		"fencing armed (CRM watchdog active)\n" +
-		"lrm node1 (active, watchdog active, " + ts(999) + ")\n" +
-		"lrm node2 (idle, watchdog standby, " + ts(998) + ")\n" +
+		"lrm node1 (active, watchdog active, " + ts(999) + ") - node online\n" +
+		"lrm node2 (idle, watchdog standby, " + ts(998) + ") - node online\n" +
 		"service exec:bad (node2, error)\n" +
 		"service exec:web (node1, started)\n" +
 		"service exec:new (node2, queued)\n"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,11 +86,36 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/node-remove", s.nodeRemove)
 	s.mux.HandleFunc("GET /v1/datacenter", s.getDatacenter)
 	s.mux.HandleFunc("PUT /v1/datacenter", s.setDatacenter)
+	if ml, ok := b.(MemberLister); ok {
+		s.mux.HandleFunc("GET /v1/members", s.members(ml))
+	}
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Unknown paths get a JSON 404 and
+// known paths with the wrong method a JSON 405 with an Allow header, like
+// every other error of the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := s.mux.Handler(probe); p != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, &Error{Code: http.StatusMethodNotAllowed,
+				Message: fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, &Error{Code: http.StatusNotFound, Message: fmt.Sprintf("no API endpoint %s", r.URL.Path)})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // ListenUnix creates a unix socket at path with the given mode (0600 when
 // zero), removing a stale socket file first.
@@ -171,6 +195,15 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cfg.Group = req.Group
+	if req.Cores < 0 || req.Cores > 4096 || req.Cores != req.Cores {
+		s.fail(w, r, BadRequest("cores", req.Cores, "expected a number of cores from 0 to 4096"))
+		return
+	}
+	if req.MemoryMB < 0 || req.MemoryMB > 1<<30 {
+		s.fail(w, r, BadRequest("memory_mb", req.MemoryMB, "expected MiB from 0 to 1073741824"))
+		return
+	}
+	cfg.Cores, cfg.MemoryMB = req.Cores, req.MemoryMB
 	if err := s.backend.AddResource(r.Context(), cfg, req.Spec); err != nil {
 		s.fail(w, r, err)
 		return
@@ -286,7 +319,29 @@ func (s *Server) managed(ctx context.Context, sid ha.SID) (*Status, error) {
 	if e := inError(st, sid); e != nil {
 		return nil, e
 	}
+	if e := disarmed(st); e != nil {
+		return nil, e
+	}
 	return st, nil
+}
+
+// disarmed refuses commands the CRM would not carry out while the HA stack
+// is disarmed (or disarming): they would wait silently until arm-ha.
+func disarmed(st *Status) *Error {
+	// A queued arm-ha or disarm-ha decides, the last one first.
+	for i := len(st.Commands) - 1; i >= 0; i-- {
+		switch c := st.Commands[i]; {
+		case c == "arm-ha":
+			return nil
+		case strings.HasPrefix(c, "disarm-ha"):
+			return Conflict("the HA stack is being disarmed (%s queued): services do not move or stop until `haxd ha crm-command arm-ha`", c)
+		}
+	}
+	if st.Manager != nil && st.Manager.Disarm != nil {
+		return Conflict("the HA stack is %s (resource mode %s): services do not move or stop until `haxd ha crm-command arm-ha`",
+			st.Manager.Disarm.State, st.Manager.Disarm.Mode)
+	}
+	return nil
 }
 
 func inError(st *Status, sid ha.SID) *Error {
@@ -542,9 +597,15 @@ func (s *Server) sid(w http.ResponseWriter, r *http.Request, raw string) (ha.SID
 // decode reads a JSON body strictly: unknown fields and trailing data are
 // rejected with a message naming them.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.fail(w, r, &Error{Code: http.StatusRequestEntityTooLarge,
+				Message: fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)})
+			return false
+		}
 		msg := err.Error()
 		if strings.HasPrefix(msg, "json: unknown field ") {
 			msg = "unknown field " + strings.TrimPrefix(msg, "json: unknown field ")
@@ -564,7 +625,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.As(err, &ae) {
 		ae = &Error{Code: http.StatusInternalServerError, Message: err.Error()}
 	}
-	if !slices.Contains([]int{400, 404, 409}, ae.Code) {
+	if !slices.Contains([]int{400, 404, 405, 409, 413}, ae.Code) {
 		s.log.Error("api request failed", "path", r.URL.Path, "err", err)
 	}
 	writeJSON(w, ae.Code, ae)

@@ -33,6 +33,12 @@ type Status struct {
 	LRM map[string]*ha.LRMStatus `json:"lrm_status"`
 	// Resources is the resources config, keyed by SID.
 	Resources map[ha.SID]*ha.ResourceConfig `json:"resources"`
+	// StaleAfter is the age in seconds beyond which a manager or LRM
+	// status reads as stale ("old timestamp - dead?"); it follows the
+	// agent's timing (see StaleAfter). Zero means PVE's 30 s.
+	StaleAfter int64 `json:"stale_after,omitempty"`
+	// Commands are the CRM commands queued and not yet taken by the master.
+	Commands []string `json:"commands,omitempty"`
 }
 
 // Entry is one line of the status view (ha-semantics §10.1).
@@ -45,7 +51,8 @@ type Entry struct {
 	Node string `json:"node,omitempty"`
 	// Status is the human-readable text.
 	Status string `json:"status"`
-	// SID, CRMState, State (verbose) and RequestState are set for services.
+	// SID, CRMState and RequestState are set for services; State is the
+	// verbose state of a service, or the CRM's state of an lrm entry's node.
 	SID          ha.SID `json:"sid,omitempty"`
 	CRMState     string `json:"crm_state,omitempty"`
 	State        string `json:"state,omitempty"`
@@ -69,6 +76,10 @@ type AddResourceRequest struct {
 	Group string `json:"group,omitempty"`
 	// Spec is the type-specific definition (for "exec": command, args...).
 	Spec json.RawMessage `json:"spec,omitempty"`
+	// Cores and MemoryMB are the service's size for the static and
+	// dynamic schedulers (0: not declared).
+	Cores    float64 `json:"cores,omitempty"`
+	MemoryMB int     `json:"memory_mb,omitempty"`
 }
 
 // SetResourceRequest changes fields of a resource; nil fields stay. The
@@ -186,8 +197,13 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 // BadRequest returns a 400 error naming field and value.
+// A value longer than 80 bytes is shortened in the message.
 func BadRequest(field string, value any, format string, args ...any) *Error {
-	return &Error{Code: http.StatusBadRequest, Message: fmt.Sprintf("%s %q: %s", field, fmt.Sprint(value), fmt.Sprintf(format, args...))}
+	v := fmt.Sprint(value)
+	if len(v) > 80 {
+		v = fmt.Sprintf("%s... (%d bytes)", v[:60], len(v))
+	}
+	return &Error{Code: http.StatusBadRequest, Message: fmt.Sprintf("%s %q: %s", field, v, fmt.Sprintf(format, args...))}
 }
 
 // NotFound returns a 404 error.

@@ -6,18 +6,49 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // logWriter turns the lines memberlist and serf write to their *log.Logger
 // ("[INFO] memberlist: Suspect n2 has failed, ...") into slog records at
 // the level the prefix names.
+// Warnings and errors repeated with the same text (addresses and numbers
+// aside) are logged once per dedupWindow, then once more with the count
+// of suppressed repeats: a node gossiping with a wrong key otherwise makes
+// every healthy node log an error a second, forever.
 type logWriter struct {
 	logger *slog.Logger
+	dedup  *logDedup
 }
+
+// dedupWindow is how long a repeated gossip warning or error is suppressed
+// after it was logged.
+const dedupWindow = 30 * time.Second
 
 // newStdLogger returns a *log.Logger that forwards to logger.
 func newStdLogger(logger *slog.Logger) *log.Logger {
-	return log.New(&logWriter{logger: logger}, "", 0)
+	return log.New(&logWriter{logger: logger, dedup: newLogDedup(time.Now, dedupWindow)}, "", 0)
+}
+
+// dedupKey is the line with every run of digits replaced by '#', so that
+// the same complaint about another port or packet size is the same key.
+func dedupKey(lib, msg string) string {
+	var b strings.Builder
+	b.WriteString(lib)
+	b.WriteByte(0)
+	digits := false
+	for _, r := range msg {
+		if r >= '0' && r <= '9' {
+			if !digits {
+				b.WriteByte('#')
+			}
+			digits = true
+			continue
+		}
+		digits = false
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 var levelPrefixes = []struct {
@@ -42,11 +73,20 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		if !w.logger.Enabled(context.Background(), level) {
 			continue
 		}
+		var attrs []any
 		if lib != "" {
-			w.logger.Log(context.Background(), level, msg, "lib", lib)
-		} else {
-			w.logger.Log(context.Background(), level, msg)
+			attrs = append(attrs, "lib", lib)
 		}
+		if level >= slog.LevelWarn && w.dedup != nil {
+			ok, n := w.dedup.allow(dedupKey(lib, msg))
+			if !ok {
+				continue
+			}
+			if n > 0 {
+				attrs = append(attrs, "suppressed_repeats", n)
+			}
+		}
+		w.logger.Log(context.Background(), level, msg, attrs...)
 	}
 	return len(p), nil
 }

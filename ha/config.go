@@ -30,6 +30,12 @@ type ResourceConfig struct {
 	// command, arguments, environment...), interpreted by the resource agent
 	// of its type. Empty for types that need none.
 	Spec json.RawMessage `json:"spec,omitempty"`
+	// Cores is the number of CPU cores the service needs, for the static
+	// and dynamic schedulers; 0: not declared.
+	Cores float64 `json:"cores,omitempty"`
+	// MemoryMB is the memory the service needs in MiB, for the static and
+	// dynamic schedulers; 0: not declared.
+	MemoryMB int `json:"memory_mb,omitempty"`
 	// Lock is a resource-level lock (e.g. "backup") that makes start, stop and
 	// migrate fail; recovery removes the safe ones.
 	Lock string `json:"lock,omitempty"`

@@ -8,9 +8,21 @@ import (
 // SID identifies a resource (service) as "type:name", e.g. "vm:101".
 type SID string
 
+// MaxSIDLen is the longest SID in bytes. Every byte of a SID may take three
+// bytes in a file or cgroup name (exec escapes it as %XX), and those names
+// must stay well below NAME_MAX, so 64 is the bound every resource type can
+// store.
+const MaxSIDLen = 64
+
 // ParseSID checks that s has the form "type:name" with a lower-case letter
-// type and a non-empty name without blanks, and returns it as a SID.
+// type and a non-empty name without blanks, at most MaxSIDLen bytes, and
+// returns it as a SID. It is the one SID validator: the API, the config
+// store and the simulator all use it.
 func ParseSID(s string) (SID, error) {
+	if len(s) > MaxSIDLen {
+		short := s[:20] + "..."
+		return "", fmt.Errorf("invalid service id %q: %d bytes, at most %d allowed", short, len(s), MaxSIDLen)
+	}
 	typ, name, ok := strings.Cut(s, ":")
 	if !ok {
 		return "", fmt.Errorf("invalid service id %q: expected type:name", s)

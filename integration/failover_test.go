@@ -1,9 +1,13 @@
 package integration
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"haxd/api"
+	"haxd/ha"
 	"haxd/internal/invariant"
 )
 
@@ -23,6 +27,56 @@ func TestNodeKillRecoversItsServicesElsewhere(t *testing.T) {
 	for _, n := range h.others(victim) {
 		h.assertOneRun(svc(n), n)
 	}
+
+	// The status tells the truth: the dead node is not alive, its line
+	// says so, and once removed it reads as gone, not idle.
+	h.waitFor(failoverDeadline, victim+" shown as not alive", func() bool {
+		st := h.status()
+		if st == nil {
+			return false
+		}
+		for _, n := range api.BuildView(st).Nodes {
+			if n.Name == victim {
+				return !n.Alive && n.State != ha.NodeOnline
+			}
+		}
+		return false
+	})
+	via := h.cl.Node(to)
+	ms, err := via.Client().Members(h.ctx)
+	if err != nil {
+		t.Fatalf("node list: %v", err)
+	}
+	leaders, voters := 0, 0
+	for _, m := range ms {
+		if m.Leader {
+			leaders++
+		}
+		if m.Raft == "voter" {
+			voters++
+		}
+		if m.Name == victim && m.Gossip == "alive" {
+			t.Errorf("node list shows the killed %s alive: %+v", victim, m)
+		}
+	}
+	if len(ms) != 3 || leaders != 1 || voters != 3 {
+		t.Errorf("node list %+v: want 3 members, 3 voters, 1 leader", ms)
+	}
+	var ae *api.Error
+	if err := via.Client().RemoveNode(h.ctx, "node9"); !errors.As(err, &ae) || ae.Code != 404 {
+		t.Errorf("node remove of an unknown node: %v, want a 404 naming it", err)
+	}
+	if err := via.Client().RemoveNode(h.ctx, victim); err != nil {
+		t.Fatalf("node remove %s: %v", victim, err)
+	}
+	h.waitFor(failoverDeadline, victim+" shown as gone", func() bool {
+		st := h.status()
+		if st == nil {
+			return false
+		}
+		text := api.Format(api.Entries(st))
+		return strings.Contains(text, "lrm "+victim+" (gone") && !strings.Contains(text, "lrm "+victim+" (idle")
+	})
 }
 
 // When only the agent dies (SIGKILL), its guard and services live on. The

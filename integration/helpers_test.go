@@ -82,6 +82,13 @@ type harness struct {
 // check, and on failure print the tails of every log and keep the dir.
 func startCluster(t *testing.T, extra ...string) *harness {
 	t.Helper()
+	return startClusterWith(t, func(*cluster.Options) {}, extra...)
+}
+
+// startClusterWith is startCluster with a hook that changes the options
+// (metrics listeners, say) before the agents start.
+func startClusterWith(t *testing.T, opt func(*cluster.Options), extra ...string) *harness {
+	t.Helper()
 	if built.skip != "" {
 		t.Skip(built.skip)
 	}
@@ -90,7 +97,9 @@ func startCluster(t *testing.T, extra ...string) *harness {
 		t.Fatalf("create cluster dir: %v", err)
 	}
 	h := &harness{t: t, ctx: context.Background(), dir: dir, timing: ha.FastTiming()}
-	cl, err := cluster.Start(h.ctx, cluster.Options{Binary: built.bin, Dir: dir, Nodes: 3, Timing: "fast", Extra: extra})
+	opts := cluster.Options{Binary: built.bin, Dir: dir, Nodes: 3, Timing: "fast", Extra: extra}
+	opt(&opts)
+	cl, err := cluster.Start(h.ctx, opts)
 	if err != nil {
 		t.Logf("cluster dir kept: %s", dir)
 		t.Fatalf("start cluster: %v", err)

@@ -7,6 +7,8 @@ import (
 	"log"
 	"log/slog"
 	"reflect"
+	"slices"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -24,6 +26,18 @@ type hclogAdapter struct {
 	name    string
 	implied []any
 	level   *slog.LevelVar
+	dedup   *logDedup
+}
+
+// repetitive are raft's messages that repeat many times a second while a
+// peer is down; they are logged once per dedupWindow and peer, with the
+// number of repeats suppressed in between.
+var repetitive = []string{
+	"failed to heartbeat to",
+	"failed to appendEntries to",
+	"failed to contact", // per server; not "failed to contact quorum of nodes, stepping down"
+	"failed to make requestVote RPC",
+	"failed to pipeline appendEntries",
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
@@ -33,7 +47,7 @@ var _ hclog.Logger = (*hclogAdapter)(nil)
 func newHclogAdapter(logger *slog.Logger, name string) *hclogAdapter {
 	lv := new(slog.LevelVar)
 	lv.Set(slogTrace)
-	return &hclogAdapter{logger: logger, name: name, level: lv}
+	return &hclogAdapter{logger: logger, name: name, level: lv, dedup: newLogDedup(time.Now, dedupWindow)}
 }
 
 // toSlogLevel maps an hclog level to a slog level; ok is false for Off.
@@ -84,7 +98,28 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	attrs = appendPairs(attrs, a.implied)
 	attrs = appendPairs(attrs, args)
-	a.logger.Log(context.Background(), l, msg, slog.Group("raft", attrs...))
+	var extra []any
+	if a.dedup != nil && slices.Contains(repetitive, msg) {
+		ok, n := a.dedup.allow(msg + "\x00" + peerOf(append(slices.Clone(a.implied), args...)))
+		if !ok {
+			return
+		}
+		if n > 0 {
+			extra = append(extra, slog.Int("suppressed_repeats", n))
+		}
+	}
+	a.logger.Log(context.Background(), l, msg, append([]any{slog.Group("raft", attrs...)}, extra...)...)
+}
+
+// peerOf returns the value of the argument raft names the peer with
+// ("peer", "server-id" or "target"), if any.
+func peerOf(args []any) string {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && (k == "peer" || k == "server-id" || k == "target") {
+			return fmt.Sprint(flatten(args[i+1]))
+		}
+	}
+	return ""
 }
 
 // appendPairs converts hclog key/value pairs to slog attributes. A dangling

@@ -37,9 +37,8 @@ type Store struct {
 	observer *raft.Observer
 	addr     string
 	hadState bool
-
-	timers  lockTimers
-	members members
+	timers   lockTimers
+	members  members
 
 	// ready is closed at the end of Open, once raft and the FSM are set
 	// up. Until then the port is open but every request is answered "not

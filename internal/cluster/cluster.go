@@ -50,6 +50,12 @@ type Options struct {
 	// Netns[i] haxd agent ...`; ip execs the agent, so the pid stays the
 	// agent's. It must have one entry per node and is used with IPs.
 	Netns []string
+	// NodeExtra are further `--set key=value` overrides for single
+	// agents, by node name (node1..nodeN).
+	NodeExtra map[string][]string
+	// Metrics gives every node a metrics_addr on a free loopback port
+	// (Node.Metrics): metrics and the status page.
+	Metrics bool
 }
 
 // GossipPort and RaftPort are the ports used on every node's own address
@@ -67,6 +73,8 @@ type Node struct {
 	Gossip  string
 	Raft    string
 	Log     string
+	// Metrics is the node's metrics_addr when Options.Metrics is set.
+	Metrics string
 	// Netns is the network namespace the agent runs in; empty: the
 	// caller's.
 	Netns string
@@ -103,11 +111,23 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Netns != nil && len(opts.Netns) != opts.Nodes {
 		return nil, fmt.Errorf("cluster options: %d network namespaces for %d nodes", len(opts.Netns), opts.Nodes)
 	}
-	var ports []int
+	// All ports at once, so none is handed out twice: gossip and raft
+	// (on loopback), then metrics.
+	var ports, metricsPorts []int
+	want := 0
 	if opts.IPs == nil {
-		if ports, err = freePorts(2 * opts.Nodes); err != nil {
+		want = 2 * opts.Nodes
+	}
+	if opts.Metrics {
+		want += opts.Nodes
+	}
+	if want > 0 {
+		if ports, err = freePorts(want); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Metrics {
+		ports, metricsPorts = ports[:len(ports)-opts.Nodes], ports[len(ports)-opts.Nodes:]
 	}
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("node%d", i+1)
@@ -121,6 +141,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		if opts.Netns != nil {
 			n.Netns = opts.Netns[i]
+		}
+		if opts.Metrics {
+			n.Metrics = fmt.Sprintf("127.0.0.1:%d", metricsPorts[i])
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
@@ -147,7 +170,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 				n.args = append(n.args, "--join", o.Gossip)
 			}
 		}
-		for _, kv := range opts.Extra {
+		if n.Metrics != "" {
+			n.args = append(n.args, "--set", "metrics_addr="+n.Metrics)
+		}
+		for _, kv := range append(slices.Clone(opts.Extra), opts.NodeExtra[n.Name]...) {
 			n.args = append(n.args, "--set", kv)
 		}
 		if err := c.StartAgent(n); err != nil {
@@ -358,8 +384,14 @@ func (c *Cluster) WaitReady(ctx context.Context, n *Node) error { return c.waitS
 
 // AddDemoService adds an exec service that runs `haxd demo-service` on node.
 func (c *Cluster) AddDemoService(ctx context.Context, via *Node, sid, node string) error {
-	return via.Client().AddResource(ctx, api.AddResourceRequest{SID: sid, Node: node,
-		Spec: []byte(fmt.Sprintf(`{"command":%q,"args":["demo-service","--dir",%q],"stop_timeout":"5s"}`, c.opts.Binary, c.HeartbeatDir))})
+	return via.Client().AddResource(ctx, c.DemoServiceRequest(sid, node))
+}
+
+// DemoServiceRequest is the request AddDemoService sends, for callers that
+// add fields (a size for the scheduler, say).
+func (c *Cluster) DemoServiceRequest(sid, node string) api.AddResourceRequest {
+	return api.AddResourceRequest{SID: sid, Node: node,
+		Spec: []byte(fmt.Sprintf(`{"command":%q,"args":["demo-service","--dir",%q],"stop_timeout":"5s"}`, c.opts.Binary, c.HeartbeatDir))}
 }
 
 // Status returns the status via the first live node.

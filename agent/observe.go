@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"haxd/ha"
+)
+
+// eventLog keeps the last events this node saw, newest last, for the
+// status page; subscribers get each new one.
+type eventLog struct {
+	mu     sync.Mutex
+	max    int
+	events []Event
+	subs   map[chan Event]bool
+}
+
+func newEventLog(max int) *eventLog { return &eventLog{max: max, subs: map[chan Event]bool{}} }
+
+func (l *eventLog) add(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+	if len(l.events) > l.max {
+		l.events = l.events[len(l.events)-l.max:]
+	}
+	for ch := range l.subs {
+		select {
+		case ch <- e:
+		default: // a slow subscriber misses events, never blocks the CRM
+		}
+	}
+}
+
+// recent returns a copy of the kept events.
+func (l *eventLog) recent() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Event{}, l.events...)
+}
+
+func (l *eventLog) subscribe() (chan Event, func()) {
+	ch := make(chan Event, 16)
+	l.mu.Lock()
+	l.subs[ch] = true
+	l.mu.Unlock()
+	return ch, func() {
+		l.mu.Lock()
+		delete(l.subs, ch)
+		l.mu.Unlock()
+	}
+}
+
+// published is called after this node, as master, wrote ms over prev: it
+// turns the difference into events, logs each, counts it and sends it.
+func (n *node) published(prev, ms *ha.ManagerStatus) {
+	if n.obs == nil {
+		return
+	}
+	for _, e := range n.obs.observe(prev, ms, time.Now()) {
+		n.emit(e)
+	}
+}
+
+func (n *node) emit(e Event) {
+	n.log.Info(fmt.Sprintf("event %s: %s", e.Type, e.Message), "event", e.Type, "id", e.ID)
+	n.metrics.event(e)
+	if n.events != nil {
+		n.events.add(e)
+	}
+	n.notify.send(e)
+}
+
+// watchQuorum emits quorum_lost when this node leaves the quorate
+// partition (after having been in it), checking every interval.
+func (a *Agent) watchQuorum(ctx context.Context, interval time.Duration) {
+	e := newEnv(a.n, "quorum", nil)
+	watchQuorum(ctx, interval, e.Quorate, func() { a.n.emit(quorumLost(a.n.name, time.Now())) })
+}
+
+// watchQuorum calls lost each time quorate turns from true to false.
+func watchQuorum(ctx context.Context, interval time.Duration, quorate func() bool, lost func()) {
+	was := false
+	for sleepCtx(ctx, interval) {
+		q := quorate()
+		if was && !q {
+			lost()
+		}
+		was = q
+	}
+}
+
+func quorumLost(node string, now time.Time) Event {
+	return Event{ID: newEventID(), Type: EventQuorumLost, Time: now, Sender: node, Node: node,
+		Message: fmt.Sprintf("node '%s' lost quorum: its CRM and LRM stop acting until it is back in the majority", node)}
+}
