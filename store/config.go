@@ -71,6 +71,15 @@ type Config struct {
 	// wait for a leader and the forwarding round trip, when the caller's
 	// context has no earlier deadline. Default 5 s.
 	ApplyTimeout time.Duration
+	// ForwardHedgeDelay is how long a forwarded lock request or read
+	// index waits for its answer before the same request is sent once
+	// more on another connection (the first answer wins). It must be above
+	// a normal commit's round trip and well below Linux TCP's minimum
+	// retransmit timeout plus the renewal budget (LockValidity minus the
+	// LRM round, 750 ms in the fast profile), so that one lost or twice
+	// lost segment does not cost a renewal (docs/safety.md). 0 disables
+	// it. Default 250 ms.
+	ForwardHedgeDelay time.Duration
 	// TransportTimeout is the raft transport's I/O deadline per RPC (scaled
 	// up by raft for snapshot installs). Default 10 s.
 	TransportTimeout time.Duration
@@ -110,6 +119,7 @@ func DefaultConfig() Config {
 		SnapshotRetain:     2,
 		LockTTL:            ha.FastTiming().LockTTL,
 		ApplyTimeout:       5 * time.Second,
+		ForwardHedgeDelay:  250 * time.Millisecond,
 		TransportTimeout:   10 * time.Second,
 		MaxPool:            3,
 	}
@@ -181,6 +191,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		return fmt.Errorf("store config leader_lease_timeout (%v): must be <= heartbeat_timeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.ForwardHedgeDelay < 0 {
+		return fmt.Errorf("store config forward_hedge_delay: expected >= 0, found %v", c.ForwardHedgeDelay)
 	}
 	if c.SnapshotThreshold < 1 {
 		return fmt.Errorf("store config snapshot_threshold: expected >= 1, found %d", c.SnapshotThreshold)

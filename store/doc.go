@@ -10,8 +10,13 @@
 // Every write is a versioned JSON command appended through the leader.
 // A follower forwards it: each node listens on one TCP port (Config.BindAddr)
 // shared by raft and the forwarding server; the first byte of a connection
-// says which ('R' raft, 'F' forward). A forwarded request is one JSON object,
-// answered by one JSON result, then the connection closes. A request that
+// says which ('R' raft, 'S' persistent forwarding, 'F' one-shot
+// forwarding). A forwarded request is one JSON object, answered by one JSON
+// result; a persistent connection ('S', acknowledged with 'S') carries one
+// request after another and is kept idle in a pool by the sender, so that
+// lock renewals pay no TCP or TLS handshake (a lost SYN alone costs 1 s); a
+// one-shot connection ('F', for nodes that do not acknowledge 'S') closes
+// after its answer. A request that
 // reaches a node which is no longer the leader is forwarded once more or
 // answered "not leader", and the sender retries until its deadline
 // (Config.ApplyTimeout at most). When an attempt's outcome is unknown (the

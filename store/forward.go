@@ -15,8 +15,9 @@ import (
 // Forwarding protocol. A node that is not the leader sends writes, lock
 // requests, membership changes and read-index requests to the leader over a
 // connection to the leader's store port (the raft port) that starts with
-// the byte connForward. The client then writes one fwdRequest as JSON, the
-// server answers with one result as JSON and closes the connection. A
+// the byte connForwardStream (persistent, see fwdPool) or connForward (one
+// request). The client writes one fwdRequest as JSON, the server answers
+// with one result as JSON; on a one-shot connection it then closes it. A
 // request that reaches a node which is not the leader is forwarded once
 // more to the leader it knows (Hops counts this), otherwise it is answered
 // with code not_leader and the client retries.
@@ -66,7 +67,7 @@ type lockRequest struct {
 }
 
 // handleForward serves one forwarding connection from the node peer (named
-// by its certificate; "" without TLS).
+// by its certificate; "" without TLS): one request, one answer.
 func (s *Store) handleForward(c net.Conn, peer string) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(s.cfg.ApplyTimeout + time.Second))
@@ -75,14 +76,72 @@ func (s *Store) handleForward(c net.Conn, peer string) {
 		s.logger.Warn("drop undecodable forwarded request", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
+	res := s.answer(c, peer, &req)
+	if err := json.NewEncoder(c).Encode(res); err != nil {
+		s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
+	}
+}
+
+// handleForwardStream serves a persistent forwarding connection: it
+// acknowledges the kind (so that a sender can tell it from an older node
+// that closes connections of unknown kinds), then answers requests one at
+// a time until the sender closes the connection, stays idle for
+// fwdServerIdle, or the store closes.
+func (s *Store) handleForwardStream(c net.Conn, peer string) {
+	defer c.Close()
+	stop := context.AfterFunc(s.ctx, func() { c.Close() })
+	defer stop()
+	_ = c.SetWriteDeadline(time.Now().Add(preambleTimeout))
+	if _, err := c.Write([]byte{connForwardStream}); err != nil {
+		return
+	}
+	lr := &resetLimitReader{r: c}
+	dec := json.NewDecoder(lr)
+	for {
+		_ = c.SetDeadline(time.Now().Add(fwdServerIdle))
+		lr.n = maxForwardSize
+		var req fwdRequest
+		if err := dec.Decode(&req); err != nil {
+			var ne net.Error
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !(errors.As(err, &ne) && ne.Timeout()) {
+				s.logger.Warn("drop forwarding connection: undecodable request", "remote", c.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		_ = c.SetDeadline(time.Now().Add(s.cfg.ApplyTimeout + time.Second))
+		res := s.answer(c, peer, &req)
+		if err := json.NewEncoder(c).Encode(res); err != nil {
+			s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+	}
+}
+
+// resetLimitReader is an io.LimitReader whose budget is reset per request.
+type resetLimitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *resetLimitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, fmt.Errorf("forwarded request larger than %d bytes", maxForwardSize)
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// answer runs one forwarded request from peer and returns its result.
+func (s *Store) answer(c net.Conn, peer string, req *fwdRequest) *result {
 	if !s.isReady() {
 		// Raft is not set up yet (Open is still loading the state): nothing
 		// here may touch it. The sender retries.
 		s.logger.Debug("refuse forwarded request: store not ready", "remote", c.RemoteAddr().String(), "op", req.Op)
-		if err := json.NewEncoder(c).Encode(refuse(ErrNotReady, "%s on %s: store is starting", req.Op, s.cfg.NodeID)); err != nil {
-			s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
-		}
-		return
+		return refuse(ErrNotReady, "%s on %s: store is starting", req.Op, s.cfg.NodeID)
 	}
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
 	if timeout <= 0 || timeout > s.cfg.ApplyTimeout {
@@ -90,16 +149,11 @@ func (s *Store) handleForward(c net.Conn, peer string) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	var res *result
-	if err := s.authorize(ctx, peer, &req); err != nil {
+	if err := s.authorize(ctx, peer, req); err != nil {
 		s.logger.Warn("refuse forwarded request", "peer", peer, "remote", c.RemoteAddr().String(), "op", req.Op, "id", req.ID, "err", err)
-		res = refuse(err, "%s on %s", req.Op, s.cfg.NodeID)
-	} else {
-		res = s.serve(ctx, &req)
+		return refuse(err, "%s on %s", req.Op, s.cfg.NodeID)
 	}
-	if err := json.NewEncoder(c).Encode(res); err != nil {
-		s.logger.Debug("send forwarded response", "remote", c.RemoteAddr().String(), "err", err)
-	}
+	return s.serve(ctx, req)
 }
 
 // serve runs req here if this node is the leader, else forwards it once.
@@ -244,16 +298,68 @@ func (s *Store) doRemote(ctx context.Context, req *fwdRequest) *result {
 }
 
 // send delivers req to the node at addr and returns its answer; with TLS,
-// the node must present a certificate for expect ("": any node). A failure
-// to connect or to send is reported as no_leader (nothing was executed, a
-// retry is safe); a missing answer as outcome_unknown.
+// the node must present a certificate for expect ("": any node). It uses
+// a pooled persistent connection when one is idle (see fwdPool), so that
+// a renewal does not pay a TCP and TLS handshake (a lost SYN alone costs
+// TCP's initial retransmit timeout of 1 s). A failure to connect or to
+// send is reported as no_leader (nothing was executed, a retry is safe); a
+// missing answer as outcome_unknown.
 func (s *Store) send(ctx context.Context, addr, expect string, req *fwdRequest) *result {
+	if s.cfg.ForwardHedgeDelay <= 0 || req.Op != fwdLock && req.Op != fwdReadIndex {
+		return s.sendOnce(ctx, addr, expect, req)
+	}
+	// A lock request or read index that has no answer after
+	// ForwardHedgeDelay is sent once more, on another connection: a lost
+	// segment costs TCP at least its minimum retransmit timeout (200 ms on
+	// Linux), doubling with each further loss, while the lock validity
+	// leaves a renewal about 750 ms in the fast profile. Both are
+	// idempotent (a second renewal is a refresh by the same holder), and
+	// the holder counts its validity from before the first send, so the
+	// hedge changes nothing in the safety argument. The first success
+	// wins; a failure is returned only when no attempt succeeded.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan *result, 2)
+	attempt := func() {
+		r := *req
+		results <- s.sendOnce(ctx, addr, expect, &r)
+	}
+	go attempt()
+	hedge := time.NewTimer(s.cfg.ForwardHedgeDelay)
+	defer hedge.Stop()
+	pending := 1
+	var failed *result
+	for {
+		select {
+		case res := <-results:
+			pending--
+			if res.err() == nil {
+				return res
+			}
+			if failed == nil {
+				failed = res
+			}
+			if pending == 0 {
+				return failed
+			}
+		case <-hedge.C:
+			if pending == 1 && failed == nil {
+				s.logger.Debug("forwarded request unanswered: sending it once more", "op", req.Op, "addr", addr, "after", s.cfg.ForwardHedgeDelay)
+				pending++
+				go attempt()
+			}
+		}
+	}
+}
+
+// sendOnce is one attempt of send.
+func (s *Store) sendOnce(ctx context.Context, addr, expect string, req *fwdRequest) *result {
 	deadline, _ := ctx.Deadline()
 	req.TimeoutMS = time.Until(deadline).Milliseconds()
 	if req.TimeoutMS <= 0 {
 		return refuse(ErrNoLeader, "%s to %s: %v", req.Op, addr, context.DeadlineExceeded)
 	}
-	c, err := dialKind(ctx, addr, connForward, time.Until(deadline), s.cfg.TLS, expect)
+	fc, err := s.pool.get(ctx, addr, expect, time.Until(deadline))
 	if errors.Is(err, ErrUnauthorized) {
 		// The peer is not who it should be: a retry would meet it again.
 		s.logger.Warn("refuse to forward: the peer's certificate does not match", "op", req.Op, "addr", addr, "expected", expect, "err", err)
@@ -262,16 +368,25 @@ func (s *Store) send(ctx context.Context, addr, expect string, req *fwdRequest) 
 	if err != nil {
 		return refuse(ErrNoLeader, "%s: %v", req.Op, err)
 	}
-	defer c.Close()
+	c := fc.c
 	_ = c.SetDeadline(deadline.Add(500 * time.Millisecond))
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
-	defer stop()
 	if err := json.NewEncoder(c).Encode(req); err != nil {
+		stop()
+		fc.close()
 		return refuse(ErrNoLeader, "%s to %s: send: %v", req.Op, addr, err)
 	}
 	var res result
-	if err := json.NewDecoder(io.LimitReader(c, maxForwardSize)).Decode(&res); err != nil {
+	err = fc.dec.Decode(&res)
+	stopped := stop()
+	if err != nil {
+		fc.close()
 		return refuse(ErrOutcomeUnknown, "%s to %s: no answer: %v", req.Op, addr, err)
+	}
+	if stopped {
+		s.pool.put(fc)
+	} else {
+		fc.close() // the deadline was cut short: the connection is spent
 	}
 	return &res
 }

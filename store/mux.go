@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,6 +20,9 @@ import (
 const (
 	connRaft    byte = 'R'
 	connForward byte = 'F'
+	// connForwardStream is a persistent forwarding connection (see
+	// fwdPool); the receiver acknowledges it with the same byte.
+	connForwardStream byte = 'S'
 )
 
 // preambleTimeout bounds how long an accepted connection may take to send
@@ -33,8 +37,10 @@ type mux struct {
 	advertise net.Addr
 	raftCh    chan net.Conn
 	forward   func(c net.Conn, peer string)
-	ready     <-chan struct{}
-	logger    *slog.Logger
+	// forwardStream serves a persistent forwarding connection.
+	forwardStream func(c net.Conn, peer string)
+	ready         <-chan struct{}
+	logger        *slog.Logger
 
 	// tls, when set, makes every connection mutual TLS (see TLS).
 	tls       *TLS
@@ -45,6 +51,9 @@ type mux struct {
 	// raftPeerAllowed decides whether a raft connection from the node
 	// named in its certificate is served.
 	raftPeerAllowed func(ctx context.Context, peer, remote string) bool
+
+	// streams counts the persistent forwarding connections accepted.
+	streams atomic.Int64
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -150,6 +159,9 @@ func (m *mux) route(c net.Conn) {
 		}
 	case connForward:
 		m.forward(c, peer)
+	case connForwardStream:
+		m.streams.Add(1)
+		m.forwardStream(c, peer)
 	default:
 		m.logger.Warn("store port: drop connection of unknown kind", "remote", c.RemoteAddr().String(), "kind", b[0])
 		c.Close()

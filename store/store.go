@@ -37,8 +37,10 @@ type Store struct {
 	observer *raft.Observer
 	addr     string
 	hadState bool
-	timers   lockTimers
-	members  members
+
+	timers  lockTimers
+	members members
+	pool    *fwdPool
 
 	// ready is closed at the end of Open, once raft and the FSM are set
 	// up. Until then the port is open but every request is answered "not
@@ -154,6 +156,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	}
 	s.addr = adv.String()
 	s.mux = newMux(ln, adv, s.handleForward, s.ready, logger)
+	s.mux.forwardStream = s.handleForwardStream
+	s.pool = newFwdPool(cfg.TLS, logger)
 	if cfg.TLS != nil {
 		s.mux.tls = cfg.TLS
 		s.mux.memberAt = s.memberAt
@@ -239,6 +243,7 @@ func advertiseAddr(configured string, listen net.Addr) (*net.TCPAddr, error) {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
+		s.pool.closeAll()
 		var errs []error
 		s.raft.DeregisterObserver(s.observer)
 		if err := s.raft.Shutdown().Error(); err != nil {
