@@ -141,7 +141,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		m := lineRe.FindStringSubmatch(line)
 		if m == nil {
-			fail("expected 'device NAME[:N] AGENT ARGS...' or 'connect NAME[:N] node=NODE ARGS...', got '%s'", line)
+			fail("expected 'device NAME[:N] AGENT ARGS...' or 'connect NAME[:N] node=NODE ARGS...', got '%s'", redactLine(line))
 			continue
 		}
 		command, devName, target := m[1], m[2], m[3]
@@ -161,7 +161,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		words, err := splitArgs(m[4])
 		if err != nil {
-			fail("%v in '%s'", err, m[4])
+			fail("%v in '%s'", err, redactLine(m[4]))
 			continue
 		}
 		args, msg := parseArgs(words)
@@ -236,6 +236,15 @@ func parseArgs(words []string) (args []Arg, msg string) {
 		args = append(args, Arg{Key: key, Value: value, HasValue: has})
 	}
 	return args, ""
+}
+
+// secretAssignRe finds `key=value` of a secret-looking key in raw text.
+var secretAssignRe = regexp.MustCompile(`(?i)\b([A-Za-z0-9_-]*(?:pass|secret|community|token)[A-Za-z0-9_-]*|p)=("[^"]*"?|'[^']*'?|\S*)`)
+
+// redactLine hides the values of secret-looking keys in a raw line shown
+// in an error.
+func redactLine(s string) string {
+	return secretAssignRe.ReplaceAllString(s, "$1=[hidden]")
 }
 
 // redactWord hides the value of a secret argument in an error message.

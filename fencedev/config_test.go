@@ -93,6 +93,8 @@ func TestParseErrors(t *testing.T) {
 		{"no node", "device a fence_x ip=1\nconnect a plug=1 node=n1\n", []LineError{{2, "node=nodename needed to connect device 'a' to a node, got 'plug=1'"}}},
 		{"bad node", "device a fence_x ip=1\nconnect a node=n/1 plug=1\n", []LineError{{2, "invalid node name 'n/1'"}}},
 		{"no parallel", "device a fence_x ip=1\nconnect a:2 node=n1 plug=1\n", []LineError{{2, "No parallel device 'a:2' found"}}},
+		{"secret in a bad line", "devices a fence_x password=secret ip=1\n", []LineError{{1, "expected 'device NAME[:N] AGENT ARGS...' or 'connect NAME[:N] node=NODE ARGS...', got 'devices a fence_x password=[hidden] ip=1'"}}},
+		{"secret in unbalanced", "device a fence_x passwd='secret ip=1\n", []LineError{{1, "unbalanced single quote in 'passwd=[hidden]'"}}},
 		{"several", "device a fence_x ip=1\ndevice a:1 fence_x ip=2\nconnect b node=n plug=1\n", []LineError{{2, "device 'a:1' already declared"}, {3, "device 'b' must be declared before you can connect to it"}}},
 	}
 	for _, tt := range tests {

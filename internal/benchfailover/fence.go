@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"haxd/ha"
 	"haxd/internal/bmcsim"
 	"haxd/internal/cluster"
 )
@@ -24,6 +25,8 @@ const expiredTakeover = "took over expired lock\" node="
 // fenceBMCs is one simulated BMC per node and the fence config using them.
 type fenceBMCs struct {
 	cfgPath string
+	// lockTTL is the agents' lock TTL (profile or -set lock_ttl).
+	lockTTL time.Duration
 	bmcs    map[string]*bmcsim.BMC
 	mu      sync.Mutex
 	cl      *cluster.Cluster
@@ -171,4 +174,22 @@ func medianPhase(ps [][4]time.Duration, i int) time.Duration {
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
+}
+
+// lockTTL returns the lock TTL of the timing profile, or the one set with
+// -set lock_ttl=D.
+func lockTTL(profile string, sets []string) (time.Duration, error) {
+	t, err := ha.TimingProfile(profile)
+	if err != nil {
+		return 0, err
+	}
+	ttl := t.LockTTL
+	for _, kv := range sets {
+		if v, ok := strings.CutPrefix(kv, "lock_ttl="); ok {
+			if ttl, err = time.ParseDuration(v); err != nil {
+				return 0, fmt.Errorf("-set %s: %w", kv, err)
+			}
+		}
+	}
+	return ttl, nil
 }

@@ -7,10 +7,13 @@
 // program, a shell script this package writes: `set power 0` runs the
 // power-off hook and only then records the power as off, so a status query
 // answers "off" only after the hook has returned; `get power` reports the
-// recorded state. ipmi_sim's `startcmd` hook cannot serve here: this build
-// answers every chassis control request of a BMC without a
-// `chassis_control` program with "Invalid data field in request" (seen
-// with `ipmitool chassis power off`), whatever startcmd is set.
+// recorded state. ipmi_sim's `startcmd` hook cannot serve here: Debian 12's
+// openipmi 2.0.33 starts the startcmd process (startnow true) and reports
+// the power on while it lives, but answers every chassis control request
+// of a BMC without a `chassis_control` program (`ipmitool chassis power
+// off|on|cycle|reset`, and the raw command 0x00 0x02) with completion code
+// 0xcc, "Invalid data field in request", so fence_ipmilan's off never
+// reaches the startcmd process (poweroff_wait 1, kill_wait 5 tried).
 //
 // The power-off hook is a Go function: the script creates a request file
 // and waits for the done file; a goroutine polling every 5 ms runs the hook
@@ -165,7 +168,9 @@ set_working_mc 0x20
 	}
 	cmd := exec.Command("ipmi_sim", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-s", filepath.Join(dir, "state"), "-n")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test or benchmark that dies (os.Exit, a panic) leaves
+	// no simulator behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start ipmi_sim: %w", err)
