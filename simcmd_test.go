@@ -98,12 +98,37 @@ func TestSimRunIsReproducible(t *testing.T) {
 	}
 }
 
+// The output is the same whatever the number of parallel jobs: runs are
+// reported in seed order, and mixed timing alternates pve and fast.
 func TestSimRandomIsReproducible(t *testing.T) {
 	var a, b, errb bytes.Buffer
-	c := &SimRandomCmd{Seed: 7, Runs: 3, NodesMax: 5, Timing: "fast", Verbose: true}
+	c := &SimRandomCmd{Seed: 7, Runs: 6, NodesMax: 5, Timing: "mixed", Rounds: "concurrent", Jobs: 1, Verbose: true}
 	c.run(&a, &errb)
+	c.Jobs = 3
 	c.run(&b, &errb)
-	if a.String() != b.String() || !strings.Contains(a.String(), "3 runs") {
+	if a.String() != b.String() || !strings.Contains(a.String(), "6 runs, 0 failed") {
 		t.Errorf("random runs differ or lack the summary:\n%s\n---\n%s", a.String(), b.String())
+	}
+	for _, want := range []string{"ok   seed 7: ", "fast timing", "ok   seed 8: ", "pve timing", "ok   seed 12: "} {
+		if !strings.Contains(a.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, a.String())
+		}
+	}
+	if i, j := strings.Index(a.String(), "seed 8:"), strings.Index(a.String(), "seed 9:"); i < 0 || j < i {
+		t.Errorf("runs not in seed order:\n%s", a.String())
+	}
+}
+
+func TestSimRandomRejectsBadFlags(t *testing.T) {
+	for _, c := range []*SimRandomCmd{
+		{Runs: 1, NodesMax: 2, Timing: "pve", Rounds: "concurrent"},
+		{Runs: 1, NodesMax: 30, Timing: "pve", Rounds: "concurrent"},
+		{Runs: -1, NodesMax: 5, Timing: "pve", Rounds: "concurrent"},
+		{Runs: 1, NodesMax: 5, Timing: "pve", Rounds: "concurrent", Jobs: -2},
+	} {
+		var out, errb bytes.Buffer
+		if code := c.run(&out, &errb); code != 2 || errb.Len() == 0 {
+			t.Errorf("%+v: exit %d, stderr %q; want 2 and a message", c, code, errb.String())
+		}
 	}
 }

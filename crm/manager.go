@@ -27,6 +27,10 @@ type manager struct {
 	disarm      *ha.Disarm
 	// lastOnline is when this master last saw each node online (§6.3).
 	lastOnline map[string]time.Time
+	// notFenced marks the offline nodes this master does not fence because
+	// their lock was released with services running (fenceDelayed), so
+	// that it says so once per absence.
+	notFenced map[string]bool
 	// fullyDisarmed reports that the last round found the stack fully
 	// disarmed (§3.5, §8.7).
 	fullyDisarmed bool
@@ -60,6 +64,7 @@ func newManager(env ha.Env, t ha.Timing, log logger, place placer) *manager {
 		services:    map[ha.SID]*ha.ServiceStatus{},
 		nodeRequest: map[string]*ha.NodeRequest{},
 		lastOnline:  map[string]time.Time{},
+		notFenced:   map[string]bool{},
 		groupRound:  groupMigrationFirstRound,
 	}
 }
@@ -469,8 +474,21 @@ func (m *manager) offlineDelayed(node string, delay time.Duration) bool {
 // fenceDelayed reports whether the services of node must now be fenced:
 // the node has been offline for the fence delay (§6.3) and its agent lock
 // can prove a self-fence.
+// A node passed over for that reason is logged once per absence.
 func (m *manager) fenceDelayed(node string) bool {
-	return m.offlineDelayed(node, m.t.FenceDelay) && !m.unprotected(node)
+	if !m.offlineDelayed(node, m.t.FenceDelay) {
+		delete(m.notFenced, node)
+		return false
+	}
+	if !m.unprotected(node) {
+		delete(m.notFenced, node)
+		return true
+	}
+	if !m.notFenced[node] {
+		m.notFenced[node] = true
+		m.log.warn(fmt.Sprintf("not fencing node '%s': its LRM released its agent lock with services running, which proves nothing; its services wait for it to take its lock again", node), ha.KeyNode, node)
+	}
+	return false
 }
 
 // unprotected reports whether node's agent lock was released by node itself
@@ -525,7 +543,8 @@ func (m *manager) fenceNode(node string) bool {
 // are frozen instead: they stay where they are until the node's LRM is
 // active again and takes its lock (§5.5.9), and the node is unknown again.
 func (m *manager) unfence(node string) {
-	m.log.warn(fmt.Sprintf("not fencing node '%s': its LRM released its agent lock with services running, which proves nothing; waiting for it to take its lock again", node), ha.KeyNode, node)
+	m.log.warn(fmt.Sprintf("not fencing node '%s': its LRM released its agent lock with services running, which proves nothing; its services wait for it to take its lock again", node), ha.KeyNode, node)
+	m.notFenced[node] = true
 	for _, sid := range m.sortedSIDs() {
 		if sd := m.services[sid]; sd.Node == node && sd.State == ha.StateFence {
 			m.changeState(sid, sd, ha.StateFreeze)

@@ -783,6 +783,15 @@ func TestDisarmCutOffArmWaitsForTheNodeToTakeItsLock(t *testing.T) {
 	}
 	assertNoLog(t, logs, "'fence'")
 	assertNoLog(t, logs, "recover")
+	warned := 0
+	for _, l := range logs {
+		if strings.HasPrefix(l, "warn not fencing node 'node3'") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("%d warnings that node3 is not fenced, want 1:\n%s", warned, strings.Join(logs, "\n"))
+	}
 	if slices.Contains(e.agentCalls, "node3") || len(e.steals) > 0 {
 		t.Fatalf("master asked for node3's lock %v or stole %v", e.agentCalls, e.steals)
 	}
@@ -835,7 +844,7 @@ func TestFencingGivenUpWhenTheLockIsReleasedRunning(t *testing.T) {
 	e.releasedRunning["node3"] = true
 	logs = round(t, e, c)
 	assertLogs(t, logs, []string{
-		"warn not fencing node 'node3': its LRM released its agent lock with services running, which proves nothing; waiting for it to take its lock again",
+		"warn not fencing node 'node3': its LRM released its agent lock with services running, which proves nothing; its services wait for it to take its lock again",
 		"info service 'vm:103': state changed from 'fence' to 'freeze'",
 		"info node 'node3': state changed from 'fence' => 'unknown'",
 	})

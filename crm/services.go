@@ -356,13 +356,16 @@ func (m *manager) recovery(sid ha.SID, cd *ha.ResourceConfig, sd *ha.ServiceStat
 		// again. Taking the lock again (a refresh, or an expired hold)
 		// shows that the node has not held it since it was fenced. If
 		// the node holds it now, it is alive and runs nothing of this
-		// service (an LRM never starts a service in recovery): the
+		// service (an LRM never starts a service in recovery); if a
+		// previous master still holds it, the node cannot start
+		// anything before it gets its lock either. Either way the
 		// service is recovered on that node, which needs no steal, or
-		// waits for it while it is not online.
+		// waits while the node is not online (a previous master's hold
+		// expires within the lock TTL, and then the steal goes ahead).
 		if !m.online(fenced) {
 			return
 		}
-		m.log.info(fmt.Sprintf("node '%s' took its agent lock back, recovering service '%s' on it", fenced, sid), ha.KeySID, sid)
+		m.log.info(fmt.Sprintf("cannot take the agent lock of node '%s' again (the node or a previous master holds it), recovering service '%s' on it", fenced, sid), ha.KeySID, sid)
 		n = fenced
 	}
 	if n == fenced {

@@ -453,7 +453,11 @@ func (l *LRM) releaseLock() {
 // servicesMayRun reports whether a service may still run on this node as
 // far as this LRM knows: a service located on it (or migrating to it) in
 // any state but stopped (with this LRM's stop of it successful), unless a
-// node-shutdown stop job stopped it. A
+// node-shutdown stop job stopped it; or a resource configured on this node
+// that the manager status does not list (yet): one the operator took out
+// of HA (ignored) while it ran here and gave back to HA may still run, and
+// the CRM adopts it only at its next round. Ignored resources themselves
+// are the operator's, not HA's. A
 // frozen service (disarm, LRM restart) and a service in error count as
 // running; only a clean stop of every service makes the node's release
 // of its lock a clean one.
@@ -475,6 +479,18 @@ func (l *LRM) servicesMayRun() bool {
 			}
 		}
 		return true
+	}
+	resources, err := l.env.ReadResources()
+	if err != nil {
+		return true // unknown: assume the worst
+	}
+	for sid, cfg := range resources {
+		if cfg == nil || cfg.Node != l.node || cfg.Requested() == ha.RequestIgnored {
+			continue
+		}
+		if _, listed := l.services[sid]; !listed && !l.shutdownStopped[sid] {
+			return true
+		}
 	}
 	return false
 }

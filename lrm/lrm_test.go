@@ -1074,6 +1074,24 @@ func TestReleaseSaysWhetherServicesMayRun(t *testing.T) {
 			// Stopped, then removed from HA.
 			e.agent.running[vm1] = false
 			delete(e.ms.ServiceStatus, vm1)
+			delete(e.res, vm1)
+			for range 3 + l.timing.LRMIdleRounds {
+				step(t, l, e)
+			}
+		}, false},
+		{"idle: a service given back to HA, not adopted yet", func(t *testing.T, l *LRM, e *fakeEnv) {
+			// Ignored (the CRM dropped it, it kept running here), then
+			// requested started again before the CRM's next round.
+			delete(e.ms.ServiceStatus, vm1)
+			e.res[vm1].State = ha.RequestStarted
+			for range 3 + l.timing.LRMIdleRounds {
+				step(t, l, e)
+			}
+		}, true},
+		{"idle: an ignored service is the operator's", func(t *testing.T, l *LRM, e *fakeEnv) {
+			e.agent.running[vm1] = false
+			delete(e.ms.ServiceStatus, vm1)
+			e.res[vm1].State = ha.RequestIgnored
 			for range 3 + l.timing.LRMIdleRounds {
 				step(t, l, e)
 			}

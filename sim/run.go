@@ -210,7 +210,10 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("simulate: %d nodes need a round of %v, which a healthy daemon's watchdog (timeout %v) would not survive", len(sc.Nodes), s.roundLen, opts.Timing.WatchdogTimeout)
 	}
 	s.endAfter = 25 * round
-	s.maxTime = 500 * round
+	// 500 rounds (PVE's 10,000 s). A serial round of more than 10 nodes
+	// is longer than a round; the limit counts such rounds, so that the
+	// same schedule fits in both round models.
+	s.maxTime = 500 * s.roundLen
 	s.lockTTL = opts.Timing.LockTTL
 	s.wdTimeout = opts.Timing.WatchdogTimeout
 
