@@ -82,6 +82,10 @@ type locationCmd struct {
 	SID  ha.SID `json:"sid"`
 	From string `json:"from,omitempty"`
 	To   string `json:"to"`
+	// Holder is, for opStealService, the node that must hold From's agent
+	// lock (the master that fenced From): a steal is the recovery of a
+	// fenced node's service, and only that lock proves the fencing.
+	Holder string `json:"holder,omitempty"`
 }
 
 // requestedStateCmd is the payload of opSetRequestedState.

@@ -225,6 +225,9 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			if r := fenced(); r != nil {
 				return r, "", ""
 			}
+			if r := checkStealLock(st, &c); r != nil {
+				return r, "", ""
+			}
 		}
 		rc.Node = c.To
 		rc.Revision = l.Index
@@ -566,4 +569,25 @@ func (f *fsm) locks() map[string]LockInfo {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return maps.Clone(f.st.Locks)
+}
+
+// checkStealLock is the store's own check of the one rule: a service is
+// stolen from a node only by the holder of that node's agent lock, taken
+// (not given up: a lock released with services running is never held by
+// another node) as the proof that the node fenced itself. The CRM takes
+// the lock right before it steals; the FSM checks it again at the steal's
+// log position, so no lock change in between can slip through.
+func checkStealLock(st *state, c *locationCmd) *result {
+	if c.From == "" || c.Holder == "" {
+		return refuse(ErrInvalid, "steal %q: source node and lock holder are required (from %q, holder %q)", c.SID, c.From, c.Holder)
+	}
+	l, held := st.Locks[AgentLock(c.From)]
+	switch {
+	case !held:
+		return refuse(ErrLockHeld, "steal %q from %q for %q: nobody holds %q's agent lock", c.SID, c.From, c.Holder, c.From)
+	case l.Released || l.Owner != c.Holder:
+		return refuse(ErrLockHeld, "steal %q from %q for %q: %q's agent lock is held by %q (released with services running: %v)",
+			c.SID, c.From, c.Holder, c.From, l.Owner, l.Released)
+	}
+	return nil
 }

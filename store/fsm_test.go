@@ -99,12 +99,26 @@ func TestFSMTermFencing(t *testing.T) {
 			{op: opTakeCommands, cmd: 1, data: struct{}{}, val: `["a"]`},
 			{op: opTakeCommands, cmd: 1, data: struct{}{}, val: `[]`},
 		}},
-		{"steal service needs a term and the right source node", []entry{
+		{"steal service needs a term, the right source node and its agent lock", []entry{
 			{op: opPutResource, data: ha.DefaultResourceConfig("vm:1", "n1")},
-			{op: opStealService, data: locationCmd{SID: "vm:1", From: "n1", To: "n2"}, want: ErrStaleTerm},
-			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n3", To: "n2"}, want: ErrConflict},
-			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:9", From: "n1", To: "n2"}, want: ErrNotFound},
-			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2"}},
+			{op: opStealService, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "m"}, want: ErrStaleTerm},
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n3", To: "n2", Holder: "m"}, want: ErrConflict},
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:9", From: "n1", To: "n2", Holder: "m"}, want: ErrNotFound},
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2"}, want: ErrInvalid},
+			// Nobody holds n1's lock: no proof of fencing.
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "m"}, want: ErrLockHeld},
+			// n1 holds it itself: alive, not fenced.
+			{op: opLock, data: lockCmd{Name: AgentLock("n1"), Holder: "n1"}},
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "m"}, want: ErrLockHeld},
+			// n1 gave it up with services running: still no proof.
+			{op: opUnlock, data: unlockCmd{Name: AgentLock("n1"), Holder: "n1", Running: true}},
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "m"}, want: ErrLockHeld},
+			// n1 takes it back, and the master takes it over (after the
+			// TTL, which the leader checked before appending the takeover).
+			{op: opLock, data: lockCmd{Name: AgentLock("n1"), Holder: "n1"}},
+			{op: opLock, cmd: 1, data: lockCmd{Name: AgentLock("n1"), Holder: "m", Takeover: true, ExpectOwner: "n1", ExpectIndex: 11}},
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "x"}, want: ErrLockHeld},
+			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "m"}},
 		}},
 		// Raft never appends a lower term after a higher one; the FSM
 		// still refuses to go back, as a second line of defence.

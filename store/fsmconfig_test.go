@@ -79,7 +79,7 @@ func TestFSMConfigOperations(t *testing.T) {
 		}, nil},
 		{"update sets only the named fields and keeps the location", []entry{
 			{op: opAddResource, data: addResourceCmd{Config: rc("vm:1", "n1")}},
-			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2"}},
+			{op: opSetLocation, data: locationCmd{SID: "vm:1", From: "n1", To: "n2"}},
 			{op: opUpdateResource, data: updateResourceCmd{SID: "vm:1", State: ptr(ha.RequestStopped), Comment: ptr("db"), MaxRelocate: ptr(3)}},
 		}, func(t *testing.T, st *state) {
 			got := st.Resources["vm:1"]

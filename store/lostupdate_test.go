@@ -57,6 +57,13 @@ func TestConcurrentConfigWritesLoseNothing(t *testing.T) {
 	if err := leader.WriteManagerStatus(ctx, term, &ha.ManagerStatus{NodeStatus: map[string]ha.NodeState{"n1": "online", "n2": "online", "n3": "online"}}); err != nil {
 		t.Fatal(err)
 	}
+	// The CRM's steals below need the source node's agent lock: the
+	// master holds all three, as after fencing them.
+	for _, n := range nodes {
+		if _, err := leader.AcquireLock(ctx, AgentLock(n), leader.NodeID(), term); err != nil {
+			t.Fatalf("take %s's agent lock: %v", n, err)
+		}
+	}
 	if err := op1.SetGroups(ctx, 0, []byte("group: g1\n\tnodes n1\n\ngroup: g2\n\tnodes n2\n"), []string{"g1", "g2"}); err != nil {
 		t.Fatal(err)
 	}

@@ -612,9 +612,11 @@ func (s *Store) SetLocation(ctx context.Context, sid ha.SID, from, to string) er
 }
 
 // StealService moves sid from a fenced node to another (the CRM's
-// recovery). Fenced by term; ErrConflict if sid is not on from.
+// recovery). Fenced by term; ErrConflict if sid is not on from;
+// ErrLockHeld unless this node holds from's agent lock (taken, not given
+// up) when the steal is applied.
 func (s *Store) StealService(ctx context.Context, term uint64, sid ha.SID, from, to string) error {
-	_, err := s.apply(ctx, opStealService, term, locationCmd{SID: sid, From: from, To: to})
+	_, err := s.apply(ctx, opStealService, term, locationCmd{SID: sid, From: from, To: to, Holder: s.cfg.NodeID})
 	return err
 }
 
