@@ -33,10 +33,13 @@ type fakeEnv struct {
 	// releaseRunning records the running flag of every release, in order.
 	releaseRunning []bool
 
-	wdOpen    bool
-	wdOpens   int
-	wdUpdates int
-	wdCloses  int
+	wdOpen bool
+	// releaseFails makes ReleaseAgentLock fail with the lock kept (an
+	// unreachable store, an unknown outcome).
+	releaseFails bool
+	wdOpens      int
+	wdUpdates    int
+	wdCloses     int
 
 	ms      *ha.ManagerStatus
 	msErr   error
@@ -109,7 +112,7 @@ func (e *fakeEnv) FenceNode(string) ha.FenceResult { return ha.FenceResult{} }
 func (e *fakeEnv) ReleaseAgentLock(node string, running bool) bool {
 	e.releases++
 	e.releaseRunning = append(e.releaseRunning, running)
-	if e.lockHolder != node {
+	if e.lockHolder != node || e.releaseFails {
 		return false
 	}
 	e.lockHolder = ""

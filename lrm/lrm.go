@@ -178,17 +178,17 @@ func (l *LRM) transition(fence bool) {
 			l.setState(ha.LRMMaintenance)
 		case l.mode == ha.ModeDisarm && l.runWorkers() == 0:
 			l.log.Info("HA disarm requested, releasing agent lock and watchdog")
-			l.releaseLock()
-			l.closeWatchdog()
-			l.setState(ha.LRMWaitForAgentLock)
+			if l.disarm() {
+				l.setState(ha.LRMWaitForAgentLock)
+			}
 		case !l.hasConfiguredService() && l.runWorkers() == 0:
 			l.idleRounds++
 			if l.idleRounds > l.timing.LRMIdleRounds {
 				l.log.Info(fmt.Sprintf("node had no service configured for %d rounds, going idle.", l.timing.LRMIdleRounds))
-				l.releaseLock()
-				l.closeWatchdog()
-				l.setState(ha.LRMWaitForAgentLock)
-				l.idleRounds = 0
+				if l.disarm() {
+					l.setState(ha.LRMWaitForAgentLock)
+					l.idleRounds = 0
+				}
 			}
 		default:
 			l.idleRounds = 0
@@ -201,9 +201,9 @@ func (l *LRM) transition(fence bool) {
 			l.loseLock()
 		case l.mode == ha.ModeDisarm && l.activeServiceCount() == 0 && l.runWorkers() == 0:
 			l.log.Info("HA disarm requested during maintenance, releasing agent lock and watchdog")
-			l.releaseLock()
-			l.closeWatchdog()
-			l.setState(ha.LRMWaitForAgentLock)
+			if l.disarm() {
+				l.setState(ha.LRMWaitForAgentLock)
+			}
 		case l.activeServiceCount() > 0 || l.runWorkers() > 0:
 			// Keep lock and watchdog while services or workers remain.
 			if l.lockLapsed() || !l.acquireLock() {
@@ -276,11 +276,9 @@ func (l *LRM) work() bool {
 			// Every active service left the node: safe to give up the
 			// watchdog and the lock (every such round; a second release
 			// is silent).
-			l.closeWatchdog()
-			if l.shutdownRequested {
+			if l.disarm() && l.shutdownRequested {
 				exit = true
 			}
-			l.releaseLock()
 		}
 		if !exit {
 			l.manageResources()
@@ -297,10 +295,9 @@ func (l *LRM) shutdownRound() bool {
 	if l.mode == ha.ModeRestart {
 		workers := l.runWorkers()
 		if l.activeServiceCount() == 0 && workers == 0 {
-			// Everything is frozen or stopped: safe to disarm.
-			l.closeWatchdog()
-			l.releaseLock()
-			return true
+			// Everything is frozen or stopped: safe to disarm once the
+			// lock is released.
+			return l.disarm()
 		}
 		return false
 	}
@@ -310,8 +307,7 @@ func (l *LRM) shutdownRound() bool {
 	if l.shutdownErrors == 0 {
 		// All stop jobs succeeded: safe to disarm. With failures the
 		// watchdog stays armed and resets the node.
-		l.closeWatchdog()
-		l.releaseLock()
+		return l.disarm()
 	}
 	return true
 }
@@ -441,13 +437,28 @@ func (l *LRM) lockLapsed() bool {
 	return l.lockHeld && l.timing.LockValidity > 0 && l.env.Now().After(l.lockValidUntil)
 }
 
-// releaseLock releases the agent lock; a failure is silent (the lock then
-// times out). The release tells the lock whether services may still run
-// here (servicesMayRun): such a lock proves nothing to the CRM until this
-// node takes it again.
-func (l *LRM) releaseLock() {
-	l.env.ReleaseAgentLock(l.node, l.servicesMayRun())
+// disarm releases the agent lock and closes the watchdog, and reports
+// whether it did. The release tells the lock whether services may still
+// run here (servicesMayRun): such a lock proves nothing to the CRM until
+// this node takes it again. With services that may still run, the
+// watchdog is closed only once the release is confirmed: a release that
+// failed (an unreachable store, an unknown outcome) may leave the lock
+// held by this node, and a held lock that times out proves the fencing to
+// the CRM, which only the armed watchdog then makes true. The caller tries
+// again in a later round (the lock is renewed meanwhile, or lapses and the
+// watchdog fences). With nothing that may run, a failed release is
+// harmless (the lock times out) and the watchdog is closed at once.
+func (l *LRM) disarm() bool {
+	running := l.servicesMayRun()
+	// A release of a lock this LRM already gave up (maintenance releases
+	// every round) changes nothing, whatever it answers.
+	if !l.env.ReleaseAgentLock(l.node, running) && running && l.lockHeld {
+		l.log.Error("releasing the agent lock failed while services may still run - keeping the watchdog armed")
+		return false
+	}
 	l.lockHeld = false
+	l.closeWatchdog()
+	return true
 }
 
 // servicesMayRun reports whether a service may still run on this node as

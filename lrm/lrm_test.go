@@ -1125,3 +1125,32 @@ func TestReleaseSaysWhetherServicesMayRun(t *testing.T) {
 		})
 	}
 }
+
+// A release that fails while services may still run must not close the
+// watchdog: the lock may still be held by this node, time out, and be
+// taken by the CRM as proof of fencing, which only the armed watchdog then
+// makes true (SPIN model, BUG_RELEASE_LOSS). The LRM stays active, keeps
+// renewing, and releases once the store answers.
+func TestFailedReleaseKeepsTheWatchdogArmed(t *testing.T) {
+	e := newFakeEnv()
+	l := activeLRM(t, e)
+	e.ms.Disarm = &ha.Disarm{Mode: ha.DisarmFreeze, State: ha.Disarming}
+	e.ms.ServiceStatus[vm1].State = ha.StateFreeze
+	e.releaseFails = true
+	step(t, l, e)
+	step(t, l, e)
+	if l.State() != ha.LRMActive || !e.wdOpen || e.lockHolder != "node1" {
+		t.Fatalf("after a failed release: state %s, watchdog open %v, lock holder %q; want active, open, node1", l.State(), e.wdOpen, e.lockHolder)
+	}
+	if !e.agent.running[vm1] {
+		t.Fatal("vm:101 stopped; a disarm freeze must not stop it")
+	}
+	e.releaseFails = false
+	step(t, l, e)
+	if l.State() != ha.LRMWaitForAgentLock || e.wdOpen || e.lockHolder != "" {
+		t.Fatalf("after the release went through: state %s, watchdog open %v, lock holder %q; want wait_for_agent_lock, closed, free", l.State(), e.wdOpen, e.lockHolder)
+	}
+	if n := len(e.releaseRunning); n == 0 || !e.releaseRunning[n-1] {
+		t.Errorf("releases %v: the last must say services may run", e.releaseRunning)
+	}
+}
