@@ -4,6 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -346,5 +350,181 @@ func TestShutdownDetectorHungBus(t *testing.T) {
 	d := detector(t, 5*time.Second, &syncBuffer{}, SystemdBus{Address: bus.addr})
 	if shutdown, reboot := d.Detect(); !shutdown || reboot {
 		t.Fatalf("Detect after the hang = (%v, %v), want a shutdown", shutdown, reboot)
+	}
+}
+
+// fakePrivateSocket serves one systemd-like peer-to-peer D-Bus connection
+// per accept, as /run/systemd/private does: EXTERNAL auth for the caller's
+// uid, no bus daemon (a Hello is refused), and Manager.ListJobs answered
+// with jobs. Each connection's first method call is sent to calls.
+func fakePrivateSocket(t *testing.T, jobs []SystemdJob, calls chan<- string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "private")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				member, err := servePrivate(c, jobs)
+				if err != nil {
+					member = "error: " + err.Error()
+				}
+				calls <- member
+			}()
+		}
+	}()
+	return "unix:path=" + path
+}
+
+// servePrivate runs the server side of the SASL handshake and answers the
+// first method call; it returns the called member.
+func servePrivate(c net.Conn, jobs []SystemdJob) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	in := bufio.NewReader(c)
+	if b, err := in.ReadByte(); err != nil || b != 0 {
+		return "", fmt.Errorf("no leading NUL byte (%v)", err)
+	}
+	wantID := hex.EncodeToString([]byte(strconv.Itoa(os.Geteuid())))
+	for {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return "", fmt.Errorf("auth: %w", err)
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 1 && f[0] == "AUTH":
+			_, err = io.WriteString(c, "REJECTED EXTERNAL\r\n")
+		case len(f) == 3 && f[0] == "AUTH" && f[1] == "EXTERNAL" && f[2] == wantID:
+			_, err = io.WriteString(c, "OK 0123456789abcdef0123456789abcdef\r\n")
+		case len(f) == 2 && f[0] == "AUTH" && f[1] == "EXTERNAL":
+			// No identity sent: the kernel's peer credentials decide, as
+			// in sd-bus; an empty DATA exchange follows.
+			if uid, err := peerUID(c); err != nil || uid != os.Geteuid() {
+				return "", fmt.Errorf("peer uid %d (%v), want %d", uid, err, os.Geteuid())
+			}
+			_, err = io.WriteString(c, "DATA\r\n")
+		case len(f) == 1 && f[0] == "DATA":
+			_, err = io.WriteString(c, "OK 0123456789abcdef0123456789abcdef\r\n")
+		case len(f) >= 2 && f[0] == "AUTH":
+			_, err = io.WriteString(c, "REJECTED EXTERNAL\r\n")
+		case len(f) == 1 && f[0] == "NEGOTIATE_UNIX_FD":
+			_, err = io.WriteString(c, "AGREE_UNIX_FD\r\n")
+		case len(f) == 1 && f[0] == "BEGIN":
+			return answerPrivate(c, in, jobs)
+		default:
+			_, err = io.WriteString(c, "ERROR\r\n")
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+// peerUID returns the uid of the process at the other end of c.
+func peerUID(c net.Conn) (int, error) {
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return -1, err
+	}
+	if credErr != nil {
+		return -1, credErr
+	}
+	return int(cred.Uid), nil
+}
+
+// answerPrivate reads one method call and answers ListJobs with jobs and
+// anything else (a Hello, say) with UnknownMethod, as systemd does.
+func answerPrivate(c net.Conn, in *bufio.Reader, jobs []SystemdJob) (string, error) {
+	msg, err := dbus.DecodeMessage(in)
+	if err != nil {
+		return "", fmt.Errorf("decode call: %w", err)
+	}
+	iface, _ := msg.Headers[dbus.FieldInterface].Value().(string)
+	member, _ := msg.Headers[dbus.FieldMember].Value().(string)
+	path, _ := msg.Headers[dbus.FieldPath].Value().(dbus.ObjectPath)
+	name := iface + "." + member
+	reply := &dbus.Message{Type: dbus.TypeMethodReply, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldReplySerial: dbus.MakeVariant(msg.Serial()),
+	}}
+	if name == systemdListJobs && path == systemdObjectPath {
+		if jobs == nil {
+			jobs = []SystemdJob{}
+		}
+		reply.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(jobs))
+		reply.Body = []any{jobs}
+	} else {
+		reply.Type = dbus.TypeError
+		reply.Headers[dbus.FieldErrorName] = dbus.MakeVariant("org.freedesktop.DBus.Error.UnknownMethod")
+		reply.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(""))
+		reply.Body = []any{"unknown method " + name}
+	}
+	var buf bytes.Buffer
+	if err := reply.EncodeTo(&buf, binary.LittleEndian); err != nil {
+		return "", fmt.Errorf("encode reply: %w", err)
+	}
+	b := buf.Bytes()
+	binary.LittleEndian.PutUint32(b[8:12], 1) // the reply's own serial (godbus leaves it 0)
+	if _, err := c.Write(b); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// TestShutdownDetectorPrivateSocket talks to a systemd-like private socket
+// (peer to peer, no bus daemon): the detector must authenticate as its
+// uid and call ListJobs without a Hello first.
+func TestShutdownDetectorPrivateSocket(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		jobs             []SystemdJob
+		shutdown, reboot bool
+	}{
+		{"reboot", []SystemdJob{job(8, "shutdown.target", "start"), job(7, "reboot.target", "start")}, true, true},
+		{"poweroff", []SystemdJob{job(7, "poweroff.target", "start")}, true, false},
+		{"nothing queued", nil, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := make(chan string, 4)
+			addr := fakePrivateSocket(t, tc.jobs, calls)
+			var logs syncBuffer
+			d := detector(t, 5*time.Second, &logs, SystemdBus{Address: addr, Direct: true})
+			shutdown, reboot := d.Detect()
+			if got := <-calls; got != systemdListJobs {
+				t.Fatalf("the private socket got %q first, want %s; log:\n%s", got, systemdListJobs, logs.String())
+			}
+			if shutdown != tc.shutdown || reboot != tc.reboot {
+				t.Fatalf("Detect = (%v, %v), want (%v, %v); log:\n%s", shutdown, reboot, tc.shutdown, tc.reboot, logs.String())
+			}
+		})
+	}
+	// Treating the private socket as a bus (a Hello first) fails the way
+	// systemd would answer it: the detector falls back.
+	calls := make(chan string, 4)
+	addr := fakePrivateSocket(t, []SystemdJob{job(7, "reboot.target", "start")}, calls)
+	var logs syncBuffer
+	d := detector(t, 5*time.Second, &logs, SystemdBus{Address: addr})
+	if shutdown, _ := d.Detect(); shutdown {
+		t.Fatal("Detect reported a shutdown after a refused Hello")
+	}
+	if got := <-calls; got != "org.freedesktop.DBus.Hello" {
+		t.Fatalf("first call %q, want the Hello", got)
+	}
+	if !strings.Contains(logs.String(), fallbackLine) {
+		t.Fatalf("no fallback line:\n%s", logs.String())
 	}
 }
