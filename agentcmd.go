@@ -136,7 +136,7 @@ func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger) error {
 	defer stop()
 	// SIGUSR1 stops the agent as for a node shutdown, SIGUSR2 as for a
 	// reboot: the shutdown policy applies (for init systems other than
-	// systemd, whose shutdown jobs the agent detects by itself).
+	// systemd, whose shutdown jobs the agent asks for over D-Bus).
 	var intent atomic.Int32 // 0 ask systemd, 1 shutdown, 2 reboot
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -153,6 +153,7 @@ func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger) error {
 		case <-ctx.Done():
 		}
 	}()
+	detector := agent.NewShutdownDetector(cfg.ShutdownDetectTimeout, logger.With(ha.KeyNode, cfg.NodeName, "component", "shutdown-detect"))
 	nodeShutdown := func() (bool, bool) {
 		switch intent.Load() {
 		case 1:
@@ -160,7 +161,7 @@ func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger) error {
 		case 2:
 			return true, true
 		}
-		return agent.SystemdShutdown()
+		return detector.Detect()
 	}
 	go func() {
 		// The graceful shutdown waits for the CRM to freeze the services,

@@ -64,14 +64,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 type NodeShutdownFunc func() (shutdown, reboot bool)
 
 // RunWith is Run with an explicit way to tell a node shutdown from an agent
-// restart when the agent stops; nil asks systemd (a shutdown.target,
-// poweroff.target or reboot.target job is queued), and without systemd a
-// stop is an agent restart.
+// restart when the agent stops; nil asks systemd over D-Bus (a
+// ShutdownDetector bounded by cfg.ShutdownDetectTimeout), and without
+// systemd a stop is an agent restart.
 func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown NodeShutdownFunc) error {
+	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
 	if nodeShutdown == nil {
-		nodeShutdown = SystemdShutdown
+		nodeShutdown = NewShutdownDetector(cfg.ShutdownDetectTimeout, a.log.With("component", "shutdown-detect")).Detect
 	}
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), nodeShutdown: nodeShutdown, sd: newSDNotifier(os.Getenv)}
+	a.nodeShutdown = nodeShutdown
 	// TLS first: a node that cannot join the cluster starts nothing.
 	var storeTLS *store.TLS
 	if cfg.UseTLS() {
@@ -280,21 +281,6 @@ func (a *Agent) detectNodeShutdown() bool {
 	shutdown, reboot := a.nodeShutdown()
 	a.n.setShutdown(shutdown, reboot)
 	return shutdown
-}
-
-// SystemdShutdown reports whether systemd is shutting the machine down (a
-// shutdown, poweroff or reboot target job is queued) and whether it reboots.
-func SystemdShutdown() (shutdown, reboot bool) {
-	if _, err := os.Stat("/run/systemd/system"); err != nil {
-		return false, false
-	}
-	out, err := osexec.Command("systemctl", "list-jobs", "--no-legend").Output()
-	if err != nil {
-		return false, false
-	}
-	s := string(out)
-	return strings.Contains(s, "shutdown.target") || strings.Contains(s, "reboot.target") || strings.Contains(s, "poweroff.target"),
-		strings.Contains(s, "reboot.target")
 }
 
 // runCRM steps the CRM once per CRMRound until stop, then shuts it down.

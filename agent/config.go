@@ -140,6 +140,12 @@ type Config struct {
 	// usage for the schedulers. Default 10s.
 	UsageInterval time.Duration `cfg:"usage_interval"`
 
+	// ShutdownDetectTimeout bounds how long the agent's stop path waits
+	// for systemd to list its jobs over D-Bus (to tell a node shutdown or
+	// reboot from an agent restart); past it the stop counts as an agent
+	// restart. Default DefaultShutdownDetectTimeout (1s).
+	ShutdownDetectTimeout time.Duration `cfg:"shutdown_detect_timeout"`
+
 	// notifySecret is the content of NotifyWebhookSecretFile, read by Finish.
 	notifySecret []byte
 
@@ -195,6 +201,8 @@ func DefaultConfig() Config {
 		NotifyRetries:  5,
 		NotifyBackoff:  time.Second,
 		UsageInterval:  10 * time.Second,
+
+		ShutdownDetectTimeout: DefaultShutdownDetectTimeout,
 		DiskCheckInterval: func() *time.Duration {
 			d := DefaultDiskCheckInterval
 			return &d
@@ -453,6 +461,9 @@ func (c *Config) validateObservability() error {
 	}
 	if c.NodeCPUs < 0 || c.NodeMemoryMB < 0 {
 		return fmt.Errorf("node_cpus %d, node_memory_mb %d: expected >= 0 (0: measured)", c.NodeCPUs, c.NodeMemoryMB)
+	}
+	if c.ShutdownDetectTimeout <= 0 {
+		return fmt.Errorf("shutdown_detect_timeout %v: expected a positive duration", c.ShutdownDetectTimeout)
 	}
 	if c.UsageInterval <= 0 {
 		return fmt.Errorf("usage_interval %v: expected a positive duration", c.UsageInterval)

@@ -73,6 +73,8 @@ func TestFinishRejects(t *testing.T) {
 		{"unsafe ttl", func(c *Config) { c.LockTTL = d("2s") }, "must be less than lock_ttl (2s)", true},
 		{"bad profile", func(c *Config) { c.TimingProfile = "warp" }, `unknown timing profile "warp"`, false},
 		{"bad policy", func(c *Config) { c.ShutdownPolicy = "panic" }, `shutdown_policy "panic"`, false},
+		{"zero shutdown detect timeout", func(c *Config) { c.ShutdownDetectTimeout = 0 }, "shutdown_detect_timeout 0s: expected a positive duration", false},
+		{"negative shutdown detect timeout", func(c *Config) { c.ShutdownDetectTimeout = -time.Second }, "shutdown_detect_timeout -1s: expected a positive duration", false},
 		{"default bind without advertise_ip", func(c *Config) { c.AdvertiseIP = "" }, `advertise_ip: required when gossip_addr ":7946" names no host`, false},
 		{"unspecified bind without advertise_ip", func(c *Config) { c.AdvertiseIP = ""; c.GossipAddr = "0.0.0.0:7946" }, "advertise_ip: required when gossip_addr binds to 0.0.0.0", false},
 		{"bad advertise_ip", func(c *Config) { c.AdvertiseIP = "node1.lan" }, `advertise_ip "node1.lan": not an IP address`, false},

@@ -81,6 +81,11 @@ func TestQuorumLostOncePerLoss(t *testing.T) {
 	lost := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	watchQuorum(ctx, time.Microsecond, func() bool {
+		// After cancel, sleepCtx may still pick the elapsed timer once
+		// (select chooses at random among ready cases): stay not quorate.
+		if i >= len(seq) {
+			return false
+		}
 		q := seq[i]
 		i++
 		if i == len(seq) {
