@@ -246,6 +246,19 @@ func (s *Store) Close() error {
 		s.pool.closeAll()
 		var errs []error
 		s.raft.DeregisterObserver(s.observer)
+		if s.raft.State() == raft.Leader {
+			// Hand the leadership over before stopping, so that the
+			// followers' lock renewals wait for one TimeoutNow round
+			// instead of an election timeout: a leader's agent restart
+			// must not cost a healthy node its lock validity. Bounded by
+			// raft (an election timeout); a failure only means the usual
+			// election follows.
+			if err := s.raft.LeadershipTransfer().Error(); err != nil {
+				s.logger.Info("no leadership transfer before stopping; the others elect a leader", "err", err)
+			} else {
+				s.logger.Info("handed raft leadership over before stopping")
+			}
+		}
 		if err := s.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
 		}
