@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"haxd/logdedup"
 )
 
 // TestWrongKeyErrorsAreRateLimited: the error memberlist logs for every
@@ -15,7 +17,7 @@ import (
 func TestWrongKeyErrorsAreRateLimited(t *testing.T) {
 	var buf bytes.Buffer
 	now := time.Unix(1000, 0)
-	w := &logWriter{logger: slog.New(slog.NewTextHandler(&buf, nil)), dedup: newLogDedup(func() time.Time { return now }, dedupWindow)}
+	w := &logWriter{logger: slog.New(slog.NewTextHandler(&buf, nil)), dedup: logdedup.New(func() time.Time { return now }, dedupWindow)}
 	for i := range 20 {
 		line := "[ERR] memberlist: failed to receive: No installed keys could decrypt the message from=127.0.0.1:" + string(rune('0'+i%10)) + "4321\n"
 		w.Write([]byte(line))

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"haxd/logdedup"
 )
 
 // logWriter turns the lines memberlist and serf write to their *log.Logger
@@ -18,7 +20,7 @@ import (
 // every healthy node log an error a second, forever.
 type logWriter struct {
 	logger *slog.Logger
-	dedup  *logDedup
+	dedup  *logdedup.Dedup
 }
 
 // dedupWindow is how long a repeated gossip warning or error is suppressed
@@ -27,7 +29,7 @@ const dedupWindow = 30 * time.Second
 
 // newStdLogger returns a *log.Logger that forwards to logger.
 func newStdLogger(logger *slog.Logger) *log.Logger {
-	return log.New(&logWriter{logger: logger, dedup: newLogDedup(time.Now, dedupWindow)}, "", 0)
+	return log.New(&logWriter{logger: logger, dedup: logdedup.New(time.Now, dedupWindow)}, "", 0)
 }
 
 // dedupKey is the line with every run of digits replaced by '#', so that
@@ -78,7 +80,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 			attrs = append(attrs, "lib", lib)
 		}
 		if level >= slog.LevelWarn && w.dedup != nil {
-			ok, n := w.dedup.allow(dedupKey(lib, msg))
+			ok, n := w.dedup.Allow(dedupKey(lib, msg))
 			if !ok {
 				continue
 			}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"haxd/logdedup"
 )
 
 // slogTrace is the slog level hclog's Trace maps to.
@@ -26,7 +28,7 @@ type hclogAdapter struct {
 	name    string
 	implied []any
 	level   *slog.LevelVar
-	dedup   *logDedup
+	dedup   *logdedup.Dedup
 }
 
 // repetitive are raft's messages that repeat many times a second while a
@@ -47,7 +49,7 @@ var _ hclog.Logger = (*hclogAdapter)(nil)
 func newHclogAdapter(logger *slog.Logger, name string) *hclogAdapter {
 	lv := new(slog.LevelVar)
 	lv.Set(slogTrace)
-	return &hclogAdapter{logger: logger, name: name, level: lv, dedup: newLogDedup(time.Now, dedupWindow)}
+	return &hclogAdapter{logger: logger, name: name, level: lv, dedup: logdedup.New(time.Now, dedupWindow)}
 }
 
 // toSlogLevel maps an hclog level to a slog level; ok is false for Off.
@@ -100,7 +102,7 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	attrs = appendPairs(attrs, args)
 	var extra []any
 	if a.dedup != nil && slices.Contains(repetitive, msg) {
-		ok, n := a.dedup.allow(msg + "\x00" + peerOf(append(slices.Clone(a.implied), args...)))
+		ok, n := a.dedup.Allow(msg + "\x00" + peerOf(append(slices.Clone(a.implied), args...)))
 		if !ok {
 			return
 		}
@@ -268,3 +270,9 @@ func (a *hclogAdapter) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writ
 func discardLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
+
+// dedupWindow is how long a repeated raft complaint about the same peer is
+// suppressed after it was logged. With a peer dead, raft retries its
+// heartbeat and replication many times a second, forever; one line per
+// window (with the count of suppressed repeats) says the same.
+const dedupWindow = 30 * time.Second

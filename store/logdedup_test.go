@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"haxd/logdedup"
 )
 
 // TestRaftPeerFailuresAreDeduplicated: with a peer dead raft complains
@@ -16,7 +18,7 @@ func TestRaftPeerFailuresAreDeduplicated(t *testing.T) {
 	var buf bytes.Buffer
 	now := time.Unix(1000, 0)
 	a := newHclogAdapter(slog.New(slog.NewJSONHandler(&buf, nil)), "raft")
-	a.dedup = newLogDedup(func() time.Time { return now }, dedupWindow)
+	a.dedup = logdedup.New(func() time.Time { return now }, dedupWindow)
 	for range 80 { // ten seconds at 8 a second
 		a.Error("failed to heartbeat to", "peer", "n2:7947", "backoff time", "10ms")
 		a.Error("failed to heartbeat to", "peer", "n3:7947", "backoff time", "10ms")

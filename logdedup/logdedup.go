@@ -1,22 +1,21 @@
-package store
+// Package logdedup suppresses repeated log lines: a line whose key was let
+// through within a window is dropped and counted, so that a library that
+// retries many times a second (raft's heartbeats to a dead peer, gossip's
+// complaints about a peer with a wrong key) logs one line per window with
+// the count of what it suppressed.
+package logdedup
 
 import (
 	"sync"
 	"time"
 )
 
-// dedupWindow is how long a repeated raft complaint about the same peer is
-// suppressed after it was logged. With a peer dead, raft retries its
-// heartbeat and replication many times a second, forever; one line per
-// window (with the count of suppressed repeats) says the same.
-const dedupWindow = 30 * time.Second
-
 // dedupMaxKeys bounds the limiter's memory; older keys are pruned.
 const dedupMaxKeys = 256
 
-// logDedup suppresses a log line whose key was logged within the window.
+// Dedup suppresses a log line whose key was logged within the window.
 // It is safe for concurrent use.
-type logDedup struct {
+type Dedup struct {
 	now    func() time.Time
 	window time.Duration
 	mu     sync.Mutex
@@ -28,13 +27,15 @@ type dedupEntry struct {
 	suppressed int       // repeats dropped since
 }
 
-func newLogDedup(now func() time.Time, window time.Duration) *logDedup {
-	return &logDedup{now: now, window: window, seen: map[string]*dedupEntry{}}
+// New returns a Dedup that lets a key through at most once per window
+// (a duration) of the clock now.
+func New(now func() time.Time, window time.Duration) *Dedup {
+	return &Dedup{now: now, window: window, seen: map[string]*dedupEntry{}}
 }
 
-// allow reports whether a line with key is to be logged now, and how many
+// Allow reports whether a line with key is to be logged now, and how many
 // repeats were suppressed since it was last logged.
-func (d *logDedup) allow(key string) (ok bool, suppressed int) {
+func (d *Dedup) Allow(key string) (ok bool, suppressed int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
