@@ -425,6 +425,17 @@ func (a *Agent) start(ctx context.Context, sid ha.SID) error {
 			_ = killCgroup(cgroup)
 		}
 		_ = cmd.Wait()
+		if cgroup != "" {
+			// A child forked while the kill ran may still sit in the
+			// leaf: kill until it is empty (bounded), so that nothing of
+			// the refused start outlives this call.
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if pids, err := cgroupPids(cgroup); err != nil || len(pids) == 0 {
+					break
+				}
+				_ = killCgroup(cgroup)
+			}
+		}
 		a.log.Error("exec service killed at once: it could not be put under the self-fence", ha.KeySID, string(sid), "pid", pid, "err", err)
 		return fmt.Errorf("process %d killed: %w", pid, err)
 	}
