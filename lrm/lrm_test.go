@@ -1088,14 +1088,13 @@ func TestReleaseSaysWhetherServicesMayRun(t *testing.T) {
 				step(t, l, e)
 			}
 		}, true},
-		{"idle: an ignored service is the operator's", func(t *testing.T, l *LRM, e *fakeEnv) {
-			e.agent.running[vm1] = false
+		{"idle: an ignored service may run and be given back to HA", func(t *testing.T, l *LRM, e *fakeEnv) {
 			delete(e.ms.ServiceStatus, vm1)
 			e.res[vm1].State = ha.RequestIgnored
 			for range 3 + l.timing.LRMIdleRounds {
 				step(t, l, e)
 			}
-		}, false},
+		}, true},
 		{"maintenance: the service stopped", func(t *testing.T, l *LRM, e *fakeEnv) {
 			e.ms.NodeRequest = map[string]*ha.NodeRequest{"node1": {Maintenance: true}}
 			step(t, l, e)
