@@ -279,7 +279,11 @@ func (e *env) AcquireAgentLock(node string) bool {
 	var err error
 	for {
 		ctx, cancel := e.watched(context.WithDeadline(context.Background(), deadline))
-		res, err = e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
+		if node == e.n.name {
+			res, err = e.n.store.AcquireOwnLock(ctx, store.AgentLock(node), e.n.name, e.n.fencer.isArmed())
+		} else {
+			res, err = e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
+		}
 		changed := errors.Is(context.Cause(ctx), errLeaderChanged)
 		cancel()
 		// A renewal of the own lock that went to a leader that was then

@@ -511,3 +511,11 @@ func (e *env) WatchdogClose() error {
 // expiry is the end of the own agent lock's validity in CLOCK_MONOTONIC
 // nanoseconds.
 func (n *node) expiry() int64 { return n.monoBase + n.validUntil.Load() }
+
+// isArmed reports whether the LRM's guard handle is open and armed: a lock
+// renewal sent now has a watchdog behind it (store.AcquireOwnLock).
+func (f *fencer) isArmed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.armed && f.cl != nil
+}

@@ -147,11 +147,20 @@ func TestLockIsHeldForTheTTLAfterTheLastRenewal(t *testing.T) {
 	if _, err := B.AcquireLock(ctx, lock, B.NodeID(), 0); !errors.Is(err, ErrLockReleasedRunning) {
 		t.Errorf("B takes A's lock released with services running: err = %v, want ErrLockReleasedRunning", err)
 	}
-	if res, err := A.AcquireLock(ctx, lock, A.NodeID(), 0); err != nil || !res.New {
-		t.Fatalf("A takes its own released lock back: %+v, %v", res, err)
+	// A takes it back before its watchdog is armed (the LRM arms it only
+	// once the answer is in): still no proof for anyone else.
+	if res, err := A.AcquireOwnLock(ctx, lock, A.NodeID(), false); err != nil || !res.New || !res.Released {
+		t.Fatalf("A takes its own released lock back unarmed: %+v, %v", res, err)
+	}
+	if _, err := B.AcquireLock(ctx, lock, B.NodeID(), 0); !errors.Is(err, ErrLockReleasedRunning) {
+		t.Errorf("B takes A's lock retaken unarmed: err = %v, want ErrLockReleasedRunning", err)
+	}
+	// The first renewal with the watchdog armed makes it an ordinary lock.
+	if res, err := A.AcquireOwnLock(ctx, lock, A.NodeID(), true); err != nil || res.Released {
+		t.Fatalf("A renews its lock armed: %+v, %v", res, err)
 	}
 	if !eventually(5*time.Second, func() bool { return !A.LockReleasedRunning(lock) }) {
-		t.Error("A's lock still recorded as released after A took it back")
+		t.Error("A's lock still recorded as released after A renewed it armed")
 	}
 	if _, err := B.AcquireLock(ctx, lock, B.NodeID(), 0); !errors.Is(err, ErrLockHeld) {
 		t.Errorf("B takes A's lock right after A took it back: err = %v, want ErrLockHeld", err)

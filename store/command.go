@@ -185,6 +185,13 @@ type lockCmd struct {
 	// confirmation: the FSM checks that the recorded confirmation matches
 	// ExpectOwner's lock at ExpectIndex (see fencing.go).
 	Fenced bool `json:"fenced,omitempty"`
+	// Armed says that the holder's watchdog was open when it asked. A
+	// lock released with services running that its owner takes back
+	// stays marked released until a request of the owner with Armed set:
+	// until then no watchdog may stand behind it (the answer to the
+	// retake can be lost, and the LRM arms its watchdog only on an
+	// answer), so it must not turn into a proof of fencing.
+	Armed bool `json:"armed,omitempty"`
 }
 
 // unlockCmd is the payload of opUnlock.

@@ -64,6 +64,9 @@ type lockRequest struct {
 	Name   string `json:"name"`
 	Holder string `json:"holder"`
 	Term   uint64 `json:"term,omitempty"`
+	// Armed: the holder's watchdog was open when it sent this (see
+	// Store.AcquireOwnLock).
+	Armed bool `json:"armed,omitempty"`
 }
 
 // handleForward serves one forwarding connection from the node peer (named

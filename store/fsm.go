@@ -373,7 +373,10 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			return refuse(ErrLockReleasedRunning, "lock %q for %q: released by %q", c.Name, c.Holder, cur.Owner), "", ""
 		case !held && !c.Takeover, held && cur.Released && !c.Takeover:
 			// Free, or released by the holder itself: a new acquisition.
-			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index}, New: true}
+			// A lock released with services running stays marked so
+			// until its owner asks with its watchdog armed (lockCmd.Armed).
+			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index,
+				Released: held && cur.Released && !c.Armed}, New: true}
 		case held && !c.Takeover && cur.Owner == c.Holder:
 			cur.Index = l.Index
 			out = LockResult{LockInfo: cur}

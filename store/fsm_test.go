@@ -115,7 +115,7 @@ func TestFSMTermFencing(t *testing.T) {
 			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "m"}, want: ErrLockHeld},
 			// n1 takes it back, and the master takes it over (after the
 			// TTL, which the leader checked before appending the takeover).
-			{op: opLock, data: lockCmd{Name: AgentLock("n1"), Holder: "n1"}},
+			{op: opLock, data: lockCmd{Name: AgentLock("n1"), Holder: "n1", Armed: true}},
 			{op: opLock, cmd: 1, data: lockCmd{Name: AgentLock("n1"), Holder: "m", Takeover: true, ExpectOwner: "n1", ExpectIndex: 11}},
 			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "x"}, want: ErrLockHeld},
 			{op: opStealService, cmd: 1, data: locationCmd{SID: "vm:1", From: "n1", To: "n2", Holder: "m"}},
@@ -197,12 +197,24 @@ func TestFSMLockCompareAndSwap(t *testing.T) {
 			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
 			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 1}, want: ErrLockReleasedRunning},
 		}, []string{"renewed L", "released L"}, "a"},
-		{"its owner takes it back as a new lock", []entry{
+		{"its owner takes it back armed as a new lock", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
 			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}, val: `{"name":"L","owner":"a","index":3,"acquired":3,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a", Armed: true}, val: `{"name":"L","owner":"a","index":3,"acquired":3,"new":true}`},
 			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 3}, val: `{"name":"L","owner":"b","index":4,"acquired":4,"new":true}`},
 		}, []string{"renewed L", "released L", "renewed L", "renewed L"}, "b"},
+		// The answer to an unarmed retake can be lost after it committed
+		// (the LRM then never arms its watchdog): the lock stays no proof
+		// until the owner asks with its watchdog armed (SPIN model,
+		// BUG_ARM_AFTER_ACQUIRE).
+		{"its owner takes it back unarmed: still released until an armed renewal", []entry{
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
+			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}, val: `{"name":"L","owner":"a","index":3,"acquired":3,"released":true,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 3}, want: ErrLockReleasedRunning},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a", Armed: true}, val: `{"name":"L","owner":"a","index":5,"acquired":5,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 5}, val: `{"name":"L","owner":"b","index":6,"acquired":6,"new":true}`},
+		}, []string{"renewed L", "released L", "renewed L", "renewed L", "renewed L"}, "b"},
 		{"its owner releases it clean later: free for anyone", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
 			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},

@@ -110,6 +110,28 @@ func (s *Store) AcquireLock(ctx context.Context, name, holder string, term uint6
 	return out, nil
 }
 
+// AcquireOwnLock is AcquireLock for a node's own agent lock (an LRM), with
+// armed saying whether the node's watchdog is open. A lock its owner
+// released with services running stays marked released (LockInfo.Released,
+// refused to everyone else, no proof of fencing) when the owner takes it
+// back unarmed, until a request with armed set: the LRM arms its watchdog
+// only once an acquisition was answered in time, and an answer can be
+// lost after the acquisition committed.
+func (s *Store) AcquireOwnLock(ctx context.Context, name, holder string, armed bool) (LockResult, error) {
+	if name == "" || holder == "" {
+		return LockResult{}, fmt.Errorf("acquire lock %q for %q: %w: empty name or holder", name, holder, ErrInvalid)
+	}
+	res := s.do(ctx, &fwdRequest{Op: fwdLock, Lock: &lockRequest{Name: name, Holder: holder, Armed: armed}, idempotent: true})
+	if err := res.err(); err != nil {
+		return LockResult{}, fmt.Errorf("acquire lock: %w", err)
+	}
+	var out LockResult
+	if err := json.Unmarshal(res.Value, &out); err != nil {
+		return LockResult{}, fmt.Errorf("acquire lock %q: decode result: %w", name, err)
+	}
+	return out, nil
+}
+
 // ReleaseLock releases the lock called name held by holder. It fails with
 // ErrLockHeld if another node holds it and ErrNotFound if nobody does.
 // running says that holder's services may still run (a disarm, an agent
@@ -140,7 +162,7 @@ func (s *Store) acquireLocal(ctx context.Context, req *lockRequest) *result {
 		return refuse(ErrStaleTerm, "lock %q for %q: requested as master of term %d, leader term is %d", req.Name, req.Holder, req.Term, term)
 	}
 	s.restartLockTimers(term)
-	c := lockCmd{Name: req.Name, Holder: req.Holder}
+	c := lockCmd{Name: req.Name, Holder: req.Holder, Armed: req.Armed}
 	var ttlLeft time.Duration
 	cur, held := s.fsm.lock(req.Name)
 	switch {
