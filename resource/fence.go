@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"haxd/ha"
 )
@@ -106,6 +107,25 @@ func PrepareLeaf(dir string) error {
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
+// cgroup2Magic is CGROUP2_SUPER_MAGIC from linux/magic.h.
+const cgroup2Magic = 0x63677270
+
+// CheckCgroupParent reports why dir cannot hold service cgroups, or nil: it
+// must be a directory on a cgroup v2 file system that the agent may write.
+func CheckCgroupParent(dir string) error {
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &sfs); err != nil {
+		return fmt.Errorf("cgroup parent %s: %w", dir, err)
+	}
+	if uint64(sfs.Type) != cgroup2Magic {
+		return fmt.Errorf("cgroup parent %s: not on a cgroup v2 file system", dir)
+	}
+	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
+		return fmt.Errorf("cgroup parent %s: not writable: %w", dir, err)
 	}
 	return nil
 }

@@ -94,20 +94,7 @@ func (s *Store) lockDeadline(name string) time.Time {
 // request plus its validity: the leader starts the TTL only when it applies
 // the entry, which is later.
 func (s *Store) AcquireLock(ctx context.Context, name, holder string, term uint64) (LockResult, error) {
-	if name == "" || holder == "" {
-		return LockResult{}, fmt.Errorf("acquire lock %q for %q: %w: empty name or holder", name, holder, ErrInvalid)
-	}
-	// Retrying after an unknown outcome is safe: if the first attempt was
-	// committed, the retry is a refresh by the new owner.
-	res := s.do(ctx, &fwdRequest{Op: fwdLock, Lock: &lockRequest{Name: name, Holder: holder, Term: term}, idempotent: true})
-	if err := res.err(); err != nil {
-		return LockResult{}, fmt.Errorf("acquire lock: %w", err)
-	}
-	var out LockResult
-	if err := json.Unmarshal(res.Value, &out); err != nil {
-		return LockResult{}, fmt.Errorf("acquire lock %q: decode result: %w", name, err)
-	}
-	return out, nil
+	return s.acquire(ctx, &lockRequest{Name: name, Holder: holder, Term: term})
 }
 
 // AcquireOwnLock is AcquireLock for a node's own agent lock (an LRM), with
@@ -118,16 +105,23 @@ func (s *Store) AcquireLock(ctx context.Context, name, holder string, term uint6
 // only once an acquisition was answered in time, and an answer can be
 // lost after the acquisition committed.
 func (s *Store) AcquireOwnLock(ctx context.Context, name, holder string, armed bool) (LockResult, error) {
-	if name == "" || holder == "" {
-		return LockResult{}, fmt.Errorf("acquire lock %q for %q: %w: empty name or holder", name, holder, ErrInvalid)
+	return s.acquire(ctx, &lockRequest{Name: name, Holder: holder, Armed: armed})
+}
+
+// acquire sends a lock request to the leader and decodes its result.
+// Retrying after an unknown outcome is safe: if the first attempt was
+// committed, the retry is a refresh by the new owner.
+func (s *Store) acquire(ctx context.Context, req *lockRequest) (LockResult, error) {
+	if req.Name == "" || req.Holder == "" {
+		return LockResult{}, fmt.Errorf("acquire lock %q for %q: %w: empty name or holder", req.Name, req.Holder, ErrInvalid)
 	}
-	res := s.do(ctx, &fwdRequest{Op: fwdLock, Lock: &lockRequest{Name: name, Holder: holder, Armed: armed}, idempotent: true})
+	res := s.do(ctx, &fwdRequest{Op: fwdLock, Lock: req, idempotent: true})
 	if err := res.err(); err != nil {
 		return LockResult{}, fmt.Errorf("acquire lock: %w", err)
 	}
 	var out LockResult
 	if err := json.Unmarshal(res.Value, &out); err != nil {
-		return LockResult{}, fmt.Errorf("acquire lock %q: decode result: %w", name, err)
+		return LockResult{}, fmt.Errorf("acquire lock %q: decode result: %w", req.Name, err)
 	}
 	return out, nil
 }

@@ -191,7 +191,7 @@ func New(cfg Config) (*Agent, error) {
 		a.fence = resource.NoFence{}
 	}
 	if cfg.CgroupParent != "" {
-		if err := checkCgroupParent(cfg.CgroupParent); err != nil {
+		if err := resource.CheckCgroupParent(cfg.CgroupParent); err != nil {
 			log.Warn("exec agent: not using cgroups, services are tracked by process group only", "err", err)
 		} else {
 			a.cgroupParent = cfg.CgroupParent

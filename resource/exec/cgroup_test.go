@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"haxd/ha"
+	"haxd/resource"
 )
 
 // testCgroupParent creates a fresh cgroup v2 directory beside the test's own
@@ -70,7 +71,7 @@ func testCgroupParent(t *testing.T) string {
 			t.Errorf("remove test cgroup %s: %v", dir, err)
 		}
 	})
-	if err := checkCgroupParent(dir); err != nil {
+	if err := resource.CheckCgroupParent(dir); err != nil {
 		t.Skipf("SKIP cgroup test: %v", err)
 	}
 	return dir

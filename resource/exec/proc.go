@@ -95,25 +95,6 @@ func readBootID(procRoot string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// cgroup2Magic is CGROUP2_SUPER_MAGIC from linux/magic.h.
-const cgroup2Magic = 0x63677270
-
-// checkCgroupParent reports why dir cannot hold service cgroups, or nil: it
-// must be a directory on a cgroup v2 file system that the agent may write.
-func checkCgroupParent(dir string) error {
-	var sfs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &sfs); err != nil {
-		return fmt.Errorf("cgroup parent %s: %w", dir, err)
-	}
-	if uint64(sfs.Type) != cgroup2Magic {
-		return fmt.Errorf("cgroup parent %s: not on a cgroup v2 file system", dir)
-	}
-	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
-		return fmt.Errorf("cgroup parent %s: not writable: %w", dir, err)
-	}
-	return nil
-}
-
 // cgroupPids returns the pids listed in dir/cgroup.procs; a missing cgroup
 // has none.
 func cgroupPids(dir string) ([]int, error) {

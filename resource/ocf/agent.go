@@ -174,7 +174,7 @@ func New(cfg Config) (*Agent, error) {
 		a.fence = resource.NoFence{}
 	}
 	if cfg.CgroupParent != "" {
-		if err := checkCgroupDir(cfg.CgroupParent); err != nil {
+		if err := resource.CheckCgroupParent(cfg.CgroupParent); err != nil {
 			log.Warn("ocf agent: not using cgroups, resources are tracked by process group only", "err", err)
 			a.cfg.CgroupParent = ""
 		}
@@ -220,24 +220,6 @@ func cleanAfterReboot(runDir, varRun string) error {
 	}
 	if err := os.WriteFile(mark, []byte(boot+"\n"), 0o644); err != nil {
 		return fmt.Errorf("record boot id: %w", err)
-	}
-	return nil
-}
-
-// cgroup2Magic is CGROUP2_SUPER_MAGIC from linux/magic.h.
-const cgroup2Magic = 0x63677270
-
-// checkCgroupDir reports why dir cannot hold resource cgroups, or nil.
-func checkCgroupDir(dir string) error {
-	var sfs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &sfs); err != nil {
-		return fmt.Errorf("cgroup parent %s: %w", dir, err)
-	}
-	if uint64(sfs.Type) != cgroup2Magic {
-		return fmt.Errorf("cgroup parent %s: not on a cgroup v2 file system", dir)
-	}
-	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
-		return fmt.Errorf("cgroup parent %s: not writable: %w", dir, err)
 	}
 	return nil
 }
