@@ -235,6 +235,16 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		return err
 	}
 	defer a.apiSrv.Close()
+	if cfg.APIAddr != "" {
+		if storeTLS == nil {
+			return fmt.Errorf("api_addr %s: the HTTPS API listener needs the node's TLS files", cfg.APIAddr)
+		}
+		srv, err := a.serveAPITLS(cfg.APIAddr, storeTLS.Cert, storeTLS.CAs)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 	if cfg.MetricsAddr != "" {
 		srv, err := a.serveObservability(cfg.MetricsAddr)
 		if err != nil {

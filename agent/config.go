@@ -41,6 +41,11 @@ type Config struct {
 	// APISocket is the unix socket of the local API. Default
 	// /run/haxd/haxd.sock, mode 0600.
 	APISocket string `cfg:"api_socket"`
+	// APIAddr is host:port of the optional HTTPS API listener: the API of
+	// APISocket over TLS 1.3, every client presenting a certificate of the
+	// cluster CA whose role (pki.RoleOf) limits what it may do. An empty
+	// host means AdvertiseIP. Empty: no listener (the default).
+	APIAddr string `cfg:"api_addr"`
 	// Join lists gossip addresses of existing members to join at start.
 	Join []string `cfg:"join"`
 	// BootstrapExpect is the number of agents to wait for before
@@ -401,7 +406,10 @@ func (c *Config) Finish() (warnings []string, err error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	for _, a := range []*string{&c.GossipAddr, &c.RaftAddr} {
+	for _, a := range []*string{&c.GossipAddr, &c.RaftAddr, &c.APIAddr} {
+		if *a == "" {
+			continue
+		}
 		if host, port, _ := net.SplitHostPort(*a); host == "" {
 			*a = net.JoinHostPort(c.AdvertiseIP, port)
 		}
@@ -522,23 +530,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("log_format %q: expected text or json", c.LogFormat)
 	}
 	for _, a := range []struct{ key, addr string }{{"gossip_addr", c.GossipAddr}, {"raft_addr", c.RaftAddr}} {
-		host, port, err := net.SplitHostPort(a.addr)
-		if err != nil {
-			return fmt.Errorf("%s %q: expected host:port: %w", a.key, a.addr, err)
+		if err := c.validateAddr(a.key, a.addr, true); err != nil {
+			return err
 		}
-		if _, err := strconv.Atoi(port); err != nil {
-			return fmt.Errorf("%s %q: port %q is not a number", a.key, a.addr, port)
+	}
+	if c.APIAddr != "" {
+		if err := c.validateAddr("api_addr", c.APIAddr, false); err != nil {
+			return err
 		}
-		if host == "" {
-			if c.AdvertiseIP == "" {
-				return fmt.Errorf("advertise_ip: required when %s %q names no host (it then binds to the advertised address)", a.key, a.addr)
-			}
-			continue
-		}
-		if ip := net.ParseIP(host); ip == nil {
-			return fmt.Errorf("%s %q: %q is not an IP address", a.key, a.addr, host)
-		} else if ip.IsUnspecified() && c.AdvertiseIP == "" {
-			return fmt.Errorf("advertise_ip: required when %s binds to %s (other nodes cannot dial an unspecified address)", a.key, host)
+		if !c.UseTLS() {
+			return fmt.Errorf("api_addr %q: the HTTPS API listener needs the node's TLS files (tls_ca_file, tls_cert_file, tls_key_file); with insecure = true and none set it could not authenticate clients", c.APIAddr)
 		}
 	}
 	if c.AdvertiseIP != "" && net.ParseIP(c.AdvertiseIP) == nil {
@@ -552,6 +553,32 @@ func (c *Config) validate() error {
 	}
 	if c.EncryptKey != "" {
 		return c.validateKey()
+	}
+	return nil
+}
+
+// validateAddr checks a listener's bind address: host:port with a
+// numeric port and an IP host, or no host when AdvertiseIP is set (it then
+// binds to the advertised address). An unspecified IP needs AdvertiseIP
+// too when other nodes dial the address (advertised).
+func (c *Config) validateAddr(key, addr string, advertised bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: expected host:port: %w", key, addr, err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return fmt.Errorf("%s %q: port %q is not a number", key, addr, port)
+	}
+	if host == "" {
+		if c.AdvertiseIP == "" {
+			return fmt.Errorf("advertise_ip: required when %s %q names no host (it then binds to the advertised address)", key, addr)
+		}
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil {
+		return fmt.Errorf("%s %q: %q is not an IP address", key, addr, host)
+	} else if advertised && ip.IsUnspecified() && c.AdvertiseIP == "" {
+		return fmt.Errorf("advertise_ip: required when %s binds to %s (other nodes cannot dial an unspecified address)", key, host)
 	}
 	return nil
 }

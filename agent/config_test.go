@@ -79,6 +79,9 @@ func TestFinishRejects(t *testing.T) {
 		{"unspecified bind without advertise_ip", func(c *Config) { c.AdvertiseIP = ""; c.GossipAddr = "0.0.0.0:7946" }, "advertise_ip: required when gossip_addr binds to 0.0.0.0", false},
 		{"bad advertise_ip", func(c *Config) { c.AdvertiseIP = "node1.lan" }, `advertise_ip "node1.lan": not an IP address`, false},
 		{"gossip host name", func(c *Config) { c.GossipAddr = "node1:7946" }, `gossip_addr "node1:7946": "node1" is not an IP address`, false},
+		{"api_addr without port", func(c *Config) { c.APIAddr = "10.0.0.1" }, `api_addr "10.0.0.1": expected host:port`, false},
+		{"api_addr host name", func(c *Config) { c.APIAddr = "node1:8443" }, `api_addr "node1:8443": "node1" is not an IP address`, false},
+		{"api_addr without TLS", func(c *Config) { c.APIAddr = ":8443"; c.Insecure = true }, `api_addr ":8443": the HTTPS API listener needs the node's TLS files`, false},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
@@ -102,8 +105,13 @@ func TestFinishDefaultsBindAndTLS(t *testing.T) {
 	if _, err := cfg.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.GossipAddr != "10.0.0.1:7946" || cfg.RaftAddr != "10.0.0.1:7947" {
-		t.Errorf("bind addresses %s, %s; want the advertised address", cfg.GossipAddr, cfg.RaftAddr)
+	if cfg.GossipAddr != "10.0.0.1:7946" || cfg.RaftAddr != "10.0.0.1:7947" || cfg.APIAddr != "" {
+		t.Errorf("bind addresses %s, %s, api %q; want the advertised address and no API listener", cfg.GossipAddr, cfg.RaftAddr, cfg.APIAddr)
+	}
+	api := DefaultConfig()
+	api.NodeName, api.AdvertiseIP, api.EncryptKey, api.APIAddr = "node1", "10.0.0.1", goodKey, ":8443"
+	if _, err := api.Finish(); err != nil || api.APIAddr != "10.0.0.1:8443" {
+		t.Errorf("api_addr :8443: %q, %v; want the advertised address", api.APIAddr, err)
 	}
 	if !cfg.UseTLS() || cfg.TLSCAFile != "/etc/haxd/tls/ca.pem" || cfg.TLSCertFile != "/etc/haxd/tls/node1.pem" || cfg.TLSKeyFile != "/etc/haxd/tls/node1-key.pem" {
 		t.Errorf("TLS %v: %s %s %s; want on with the default files", cfg.UseTLS(), cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile)

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,9 +13,12 @@ import (
 	"haxd/ha"
 )
 
-// Client talks to an agent's API over its unix socket.
+// Client talks to an agent's API over its unix socket, or over the HTTPS
+// API listener (NewTLSClient).
 type Client struct {
 	http *http.Client
+	// base is the URL prefix of every request.
+	base string
 }
 
 // NewClient returns a client for the socket at path.
@@ -23,7 +27,14 @@ func NewClient(path string) *Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}}
-	return &Client{http: &http.Client{Transport: tr}}
+	return &Client{http: &http.Client{Transport: tr}, base: "http://haxd"}
+}
+
+// NewTLSClient returns a client of the HTTPS API listener at addr
+// (host:port) with the TLS config cfg (TLSClientConfig).
+func NewTLSClient(addr string, cfg *tls.Config) *Client {
+	tr := &http.Transport{TLSClientConfig: cfg}
+	return &Client{http: &http.Client{Transport: tr}, base: "https://" + addr}
 }
 
 // Status fetches the cluster state.
@@ -126,7 +137,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://haxd"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}

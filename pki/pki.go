@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -145,9 +146,14 @@ func (ca *CA) Sign(opts CertOptions, now time.Time) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
+	return ca.tlsCert(der, key)
+}
+
+// tlsCert pairs a signed leaf with its key and the CA into a chain.
+func (ca *CA) tlsCert(der []byte, key *ecdsa.PrivateKey) (tls.Certificate, error) {
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("sign cert for %s: parse: %w", opts.Node, err)
+		return tls.Certificate{}, fmt.Errorf("parse signed certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
@@ -163,54 +169,76 @@ func (ca *CA) sign(opts CertOptions, now time.Time) ([]byte, *ecdsa.PrivateKey, 
 	if err := ValidNodeName(opts.Node); err != nil {
 		return nil, nil, fmt.Errorf("sign cert: %w", err)
 	}
-	validity := opts.Validity
+	return ca.signLeaf(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: opts.Node, Organization: []string{"haxd"}},
+		DNSNames:    []string{opts.Node},
+		IPAddresses: opts.IPs,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}, opts.NotBefore, opts.Validity, now)
+}
+
+// signLeaf fills tmpl's key, serial and validity (notBefore zero: one
+// minute before now; validity 0: DefaultCertValidity) and signs it.
+func (ca *CA) signLeaf(tmpl *x509.Certificate, notBefore time.Time, validity time.Duration, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
+	name := tmpl.Subject.CommonName
 	if validity <= 0 {
 		validity = DefaultCertValidity
 	}
-	nb := opts.NotBefore
-	if nb.IsZero() {
-		nb = now.Add(-time.Minute)
+	if notBefore.IsZero() {
+		notBefore = now.Add(-time.Minute)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sign cert for %s: generate key: %w", opts.Node, err)
+		return nil, nil, fmt.Errorf("sign cert for %s: generate key: %w", name, err)
 	}
 	serial, err := newSerial()
 	if err != nil {
-		return nil, nil, fmt.Errorf("sign cert for %s: %w", opts.Node, err)
+		return nil, nil, fmt.Errorf("sign cert for %s: %w", name, err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: opts.Node, Organization: []string{"haxd"}},
-		DNSNames:     []string{opts.Node},
-		IPAddresses:  opts.IPs,
-		NotBefore:    nb,
-		NotAfter:     nb.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = notBefore
+	tmpl.NotAfter = notBefore.Add(validity)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sign cert for %s: %w", opts.Node, err)
+		return nil, nil, fmt.Errorf("sign cert for %s: %w", name, err)
 	}
 	return der, key, nil
 }
 
-// Material is what a node needs for mutual TLS: its certificate and key,
-// and the cluster CA to check peers against.
+// Material is what a node (or an API client) needs for mutual TLS: its
+// certificate and key, and the cluster CA to check peers against.
 type Material struct {
 	// Cert is this node's certificate chain and key.
 	Cert tls.Certificate
 	// CAs holds the cluster CA.
 	CAs *x509.CertPool
-	// Node is the node name in Cert.
+	// Node is the node name in Cert; for an API client certificate
+	// (LoadClient) the client's name.
 	Node string
+	// Role is what Cert may do on the API listener (RoleOf).
+	Role Role
 }
 
 // Load reads the CA certificate, the node certificate and its key, and
 // checks that the certificate is signed by the CA, is valid at now, and
 // names a node. Errors name the file.
 func Load(caFile, certFile, keyFile string, now time.Time) (*Material, error) {
+	m, err := loadPair(caFile, certFile, keyFile, now, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, err
+	}
+	if m.Node, err = NodeName(m.Cert.Leaf); err != nil {
+		return nil, fmt.Errorf("%s: %w", certFile, err)
+	}
+	m.Role = RoleAdmin
+	return m, nil
+}
+
+// loadPair reads and checks a certificate, its key and the CA: the key
+// belongs to the certificate, which is signed by the CA, valid at now and
+// allowed every usage in usages.
+func loadPair(caFile, certFile, keyFile string, now time.Time, usages ...x509.ExtKeyUsage) (*Material, error) {
 	cas, err := readCerts(caFile)
 	if err != nil {
 		return nil, err
@@ -236,23 +264,25 @@ func Load(caFile, certFile, keyFile string, now time.Time) (*Material, error) {
 		inter.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+		KeyUsages: usages}); err != nil {
 		return nil, fmt.Errorf("%s: not a valid certificate of the CA in %s: %w", certFile, caFile, err)
-	}
-	node, err := NodeName(leaf)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certFile, err)
 	}
 	var raw [][]byte
 	for _, c := range chain {
 		raw = append(raw, c.Raw)
 	}
-	return &Material{Cert: tls.Certificate{Certificate: raw, PrivateKey: key, Leaf: leaf}, CAs: pool, Node: node}, nil
+	return &Material{Cert: tls.Certificate{Certificate: raw, PrivateKey: key, Leaf: leaf}, CAs: pool}, nil
 }
 
 // NodeName returns the node a certificate names: its common name, which
-// must be a valid node name and also one of its DNS SANs.
+// must be a valid node name and also one of its DNS SANs. An API client
+// certificate (one with a role, RoleOf) names no node.
 func NodeName(c *x509.Certificate) (string, error) {
+	for _, ou := range c.Subject.OrganizationalUnit {
+		if strings.HasPrefix(ou, RoleOUPrefix) {
+			return "", errRoleCert
+		}
+	}
 	cn := c.Subject.CommonName
 	if err := ValidNodeName(cn); err != nil {
 		return "", fmt.Errorf("certificate names no node: common name: %w", err)

@@ -111,3 +111,79 @@ func FuzzParsePEM(f *testing.F) {
 		_, _ = ParseKey(b)
 	})
 }
+
+// TestClientCertificatesCarryTheirRole: API client certificates carry
+// their role in the subject's OU, node certificates are admins, and a
+// client certificate never passes as a node certificate.
+func TestClientCertificatesCarryTheirRole(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	ca, err := CreateCA(dir, 0, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []ClientOptions{{Name: "ops", Role: RoleReadOnly}, {Name: "admin1", Role: RoleAdmin},
+		{Name: "old", Role: RoleReadOnly, NotBefore: now.Add(-48 * time.Hour), Validity: time.Hour}} {
+		if err := ca.CreateClientCert(dir, opts, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ca.CreateCert(dir, CertOptions{Node: "node1"}, now, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.CreateClientCert(dir, ClientOptions{Name: "ops", Role: RoleAdmin}, now, false); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("overwrite without force: %v", err)
+	}
+	for _, bad := range []ClientOptions{{Name: "a.b", Role: RoleAdmin}, {Name: "x", Role: "root"}, {Name: "y"}} {
+		if err := ca.CreateClientCert(dir, bad, now, false); err == nil {
+			t.Errorf("CreateClientCert(%+v) accepted", bad)
+		}
+	}
+	caFile := filepath.Join(dir, CAFile)
+	files := func(name string) (string, string) {
+		return filepath.Join(dir, CertFile(name)), filepath.Join(dir, KeyFile(name))
+	}
+	for _, tt := range []struct {
+		name string
+		role Role
+		want string // error substring; "" for success
+	}{
+		{"ops", RoleReadOnly, ""},
+		{"admin1", RoleAdmin, ""},
+		{"node1", RoleAdmin, ""},
+		{"old", "", "expired"},
+	} {
+		cert, key := files(tt.name)
+		m, err := LoadClient(caFile, cert, key, now)
+		if tt.want != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("LoadClient(%s) = %v, want an error with %q", tt.name, err, tt.want)
+			}
+			continue
+		}
+		if err != nil || m.Role != tt.role || m.Node != tt.name {
+			t.Errorf("LoadClient(%s): %+v %v, want role %s", tt.name, m, err, tt.role)
+		}
+	}
+	cert, key := files("ops")
+	if _, err := Load(caFile, cert, key, now); err == nil || !strings.Contains(err.Error(), "names no node") {
+		t.Errorf("Load of a client certificate as a node's: %v, want a refusal", err)
+	}
+	// A role in a certificate that also names a node still names no node.
+	tc, err := ca.SignClient(ClientOptions{Name: "node2", Role: RoleReadOnly}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Leaf.DNSNames = []string{"node2"}
+	if _, err := NodeName(tc.Leaf); err == nil {
+		t.Error("NodeName accepted a certificate with a role")
+	}
+	tc.Leaf.Subject.OrganizationalUnit = []string{RoleOUPrefix + "root"}
+	if _, err := RoleOf(tc.Leaf); err == nil || !strings.Contains(err.Error(), `"root"`) {
+		t.Errorf("RoleOf with an unknown role: %v", err)
+	}
+	tc.Leaf.Subject.OrganizationalUnit = []string{RoleOUPrefix + "admin", RoleOUPrefix + "read-only"}
+	if _, err := RoleOf(tc.Leaf); err == nil || !strings.Contains(err.Error(), "2 roles") {
+		t.Errorf("RoleOf with two roles: %v", err)
+	}
+}
