@@ -34,24 +34,24 @@ type AgentCmd struct {
 
 // Run loads the config, applies the flags, validates and runs the agent
 // until SIGTERM or SIGINT.
-func (c *AgentCmd) Run() error {
+func (c *AgentCmd) Run(env *Env) error {
 	cfg, warnings, err := c.load()
 	if err != nil {
 		return err
 	}
 	if c.Check {
 		for _, w := range warnings {
-			fmt.Println("warning: timing:", w)
+			fmt.Fprintln(env.Stdout, "warning: timing:", w)
 		}
-		fmt.Printf("config OK: node %s, timing %s (lock_ttl %v, failover in about %v), api %s\n",
+		fmt.Fprintf(env.Stdout, "config OK: node %s, timing %s (lock_ttl %v, failover in about %v), api %s\n",
 			cfg.NodeName, cfg.TimingProfile, cfg.Timing.LockTTL, cfg.Timing.LockTTL+cfg.Timing.CRMRound, cfg.APISocket)
 		return nil
 	}
-	logger := slog.New(newLogHandler(os.Stderr, cfg.LogFormat, cfg.LogLevel))
+	logger := slog.New(newLogHandler(env.Stderr, cfg.LogFormat, cfg.LogLevel))
 	for _, w := range warnings {
 		logger.Warn("timing: " + w)
 	}
-	return c.run(cfg, logger)
+	return c.run(cfg, logger, env.Exit)
 }
 
 // newLogHandler returns the agent's slog handler: text or json, at the
@@ -130,8 +130,9 @@ func (c *AgentCmd) load() (agent.Config, []string, error) {
 	return cfg, warnings, nil
 }
 
-// run runs the agent until SIGTERM or SIGINT.
-func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger) error {
+// run runs the agent until SIGTERM or SIGINT; a second signal during the
+// graceful stop calls exit(1).
+func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger, exit func(int)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// SIGUSR1 stops the agent as for a node shutdown, SIGUSR2 as for a
@@ -172,13 +173,8 @@ func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger) error {
 		signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
 		<-again
 		logger.Error("second signal during shutdown: exiting without a clean stop; the guard will fence")
-		os.Exit(1)
+		exit(1)
 	}()
 	agent.Version = version
 	return agent.RunWith(ctx, cfg, logger, nodeShutdown)
 }
-
-// usageError marks errors caused by bad input; main exits with code 2.
-type usageError struct{ error }
-
-func (u usageError) Unwrap() error { return u.error }

@@ -112,6 +112,7 @@ func TestDocsAgentCheckRefusals(t *testing.T) {
 		`encrypt_key_file "F": the file is empty`:                                             {base + "encrypt_key_file = " + empty + "\n"},
 		`advertise_ip: required when gossip_addr binds to 0.0.0.0 (other nodes cannot dial an unspecified address)`: {"node_name = n1\ngossip_addr = 0.0.0.0:7946\n" + key},
 		`gossip_addr "x:7946": "x" is not an IP address`:                                                            {base + key + "gossip_addr = x:7946\n"},
+		`api_addr ":8443": the HTTPS API listener needs the node's TLS files ...`:                                   {base + "insecure = true\napi_addr = :8443\n"},
 	}
 	doc := mdSection(t, readDoc(t, "docs/configuration.md"), "## Other start-up refusals")
 	exit2, _, ok := strings.Cut(doc, "make it exit with status 1")

@@ -17,8 +17,8 @@ type CompletionCmd struct {
 }
 
 // Run prints the script.
-func (c *CompletionCmd) Run(kctx *kong.Context) error {
-	return writeCompletion(kctx.Stdout, kctx.Model.Node, c.Shell)
+func (c *CompletionCmd) Run(kctx *kong.Context, env *Env) error {
+	return writeCompletion(env.Stdout, kctx.Model.Node, c.Shell)
 }
 
 // completionWords returns, per command path ("haxd", "haxd ha", ...), the

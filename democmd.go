@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,7 +23,7 @@ type DemoCmd struct {
 }
 
 // Run runs the demo and cleans up after itself.
-func (c *DemoCmd) Run() error {
+func (c *DemoCmd) Run(env *Env) error {
 	if c.Nodes < 3 {
 		return usageError{fmt.Errorf("--nodes %d: a demo needs at least 3 nodes for quorum after a failure", c.Nodes)}
 	}
@@ -36,7 +37,8 @@ func (c *DemoCmd) Run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	step := func(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+	out := env.Stdout
+	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
 
 	step("starting %d agents on loopback (data and logs in %s), raft traffic over mutual TLS with a fresh cluster CA", c.Nodes, dir)
 	cl, err := cluster.Start(ctx, cluster.Options{Binary: self, Dir: dir, Nodes: c.Nodes, Timing: c.Timing})
@@ -47,7 +49,7 @@ func (c *DemoCmd) Run() error {
 		step("cleaning up: killing every agent, guard and service")
 		cl.Destroy()
 		if c.Keep {
-			fmt.Printf("    kept %s\n", dir)
+			fmt.Fprintf(out, "    kept %s\n", dir)
 		} else {
 			os.RemoveAll(dir)
 		}
@@ -67,7 +69,7 @@ func (c *DemoCmd) Run() error {
 		}
 	}
 	waitStarted(ctx, cl, services)
-	if err := printStatus(ctx, cl); err != nil {
+	if err := printStatus(ctx, out, cl); err != nil {
 		return err
 	}
 
@@ -88,7 +90,7 @@ func (c *DemoCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	if err := printStatus(ctx, cl); err != nil {
+	if err := printStatus(ctx, out, cl); err != nil {
 		return err
 	}
 	step("the status shows node2 as not alive: CRM state %s, LRM %s, last heard %d s ago", dead.State, dead.Display, dead.Age)
@@ -98,15 +100,15 @@ func (c *DemoCmd) Run() error {
 	}
 	if len(violations) > 0 {
 		for _, v := range violations {
-			fmt.Println("    INVARIANT VIOLATED:", v)
+			fmt.Fprintln(out, "    INVARIANT VIOLATED:", v)
 		}
 		return fmt.Errorf("demo: a service ran on two nodes at once")
 	}
 	step("invariant check: %d recorded runs, no service ever ran on two nodes at once", len(runs))
 	if c.Keep {
-		fmt.Printf("    agent logs: %s\n", filepath.Join(dir, "node*.log"))
+		fmt.Fprintf(out, "    agent logs: %s\n", filepath.Join(dir, "node*.log"))
 	} else {
-		fmt.Println("    (run with --keep to keep the agent logs)")
+		fmt.Fprintln(out, "    (run with --keep to keep the agent logs)")
 	}
 	return nil
 }
@@ -155,15 +157,13 @@ func waitNotAlive(ctx context.Context, cl *cluster.Cluster, node string) (api.No
 	return last, nil
 }
 
-func printStatus(ctx context.Context, cl *cluster.Cluster) error {
+func printStatus(ctx context.Context, out io.Writer, cl *cluster.Cluster) error {
 	st, n, err := cl.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("demo: status: %w", err)
 	}
-	fmt.Printf("--- haxd ha status (via %s)\n", n.Name)
-	fmt.Print(api.Format(api.Entries(st)))
-	fmt.Println("---")
-	return nil
+	_, err = fmt.Fprintf(out, "--- haxd ha status (via %s)\n%s---\n", n.Name, api.Format(api.Entries(st)))
+	return err
 }
 
 func retry(ctx context.Context, d time.Duration, f func() error) error {

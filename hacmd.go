@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -16,25 +17,30 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/alecthomas/kong"
-
 	"haxd/agent"
 	"haxd/api"
 	"haxd/ha"
+	"haxd/pki"
 )
 
-// HACmd is `haxd ha`: the operator's command line, a thin client of the
-// local agent's API.
+// HACmd is `haxd ha`: the operator's command line, a thin client of an
+// agent's API: the local agent's unix socket by default, or an agent's
+// HTTPS API listener with --address.
 type HACmd struct {
-	Socket string `help:"Path of the agent's API socket (default: api_socket of $HAXD_CONFIG or /etc/haxd/haxd.conf, else /run/haxd/haxd.sock)." env:"HAXD_SOCKET"`
+	Socket        string `help:"Path of the agent's API socket (default: api_socket of $HAXD_CONFIG or /etc/haxd/haxd.conf, else /run/haxd/haxd.sock)." env:"HAXD_SOCKET"`
+	Address       string `help:"host:port of an agent's HTTPS API listener (api_addr), instead of the socket; see docs/cli.md, Remote access." env:"HAXD_ADDRESS"`
+	TLSCA         string `name:"tls-ca" help:"With --address: the cluster CA certificate (ca.pem)." env:"HAXD_TLS_CA" placeholder:"FILE"`
+	TLSCert       string `name:"tls-cert" help:"With --address: a client certificate (haxd tls cert create --client)." env:"HAXD_TLS_CERT" placeholder:"FILE"`
+	TLSKey        string `name:"tls-key" help:"With --address: the key of --tls-cert." env:"HAXD_TLS_KEY" placeholder:"FILE"`
+	TLSServerName string `name:"tls-server-name" help:"With --address: the node the agent's certificate must name (default: any node of the CA)." env:"HAXD_TLS_SERVER_NAME" placeholder:"NODE"`
 
 	Status          HAStatusCmd      `cmd:"" help:"Show quorum, master, every LRM and every service."`
 	Add             HAAddCmd         `cmd:"" help:"Add a resource to HA management."`
 	Remove          HARemoveCmd      `cmd:"" help:"Remove a resource from HA management (it is neither stopped nor started)."`
 	Set             HASetCmd         `cmd:"" help:"Change a resource's requested state, policy, group or spec."`
 	Config          HAConfigCmd      `cmd:"" help:"Show the config of one resource, or of all."`
-	Migrate         HAMoveCmd        `cmd:"" help:"Live-migrate a service to a node."`
-	Relocate        HAMoveCmd        `cmd:"" help:"Stop a service, move it to a node and start it there."`
+	Migrate         HAMigrateCmd     `cmd:"" help:"Live-migrate a service to a node."`
+	Relocate        HARelocateCmd    `cmd:"" help:"Stop a service, move it to a node and start it there."`
 	Stop            HAStopCmd        `cmd:"" help:"Stop a service within a timeout and keep it stopped."`
 	NodeMaintenance HAMaintenanceCmd `cmd:"" name:"node-maintenance" help:"Enable or disable maintenance of a node."`
 	CRMCommand      HACRMCmd         `cmd:"" name:"crm-command" help:"Disarm or arm the whole HA stack."`
@@ -42,9 +48,41 @@ type HACmd struct {
 	Groups          HAGroupsCmd      `cmd:"" help:"Show or replace the legacy HA groups (migrated to rules by the CRM)."`
 	Node            HANodeCmd        `cmd:"" help:"Cluster node operations."`
 	Datacenter      HADatacenterCmd  `cmd:"" help:"Show or change cluster-wide settings (shutdown policy, scheduler)."`
+
+	// now is the clock the client certificate is checked against; nil:
+	// time.Now.
+	now func() time.Time
 }
 
-func (h *HACmd) client() *api.Client { return api.NewClient(h.socket()) }
+// client returns the API client: of the HTTPS listener at --address, or
+// of the unix socket. Missing or bad TLS files are usage errors naming
+// the flag or file.
+func (h *HACmd) client() (*api.Client, error) {
+	if h.Address == "" {
+		return api.NewClient(h.socket()), nil
+	}
+	if h.Socket != "" {
+		return nil, usageError{fmt.Errorf("--socket %s and --address %s: give one (HAXD_SOCKET and HAXD_ADDRESS set them too)", h.Socket, h.Address)}
+	}
+	if _, _, err := net.SplitHostPort(h.Address); err != nil {
+		return nil, usageError{fmt.Errorf("--address %q: expected host:port: %w", h.Address, err)}
+	}
+	var missing []string
+	for _, f := range []struct{ flag, v string }{{"--tls-ca", h.TLSCA}, {"--tls-cert", h.TLSCert}, {"--tls-key", h.TLSKey}} {
+		if f.v == "" {
+			missing = append(missing, f.flag)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, usageError{fmt.Errorf("--address %s needs %s: the agent's HTTPS listener accepts only clients with a certificate of the cluster CA (make one with haxd tls cert create --client NAME --role read-only|admin)",
+			h.Address, strings.Join(missing, ", "))}
+	}
+	m, err := pki.LoadClient(h.TLSCA, h.TLSCert, h.TLSKey, nowOf(h.now))
+	if err != nil {
+		return nil, usageError{fmt.Errorf("client certificate: %w", err)}
+	}
+	return api.NewTLSClient(h.Address, api.TLSClientConfig(m, h.TLSServerName)), nil
+}
 
 // defaultSocket is the agent's default api_socket.
 const defaultSocket = "/run/haxd/haxd.sock"
@@ -71,8 +109,22 @@ func (h *HACmd) socket() string {
 	return cfg.APISocket
 }
 
-func apiContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 30*time.Second)
+// call runs one API call with the CLI's timeout on the selected client.
+func (h *HACmd) call(fn func(context.Context, *api.Client) error) error {
+	cl, err := h.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return fn(ctx, cl)
+}
+
+// writeJSON prints v indented, as every --json and json output does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // HAStatusCmd prints the status view.
@@ -84,28 +136,32 @@ type HAStatusCmd struct {
 }
 
 // Run prints the status, once or (with --watch) until interrupted.
-func (c *HAStatusCmd) Run(h *HACmd) error {
+func (c *HAStatusCmd) Run(h *HACmd, env *Env) error {
 	if c.Interval <= 0 {
 		return usageError{fmt.Errorf("--interval %v: expected a positive duration", c.Interval)}
 	}
+	cl, err := h.client()
+	if err != nil {
+		return err
+	}
 	if !c.Watch {
-		ctx, cancel := apiContext()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return c.print(ctx, h, os.Stdout)
+		return c.print(ctx, cl, env.Stdout)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c.watch(ctx, h, os.Stdout, os.Stderr)
+	c.watch(ctx, cl, env.Stdout, env.Stderr)
 	return nil
 }
 
 // watch prints the status every Interval until ctx ends; an unreachable
 // agent is reported and retried, not fatal.
-func (c *HAStatusCmd) watch(ctx context.Context, h *HACmd, stdout, stderr io.Writer) {
+func (c *HAStatusCmd) watch(ctx context.Context, cl *api.Client, stdout, stderr io.Writer) {
 	for {
 		var buf bytes.Buffer
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := c.print(rctx, h, &buf)
+		err := c.print(rctx, cl, &buf)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -126,8 +182,8 @@ func (c *HAStatusCmd) watch(ctx context.Context, h *HACmd, stdout, stderr io.Wri
 	}
 }
 
-func (c *HAStatusCmd) print(ctx context.Context, h *HACmd, w io.Writer) error {
-	st, err := h.client().Status(ctx)
+func (c *HAStatusCmd) print(ctx context.Context, cl *api.Client, w io.Writer) error {
+	st, err := cl.Status(ctx)
 	if err != nil {
 		return err
 	}
@@ -139,11 +195,10 @@ func (c *HAStatusCmd) print(ctx context.Context, h *HACmd, w io.Writer) error {
 				State *api.Status `json:"state"`
 			}{api.BuildView(st), st}
 		}
-		enc := json.NewEncoder(w)
 		if !c.Watch {
-			enc.SetIndent("", "  ")
+			return writeJSON(w, out)
 		}
-		return enc.Encode(out)
+		return json.NewEncoder(w).Encode(out)
 	}
 	fmt.Fprint(w, api.Format(api.Entries(st)))
 	if c.Verbose {
@@ -177,14 +232,23 @@ func addFlags() []string {
 
 // Run adds the resource.
 func (c *HAAddCmd) Run(h *HACmd) error {
+	req, err := c.request()
+	if err != nil {
+		return err
+	}
+	return h.call(func(ctx context.Context, cl *api.Client) error { return cl.AddResource(ctx, req) })
+}
+
+// request builds the add request from the flags and the command after --.
+func (c *HAAddCmd) request() (api.AddResourceRequest, error) {
 	req := api.AddResourceRequest{SID: c.SID, Node: c.Node, State: c.State, MaxRestart: c.MaxRestart,
 		MaxRelocate: c.MaxRelocate, Failback: c.Failback, Comment: c.Comment, Group: c.Group, Cores: c.Cores, MemoryMB: c.MemoryMB}
 	switch {
 	case c.Spec != "" && len(c.Command) > 0:
-		return usageError{fmt.Errorf("--spec and a command after -- are mutually exclusive")}
+		return req, usageError{fmt.Errorf("--spec and a command after -- are mutually exclusive")}
 	case c.Spec != "":
 		if !json.Valid([]byte(c.Spec)) {
-			return usageError{fmt.Errorf("--spec %q: not valid JSON", c.Spec)}
+			return req, usageError{fmt.Errorf("--spec %q: not valid JSON", c.Spec)}
 		}
 		req.Spec = json.RawMessage(c.Spec)
 	case len(c.Command) > 0:
@@ -193,21 +257,19 @@ func (c *HAAddCmd) Run(h *HACmd) error {
 			cmd = cmd[1:]
 		}
 		if len(cmd) == 0 {
-			return usageError{fmt.Errorf("expected a command after --")}
+			return req, usageError{fmt.Errorf("expected a command after --")}
 		}
 		for _, a := range cmd[1:] {
 			name, _, _ := strings.Cut(a, "=")
 			if slices.Contains(addFlags(), name) {
-				return usageError{fmt.Errorf("%s after --: everything after -- is the command and its arguments; "+
+				return req, usageError{fmt.Errorf("%s after --: everything after -- is the command and its arguments; "+
 					"give haxd ha add's flags before -- (or pass the command with --spec if it really takes %s)", name, name)}
 			}
 		}
 		b, _ := json.Marshal(map[string]any{"command": cmd[0], "args": cmd[1:]})
 		req.Spec = b
 	}
-	ctx, cancel := apiContext()
-	defer cancel()
-	return h.client().AddResource(ctx, req)
+	return req, nil
 }
 
 // HARemoveCmd removes a resource.
@@ -218,9 +280,9 @@ type HARemoveCmd struct {
 
 // Run removes the resource.
 func (c *HARemoveCmd) Run(h *HACmd) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	return h.client().RemoveResource(ctx, api.RemoveResourceRequest{SID: c.SID, Purge: &c.Purge})
+	return h.call(func(ctx context.Context, cl *api.Client) error {
+		return cl.RemoveResource(ctx, api.RemoveResourceRequest{SID: c.SID, Purge: &c.Purge})
+	})
 }
 
 // HASetCmd changes a resource.
@@ -256,9 +318,7 @@ func (c *HASetCmd) Run(h *HACmd) error {
 		}
 		req.Spec = json.RawMessage(b)
 	}
-	ctx, cancel := apiContext()
-	defer cancel()
-	return h.client().SetResource(ctx, req)
+	return h.call(func(ctx context.Context, cl *api.Client) error { return cl.SetResource(ctx, req) })
 }
 
 // HAConfigCmd shows resource configs.
@@ -269,11 +329,9 @@ type HAConfigCmd struct {
 
 // Run prints the config as ha-manager config does: the SID on one line,
 // then tab-indented "key value" lines in key order, then a blank line.
-func (c *HAConfigCmd) Run(h *HACmd) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	st, err := h.client().Status(ctx)
-	if err != nil {
+func (c *HAConfigCmd) Run(h *HACmd, env *Env) error {
+	var st *api.Status
+	if err := h.call(func(ctx context.Context, cl *api.Client) (err error) { st, err = cl.Status(ctx); return err }); err != nil {
 		return err
 	}
 	var list []*ha.ResourceConfig
@@ -293,15 +351,15 @@ func (c *HAConfigCmd) Run(h *HACmd) error {
 		}
 	}
 	if c.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
 		if c.SID != "" {
-			return enc.Encode(list[0])
+			return writeJSON(env.Stdout, list[0])
 		}
-		return enc.Encode(list)
+		return writeJSON(env.Stdout, list)
 	}
 	for _, cd := range list {
-		fmt.Print(formatResourceConfig(cd))
+		if _, err := io.WriteString(env.Stdout, formatResourceConfig(cd)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -346,22 +404,34 @@ func formatResourceConfig(cd *ha.ResourceConfig) string {
 	return b.String()
 }
 
-// HAMoveCmd is migrate or relocate.
-type HAMoveCmd struct {
+// moveArgs are the arguments of migrate and relocate.
+type moveArgs struct {
 	SID  string `arg:"" help:"Resource id."`
 	Node string `arg:"" help:"Target node."`
 }
 
-// Run queues the move; kong passes the parent command's path to tell
-// migrate from relocate.
-func (c *HAMoveCmd) Run(h *HACmd, kctx *kong.Context) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	req := api.MoveRequest{SID: c.SID, Node: c.Node}
-	if kctx.Selected().Name == "relocate" {
-		return h.client().Relocate(ctx, req)
-	}
-	return h.client().Migrate(ctx, req)
+// HAMigrateCmd is `haxd ha migrate SID NODE`.
+type HAMigrateCmd struct {
+	moveArgs `embed:""`
+}
+
+// Run queues the live migration.
+func (c *HAMigrateCmd) Run(h *HACmd) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error {
+		return cl.Migrate(ctx, api.MoveRequest{SID: c.SID, Node: c.Node})
+	})
+}
+
+// HARelocateCmd is `haxd ha relocate SID NODE`.
+type HARelocateCmd struct {
+	moveArgs `embed:""`
+}
+
+// Run queues the relocation.
+func (c *HARelocateCmd) Run(h *HACmd) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error {
+		return cl.Relocate(ctx, api.MoveRequest{SID: c.SID, Node: c.Node})
+	})
 }
 
 // HAStopCmd stops a service.
@@ -376,9 +446,9 @@ func (c *HAStopCmd) Run(h *HACmd) error {
 	if err != nil {
 		return usageError{err}
 	}
-	ctx, cancel := apiContext()
-	defer cancel()
-	return h.client().Stop(ctx, api.StopRequest{SID: c.SID, Timeout: secs})
+	return h.call(func(ctx context.Context, cl *api.Client) error {
+		return cl.Stop(ctx, api.StopRequest{SID: c.SID, Timeout: secs})
+	})
 }
 
 // stopSeconds converts a stop timeout to the whole seconds the CRM
@@ -401,70 +471,97 @@ type HAMaintenanceCmd struct {
 
 // Run queues the maintenance request.
 func (c *HAMaintenanceCmd) Run(h *HACmd) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	return h.client().NodeMaintenance(ctx, api.NodeMaintenanceRequest{Node: c.Node, Enable: c.Action == "enable"})
+	return h.call(func(ctx context.Context, cl *api.Client) error {
+		return cl.NodeMaintenance(ctx, api.NodeMaintenanceRequest{Node: c.Node, Enable: c.Action == "enable"})
+	})
 }
 
 // HACRMCmd is `crm-command disarm-ha MODE` and `crm-command arm-ha`.
 type HACRMCmd struct {
-	Disarm struct {
-		Mode string `arg:"" enum:"freeze,ignore" help:"freeze: services are frozen; ignore: HA stops tracking them."`
-	} `cmd:"" name:"disarm-ha" help:"Release every watchdog cluster-wide for planned work."`
-	Arm struct{} `cmd:"" name:"arm-ha" help:"Re-arm the HA stack."`
+	Disarm HADisarmCmd `cmd:"" name:"disarm-ha" help:"Release every watchdog cluster-wide for planned work."`
+	Arm    HAArmCmd    `cmd:"" name:"arm-ha" help:"Re-arm the HA stack."`
 }
 
-// Run queues disarm or arm.
-func (c *HACRMCmd) Run(h *HACmd, kctx *kong.Context) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	if kctx.Selected().Name == "arm-ha" {
-		return h.client().Arm(ctx)
-	}
-	return h.client().Disarm(ctx, api.DisarmRequest{Mode: c.Disarm.Mode})
+// HADisarmCmd is `haxd ha crm-command disarm-ha MODE`.
+type HADisarmCmd struct {
+	Mode string `arg:"" enum:"freeze,ignore" help:"freeze: services are frozen; ignore: HA stops tracking them."`
+}
+
+// Run queues the disarm.
+func (c *HADisarmCmd) Run(h *HACmd) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error {
+		return cl.Disarm(ctx, api.DisarmRequest{Mode: c.Mode})
+	})
+}
+
+// HAArmCmd is `haxd ha crm-command arm-ha`.
+type HAArmCmd struct{}
+
+// Run queues the arm.
+func (HAArmCmd) Run(h *HACmd) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error { return cl.Arm(ctx) })
 }
 
 // HARulesCmd shows or replaces the rules config.
 type HARulesCmd struct {
-	Show struct{} `cmd:"" help:"Print the rules config."`
-	Set  struct {
-		File string `arg:"" type:"existingfile" help:"Rules file (section config)."`
-	} `cmd:"" help:"Replace the rules config with FILE after validating it."`
+	Show HARulesShowCmd `cmd:"" help:"Print the rules config."`
+	Set  HARulesSetCmd  `cmd:"" help:"Replace the rules config with FILE after validating it."`
 }
 
-// Run shows or sets the rules.
-func (c *HARulesCmd) Run(h *HACmd, kctx *kong.Context) error {
-	cl := h.client()
-	return showOrSetText(kctx, "rules", c.Set.File, cl.Rules, cl.SetRules)
+// HARulesShowCmd is `haxd ha rules show`.
+type HARulesShowCmd struct{}
+
+// Run prints the rules config.
+func (HARulesShowCmd) Run(h *HACmd, env *Env) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error { return printText(ctx, env.Stdout, cl.Rules) })
+}
+
+// HARulesSetCmd is `haxd ha rules set FILE`.
+type HARulesSetCmd struct {
+	File string `arg:"" type:"existingfile" help:"Rules file (section config)."`
+}
+
+// Run replaces the rules config.
+func (c *HARulesSetCmd) Run(h *HACmd) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error { return setText(ctx, "rules", c.File, cl.SetRules) })
 }
 
 // HAGroupsCmd shows or replaces the legacy groups config.
 type HAGroupsCmd struct {
-	Show struct{} `cmd:"" help:"Print the groups config."`
-	Set  struct {
-		File string `arg:"" type:"existingfile" help:"Groups file (section config: group: <id> / nodes / restricted / nofailback)."`
-	} `cmd:"" help:"Replace the groups config with FILE after validating it."`
+	Show HAGroupsShowCmd `cmd:"" help:"Print the groups config."`
+	Set  HAGroupsSetCmd  `cmd:"" help:"Replace the groups config with FILE after validating it."`
 }
 
-// Run shows or sets the groups.
-func (c *HAGroupsCmd) Run(h *HACmd, kctx *kong.Context) error {
-	cl := h.client()
-	return showOrSetText(kctx, "groups", c.Set.File, cl.Groups, cl.SetGroups)
+// HAGroupsShowCmd is `haxd ha groups show`.
+type HAGroupsShowCmd struct{}
+
+// Run prints the groups config.
+func (HAGroupsShowCmd) Run(h *HACmd, env *Env) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error { return printText(ctx, env.Stdout, cl.Groups) })
 }
 
-// showOrSetText prints a config text (show) or replaces it with a file's
-// contents (set).
-func showOrSetText(kctx *kong.Context, what, file string, get func(context.Context) (string, error), set func(context.Context, string) error) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	if kctx.Selected().Name == "show" {
-		text, err := get(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Print(text)
-		return nil
+// HAGroupsSetCmd is `haxd ha groups set FILE`.
+type HAGroupsSetCmd struct {
+	File string `arg:"" type:"existingfile" help:"Groups file (section config: group: <id> / nodes / restricted / nofailback)."`
+}
+
+// Run replaces the groups config.
+func (c *HAGroupsSetCmd) Run(h *HACmd) error {
+	return h.call(func(ctx context.Context, cl *api.Client) error { return setText(ctx, "groups", c.File, cl.SetGroups) })
+}
+
+// printText prints a config text the agent returns.
+func printText(ctx context.Context, w io.Writer, get func(context.Context) (string, error)) error {
+	text, err := get(ctx)
+	if err != nil {
+		return err
 	}
+	_, err = io.WriteString(w, text)
+	return err
+}
+
+// setText replaces a config text with a file's contents.
+func setText(ctx context.Context, what, file string, set func(context.Context, string) error) error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", what, err)
@@ -484,20 +581,16 @@ type HANodeListCmd struct {
 }
 
 // Run prints the members.
-func (c *HANodeListCmd) Run(h *HACmd) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	ms, err := h.client().Members(ctx)
-	if err != nil {
+func (c *HANodeListCmd) Run(h *HACmd, env *Env) error {
+	var ms []api.Member
+	if err := h.call(func(ctx context.Context, cl *api.Client) (err error) { ms, err = cl.Members(ctx); return err }); err != nil {
 		return err
 	}
 	if c.Output == "json" {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ms)
+		return writeJSON(env.Stdout, ms)
 	}
-	fmt.Print(formatMembers(ms))
-	return nil
+	_, err := io.WriteString(env.Stdout, formatMembers(ms))
+	return err
 }
 
 // formatMembers renders members as an aligned table.
@@ -529,41 +622,43 @@ type HANodeRemoveCmd struct {
 
 // Run removes the node.
 func (c *HANodeRemoveCmd) Run(h *HACmd) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	return h.client().RemoveNode(ctx, c.Node)
+	return h.call(func(ctx context.Context, cl *api.Client) error { return cl.RemoveNode(ctx, c.Node) })
 }
 
 // HADatacenterCmd shows or changes the cluster-wide settings.
 type HADatacenterCmd struct {
-	Show struct{} `cmd:"" help:"Print the settings as JSON."`
-	Set  struct {
-		ShutdownPolicy            *string  `name:"shutdown-policy" help:"conditional, freeze, failover or migrate."`
-		CRSMode                   *string  `name:"crs-mode" help:"Scheduler: basic, static or dynamic."`
-		RebalanceOnStart          *bool    `name:"rebalance-on-start" negatable:"" help:"Choose the best node when a service starts."`
-		AutoRebalance             *bool    `name:"auto-rebalance" negatable:"" help:"Move services while the cluster is imbalanced."`
-		AutoRebalanceThreshold    *float64 `name:"auto-rebalance-threshold" help:"Imbalance that triggers rebalancing (default 0.3)."`
-		AutoRebalanceMethod       *string  `name:"auto-rebalance-method" help:"bruteforce or topsis."`
-		AutoRebalanceHoldDuration *int     `name:"auto-rebalance-hold-duration" help:"Rounds the imbalance must last (default 3)."`
-		AutoRebalanceMargin       *float64 `name:"auto-rebalance-margin" help:"Improvement a move must bring (default 0.1)."`
-	} `cmd:"" help:"Change the given settings; the others stay."`
+	Show HADatacenterShowCmd `cmd:"" help:"Print the settings as JSON."`
+	Set  HADatacenterSetCmd  `cmd:"" help:"Change the given settings; the others stay."`
 }
 
-// Run shows or changes the settings.
-func (c *HADatacenterCmd) Run(h *HACmd, kctx *kong.Context) error {
-	ctx, cancel := apiContext()
-	defer cancel()
-	if kctx.Selected().Name == "show" {
-		dc, err := h.client().Datacenter(ctx)
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(dc)
+// HADatacenterShowCmd is `haxd ha datacenter show`.
+type HADatacenterShowCmd struct{}
+
+// Run prints the settings as JSON.
+func (HADatacenterShowCmd) Run(h *HACmd, env *Env) error {
+	var dc *ha.Datacenter
+	if err := h.call(func(ctx context.Context, cl *api.Client) (err error) { dc, err = cl.Datacenter(ctx); return err }); err != nil {
+		return err
 	}
-	s := c.Set
-	return h.client().SetDatacenter(ctx, api.DatacenterRequest{ShutdownPolicy: s.ShutdownPolicy, CRSMode: s.CRSMode,
+	return writeJSON(env.Stdout, dc)
+}
+
+// HADatacenterSetCmd is `haxd ha datacenter set`.
+type HADatacenterSetCmd struct {
+	ShutdownPolicy            *string  `name:"shutdown-policy" help:"conditional, freeze, failover or migrate."`
+	CRSMode                   *string  `name:"crs-mode" help:"Scheduler: basic, static or dynamic."`
+	RebalanceOnStart          *bool    `name:"rebalance-on-start" negatable:"" help:"Choose the best node when a service starts."`
+	AutoRebalance             *bool    `name:"auto-rebalance" negatable:"" help:"Move services while the cluster is imbalanced."`
+	AutoRebalanceThreshold    *float64 `name:"auto-rebalance-threshold" help:"Imbalance that triggers rebalancing (default 0.3)."`
+	AutoRebalanceMethod       *string  `name:"auto-rebalance-method" help:"bruteforce or topsis."`
+	AutoRebalanceHoldDuration *int     `name:"auto-rebalance-hold-duration" help:"Rounds the imbalance must last (default 3)."`
+	AutoRebalanceMargin       *float64 `name:"auto-rebalance-margin" help:"Improvement a move must bring (default 0.1)."`
+}
+
+// Run changes the given settings.
+func (s *HADatacenterSetCmd) Run(h *HACmd) error {
+	req := api.DatacenterRequest{ShutdownPolicy: s.ShutdownPolicy, CRSMode: s.CRSMode,
 		RebalanceOnStart: s.RebalanceOnStart, AutoRebalance: s.AutoRebalance, AutoRebalanceThreshold: s.AutoRebalanceThreshold,
-		AutoRebalanceMethod: s.AutoRebalanceMethod, AutoRebalanceHoldDuration: s.AutoRebalanceHoldDuration, AutoRebalanceMargin: s.AutoRebalanceMargin})
+		AutoRebalanceMethod: s.AutoRebalanceMethod, AutoRebalanceHoldDuration: s.AutoRebalanceHoldDuration, AutoRebalanceMargin: s.AutoRebalanceMargin}
+	return h.call(func(ctx context.Context, cl *api.Client) error { return cl.SetDatacenter(ctx, req) })
 }

@@ -56,7 +56,7 @@ func runHA(t *testing.T, sock string, args ...string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	return kctx.Run()
+	return kctx.Run(&Env{Stdout: &buf, Stderr: &buf, Exit: func(int) { t.Fatal("exit called") }})
 }
 
 func TestHAAddCommandAfterDoubleDash(t *testing.T) {
@@ -163,16 +163,20 @@ func TestStatusAndNodeListOutput(t *testing.T) {
 		{Name: "node2", Gossip: "failed", Raft: "voter", State: ha.NodeUnknown}}
 	sock := fakeAgent(t, map[string]any{"GET /v1/status": st, "GET /v1/members": members})
 	h := &HACmd{Socket: sock}
+	cl, err := h.client()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var text bytes.Buffer
-	if err := (&HAStatusCmd{Output: "text"}).print(t.Context(), h, &text); err != nil {
+	if err := (&HAStatusCmd{Output: "text"}).print(t.Context(), cl, &text); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(text.String(), "lrm node2 (old timestamp - dead?") || !strings.Contains(text.String(), "node unknown, last heard 10 s ago") {
 		t.Errorf("text status:\n%s", text.String())
 	}
 	var js bytes.Buffer
-	if err := (&HAStatusCmd{Output: "json"}).print(t.Context(), h, &js); err != nil {
+	if err := (&HAStatusCmd{Output: "json"}).print(t.Context(), cl, &js); err != nil {
 		t.Fatal(err)
 	}
 	var v api.View
@@ -180,7 +184,7 @@ func TestStatusAndNodeListOutput(t *testing.T) {
 		t.Errorf("json status %s: %v", js.String(), err)
 	}
 
-	ms, err := h.client().Members(t.Context())
+	ms, err := cl.Members(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,11 +200,11 @@ func TestStatusAndNodeListOutput(t *testing.T) {
 // interval, each a line, until interrupted.
 func TestStatusWatch(t *testing.T) {
 	st := api.Status{LocalNode: "node1", Quorate: true, Now: 1000}
-	h := &HACmd{Socket: fakeAgent(t, map[string]any{"GET /v1/status": st})}
+	cl := api.NewClient(fakeAgent(t, map[string]any{"GET /v1/status": st}))
 	ctx, cancel := context.WithTimeout(t.Context(), 350*time.Millisecond)
 	defer cancel()
 	var out, errb bytes.Buffer
-	(&HAStatusCmd{Output: "json", Watch: true, Interval: 100 * time.Millisecond}).watch(ctx, h, &out, &errb)
+	(&HAStatusCmd{Output: "json", Watch: true, Interval: 100 * time.Millisecond}).watch(ctx, cl, &out, &errb)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) < 2 || errb.Len() > 0 {
 		t.Fatalf("watch printed %d lines (stderr %q), want one per interval:\n%s", len(lines), errb.String(), out.String())

@@ -15,7 +15,7 @@ type KeygenCmd struct {
 }
 
 // Run prints a fresh key, or writes it to --out.
-func (c *KeygenCmd) Run() error { return c.run(os.Stdout) }
+func (c *KeygenCmd) Run(env *Env) error { return c.run(env.Stdout) }
 
 func (c *KeygenCmd) run(stdout io.Writer) error {
 	key, err := gossip.GenerateKey()

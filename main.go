@@ -44,7 +44,7 @@ type CLI struct {
 	Sim        SimCmd        `cmd:"" help:"Replay failure scenarios in the deterministic simulator."`
 	Guard      GuardCmd      `cmd:"" help:"Run the self-fencing guard the agent feeds."`
 	Keygen     KeygenCmd     `cmd:"" help:"Generate a gossip encryption key."`
-	TLS        TLSCmd        `cmd:"" name:"tls" help:"Create the cluster CA and node certificates for the raft port's mutual TLS."`
+	TLS        TLSCmd        `cmd:"" name:"tls" help:"Create the cluster CA, node certificates (raft port) and API client certificates (HTTPS API listener)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash or zsh)."`
 
 	DemoService DemoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Run a heartbeat-recording test service."`
@@ -54,10 +54,47 @@ type CLI struct {
 type VersionCmd struct{}
 
 // Run prints the version.
-func (VersionCmd) Run() error {
-	fmt.Println("haxd", version)
-	return nil
+func (VersionCmd) Run(env *Env) error {
+	_, err := fmt.Fprintln(env.Stdout, "haxd", version)
+	return err
 }
+
+// Env is what every command's Run gets besides its own flags: where to
+// write its output, and how to end the process at once. main passes the
+// process's; tests pass buffers.
+type Env struct {
+	// Stdout gets the command's output.
+	Stdout io.Writer
+	// Stderr gets diagnostics a command prints while it goes on.
+	Stderr io.Writer
+	// Exit ends the process at once without returning from Run: only the
+	// agent's second stop signal uses it (exit like a crash, the guard
+	// fences). main passes os.Exit.
+	Exit func(code int)
+}
+
+// usageError marks errors caused by bad input; main exits with code 2
+// (ExitUsage).
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+// exitError ends a command with a given exit code. err is printed as
+// any error is; nil when the command already said why on its own
+// output (haxd sim).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e exitError) Unwrap() error { return e.err }
 
 // kongOptions are the parser options of main and of the tests.
 func kongOptions() []kong.Option {
@@ -98,8 +135,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintf(stderr, "haxd: %v\nRun \"%s --help\" for usage.\n", err, helpPath(err))
 		return ExitUsage
 	}
-	if err := ctx.Run(); err != nil {
-		fmt.Fprintln(stderr, "haxd:", err)
+	if err := ctx.Run(&Env{Stdout: stdout, Stderr: stderr, Exit: os.Exit}); err != nil {
+		var ee exitError
+		if !errors.As(err, &ee) || ee.err != nil {
+			fmt.Fprintln(stderr, "haxd:", err)
+		}
 		return exitCodeOf(err)
 	}
 	return ExitOK
@@ -120,9 +160,14 @@ func helpPath(err error) string {
 	return strings.Join(parts, " ")
 }
 
-// exitCodeOf maps a command's error to ExitUsage (bad input) or
-// ExitFailure.
+// exitCodeOf maps a command's error to its exit code: the one an
+// exitError carries, ExitUsage for bad input (a usageError, a 4xx answer
+// of the agent), else ExitFailure.
 func exitCodeOf(err error) int {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	var ue usageError
 	var ae *api.Error
 	if errors.As(err, &ue) || errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500 {

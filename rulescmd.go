@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -20,7 +21,7 @@ type RulesCheckCmd struct {
 }
 
 // Run prints the three-part check report (Log, Config, Compiled Config).
-func (c *RulesCheckCmd) Run() error {
+func (c *RulesCheckCmd) Run(env *Env) error {
 	raw, err := os.ReadFile(c.File)
 	if err != nil {
 		return fmt.Errorf("read rules file: %w", err)
@@ -34,6 +35,6 @@ func (c *RulesCheckCmd) Run() error {
 	if len(nodes) == 0 {
 		return fmt.Errorf("--nodes %q: expected at least one node name", c.Nodes)
 	}
-	fmt.Print(placement.CheckRulesFile(raw, nodes).String())
-	return nil
+	_, err = io.WriteString(env.Stdout, placement.CheckRulesFile(raw, nodes).String())
+	return err
 }

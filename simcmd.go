@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -33,9 +32,9 @@ type SimRunCmd struct {
 // Run replays the scenario; it exits with status 2 when the scenario is
 // bad (it cannot be loaded, or a command is malformed or unknown) and 1
 // when the invariant check failed.
-func (c *SimRunCmd) Run() error {
-	if code := c.run(os.Stdout, os.Stderr); code != 0 {
-		os.Exit(code)
+func (c *SimRunCmd) Run(env *Env) error {
+	if code := c.run(env.Stdout, env.Stderr); code != 0 {
+		return exitError{code: code} // run said why on stderr
 	}
 	return nil
 }
@@ -92,9 +91,9 @@ type SimRandomCmd struct {
 }
 
 // Run generates and replays the runs; it exits with status 1 if any failed.
-func (c *SimRandomCmd) Run() error {
-	if code := c.run(os.Stdout, os.Stderr); code != 0 {
-		os.Exit(code)
+func (c *SimRandomCmd) Run(env *Env) error {
+	if code := c.run(env.Stdout, env.Stderr); code != 0 {
+		return exitError{code: code} // run said why on stderr
 	}
 	return nil
 }

@@ -34,6 +34,17 @@ func TestTLSCommandsMakeLoadableFiles(t *testing.T) {
 		t.Errorf("output %q does not name the key file", out.String())
 	}
 
+	if err := (&TLSCertCreateCmd{Client: "ops", Role: "read-only", Dir: dir, Days: 5}).run(&out); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := pki.LoadClient(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ops.pem"), filepath.Join(dir, "ops-key.pem"), time.Now())
+	if err != nil || cm.Role != pki.RoleReadOnly || cm.Node != "ops" {
+		t.Fatalf("load the client certificate: %+v, %v", cm, err)
+	}
+	if _, err := pki.Load(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ops.pem"), filepath.Join(dir, "ops-key.pem"), time.Now()); err == nil {
+		t.Error("a client certificate loads as a node certificate")
+	}
+
 	for _, tt := range []struct {
 		name  string
 		cmd   TLSCertCreateCmd
@@ -45,6 +56,13 @@ func TestTLSCommandsMakeLoadableFiles(t *testing.T) {
 		{"bad days", TLSCertCreateCmd{Node: "n2", Dir: dir, Days: 0}, "--days 0", true},
 		{"no CA", TLSCertCreateCmd{Node: "n2", Dir: t.TempDir(), Days: 1}, "haxd tls ca create", false},
 		{"exists", TLSCertCreateCmd{Node: "node1", Dir: dir, Days: 1}, "--force", false},
+		{"neither node nor client", TLSCertCreateCmd{Dir: dir, Days: 1}, "expected --node NAME", true},
+		{"node and client", TLSCertCreateCmd{Node: "n2", Client: "c", Role: "admin", Dir: dir, Days: 1}, "give one", true},
+		{"client without role", TLSCertCreateCmd{Client: "c", Dir: dir, Days: 1}, "needs --role", true},
+		{"bad role", TLSCertCreateCmd{Client: "c", Role: "root", Dir: dir, Days: 1}, `--role "root": expected admin or read-only`, true},
+		{"role of a node", TLSCertCreateCmd{Node: "n2", Role: "read-only", Dir: dir, Days: 1}, "only with --client", true},
+		{"client with ip", TLSCertCreateCmd{Client: "c", Role: "admin", IP: []string{"10.0.0.1"}, Dir: dir, Days: 1}, "--ip: only with --node", true},
+		{"bad client name", TLSCertCreateCmd{Client: "a b", Role: "admin", Dir: dir, Days: 1}, `--client: client name "a b"`, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cmd.run(&out)

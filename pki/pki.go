@@ -297,7 +297,13 @@ func NodeName(c *x509.Certificate) (string, error) {
 
 // ValidNodeName checks a node name as the agent does: 1 to 63 letters,
 // digits and '-', not starting or ending with '-'.
-func ValidNodeName(s string) error {
+func ValidNodeName(s string) error { return checkName("node name", s) }
+
+// ValidClientName checks the name of an API client certificate: the same
+// rules as a node name.
+func ValidClientName(s string) error { return checkName("client name", s) }
+
+func checkName(kind, s string) error {
 	ok := len(s) > 0 && len(s) <= 63 && s[0] != '-' && s[len(s)-1] != '-'
 	for _, r := range s {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
@@ -305,7 +311,7 @@ func ValidNodeName(s string) error {
 		}
 	}
 	if !ok {
-		return fmt.Errorf("node name %q: expected 1 to 63 letters, digits and '-', not starting or ending with '-'", s)
+		return fmt.Errorf("%s %q: expected 1 to 63 letters, digits and '-', not starting or ending with '-'", kind, s)
 	}
 	return nil
 }

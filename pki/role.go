@@ -106,8 +106,8 @@ func (ca *CA) SignClient(opts ClientOptions, now time.Time) (tls.Certificate, er
 }
 
 func (ca *CA) signClient(opts ClientOptions, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
-	if err := ValidNodeName(opts.Name); err != nil {
-		return nil, nil, fmt.Errorf("sign client cert: client %w", err)
+	if err := ValidClientName(opts.Name); err != nil {
+		return nil, nil, fmt.Errorf("sign client cert: %w", err)
 	}
 	if _, err := ParseRole(string(opts.Role)); err != nil {
 		return nil, nil, fmt.Errorf("sign client cert for %s: %w", opts.Name, err)
