@@ -53,19 +53,7 @@ func TLSClientConfig(m *pki.Material, serverName string) *tls.Config {
 		// The chain and the node name are checked in VerifyConnection.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the agent presented no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			leaf := cs.PeerCertificates[0]
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: m.CAs, Intermediates: inter,
-				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-				return fmt.Errorf("the agent's certificate is not one of the cluster CA: %w", err)
-			}
-			node, err := pki.NodeName(leaf)
+			node, err := pki.VerifyNode(cs.PeerCertificates, m.CAs, x509.ExtKeyUsageServerAuth)
 			if err != nil {
 				return fmt.Errorf("the agent's %w", err)
 			}

@@ -295,6 +295,23 @@ func NodeName(c *x509.Certificate) (string, error) {
 	return "", fmt.Errorf("certificate names no node: common name %q is not among its DNS SANs %q", cn, c.DNSNames)
 }
 
+// VerifyNode checks a peer's certificate chain (leaf first, as TLS
+// presents it) against the CA pool cas for the given usage and returns
+// the node its leaf names (NodeName).
+func VerifyNode(chain []*x509.Certificate, cas *x509.CertPool, usage x509.ExtKeyUsage) (string, error) {
+	if len(chain) == 0 {
+		return "", errors.New("certificate: none presented")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: cas, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		return "", fmt.Errorf("certificate is not one of the cluster CA: %w", err)
+	}
+	return NodeName(chain[0])
+}
+
 // ValidNodeName checks a node name as the agent does: 1 to 63 letters,
 // digits and '-', not starting or ending with '-'.
 func ValidNodeName(s string) error { return checkName("node name", s) }

@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +187,52 @@ func TestClientCertificatesCarryTheirRole(t *testing.T) {
 	tc.Leaf.Subject.OrganizationalUnit = []string{RoleOUPrefix + "admin", RoleOUPrefix + "read-only"}
 	if _, err := RoleOf(tc.Leaf); err == nil || !strings.Contains(err.Error(), "2 roles") {
 		t.Errorf("RoleOf with two roles: %v", err)
+	}
+}
+
+func TestVerifyNode(t *testing.T) {
+	now := time.Now()
+	ca, err := CreateCA(t.TempDir(), 0, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := CreateCA(t.TempDir(), 0, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := func(signer *CA, node string, client bool) []*x509.Certificate {
+		var c tls.Certificate
+		if client {
+			c, err = signer.SignClient(ClientOptions{Name: node, Role: RoleAdmin}, now)
+		} else {
+			c, err = signer.Sign(CertOptions{Node: node}, now)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []*x509.Certificate{c.Leaf}
+	}
+	for _, tt := range []struct {
+		name  string
+		chain []*x509.Certificate
+		want  string // node, or "error: substring"
+	}{
+		{"node certificate", chain(ca, "node1", false), "node1"},
+		{"none", nil, "error: none presented"},
+		{"another CA", chain(other, "node1", false), "error: not one of the cluster CA"},
+		{"client certificate", chain(ca, "ops", true), "error: not one of the cluster CA"}, // no server usage
+	} {
+		node, err := VerifyNode(tt.chain, ca.Pool(), x509.ExtKeyUsageServerAuth)
+		if want, isErr := strings.CutPrefix(tt.want, "error: "); isErr {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: VerifyNode = %q, %v; want an error with %q", tt.name, node, err, want)
+			}
+		} else if err != nil || node != tt.want {
+			t.Errorf("%s: VerifyNode = %q, %v; want %q", tt.name, node, err, tt.want)
+		}
+	}
+	// As a TLS client, a client certificate has the usage but names no node.
+	if _, err := VerifyNode(chain(ca, "ops", true), ca.Pool(), x509.ExtKeyUsageClientAuth); err == nil || !strings.Contains(err.Error(), "names no node") {
+		t.Errorf("client certificate as a node: %v", err)
 	}
 }
