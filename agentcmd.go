@@ -43,8 +43,12 @@ func (c *AgentCmd) Run(env *Env) error {
 		for _, w := range warnings {
 			fmt.Fprintln(env.Stdout, "warning: timing:", w)
 		}
+		api := cfg.APISocket
+		if cfg.APIAddr != "" {
+			api += " and https://" + cfg.APIAddr
+		}
 		fmt.Fprintf(env.Stdout, "config OK: node %s, timing %s (lock_ttl %v, failover in about %v), api %s\n",
-			cfg.NodeName, cfg.TimingProfile, cfg.Timing.LockTTL, cfg.Timing.LockTTL+cfg.Timing.CRMRound, cfg.APISocket)
+			cfg.NodeName, cfg.TimingProfile, cfg.Timing.LockTTL, cfg.Timing.LockTTL+cfg.Timing.CRMRound, api)
 		return nil
 	}
 	logger := slog.New(newLogHandler(env.Stderr, cfg.LogFormat, cfg.LogLevel))

@@ -56,6 +56,7 @@ func TestExitCodes(t *testing.T) {
 		{"stop timeout integer", []string{"ha", "--socket", noAgent, "stop", "exec:x", "--timeout", "60"}, ExitUsage, "--timeout"},
 		{"agent unreachable", []string{"ha", "--socket", noAgent, "status"}, ExitFailure, "contact agent"},
 		{"agent --check good", []string{"agent", "--check", "-c", good}, ExitOK, ""},
+		{"agent --check with api_addr", []string{"agent", "--check", "-c", good, "--set", "api_addr=:8443"}, ExitOK, "api /run/haxd/haxd.sock and https://10.0.0.1:8443"},
 		{"agent --check bad flag value", []string{"agent", "--check", "-c", good, "--set", "lock_ttl=3"}, ExitUsage, "lock_ttl"},
 	}
 	for _, tt := range tests {
