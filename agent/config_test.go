@@ -79,6 +79,10 @@ func TestFinishRejects(t *testing.T) {
 		{"unspecified bind without advertise_ip", func(c *Config) { c.AdvertiseIP = ""; c.GossipAddr = "0.0.0.0:7946" }, "advertise_ip: required when gossip_addr binds to 0.0.0.0", false},
 		{"bad advertise_ip", func(c *Config) { c.AdvertiseIP = "node1.lan" }, `advertise_ip "node1.lan": not an IP address`, false},
 		{"gossip host name", func(c *Config) { c.GossipAddr = "node1:7946" }, `gossip_addr "node1:7946": "node1" is not an IP address`, false},
+		{"zero outbox", func(c *Config) { c.NotifyOutboxMax = 0 }, "notify_outbox_max 0: expected > 0", false},
+		{"bad usage source", func(c *Config) { c.NodeUsageSource = "cgroups" }, `node_usage_source "cgroups": expected "proc" or "services"`, false},
+		{"negative usage threshold", func(c *Config) { c.UsageCPUThresholdMillicores = -1 }, "usage_cpu_threshold_millicores -1", false},
+		{"zero usage max interval", func(c *Config) { c.UsageMaxInterval = 0 }, "usage_max_interval 0s: expected a positive duration", false},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
