@@ -88,4 +88,3 @@ func (f *fsm) applyServiceUsage(index uint64, cmd *command) *result {
 }
 
 func finiteNonNeg(v float64) bool { return v >= 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
-
