@@ -232,18 +232,7 @@ func usageText(services map[ha.SID]store.ServiceUsage) string {
 // the leaves under cgroupParent (exec and OCF services, named by their
 // escaped SID) and the cgroups the fencer knows (systemd units).
 func (a *Agent) serviceLeaves(cgroupParent string) map[ha.SID]string {
-	out := map[ha.SID]string{}
-	if a.n.fencer != nil {
-		a.n.fencer.mu.Lock()
-		for t, name := range a.n.fencer.own {
-			if t.Cgroup != "" {
-				if sid, ok := leafSID(name); ok {
-					out[sid] = t.Cgroup
-				}
-			}
-		}
-		a.n.fencer.mu.Unlock()
-	}
+	out := a.n.fencer.serviceCgroups()
 	if cgroupParent == "" {
 		return out
 	}
@@ -254,6 +243,22 @@ func (a *Agent) serviceLeaves(cgroupParent string) map[ha.SID]string {
 	for _, e := range ents {
 		if sid, ok := leafSID(e.Name()); ok && e.IsDir() {
 			out[sid] = filepath.Join(cgroupParent, e.Name())
+		}
+	}
+	return out
+}
+
+// serviceCgroups returns the cgroup of every service on the own list.
+func (f *fencer) serviceCgroups() map[ha.SID]string {
+	out := map[ha.SID]string{}
+	if f == nil {
+		return out
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t, name := range f.own {
+		if sid, ok := leafSID(name); ok && t.Cgroup != "" {
+			out[sid] = t.Cgroup
 		}
 	}
 	return out
