@@ -45,7 +45,7 @@ type notifyConfig struct {
 // in its own goroutine with retries, so a slow receiver never blocks the
 // CRM. Close waits for deliveries in flight until ctx ends.
 type notifier struct {
-	self    string
+	self    string // this node, named in DeliveredByHeader
 	cfg     notifyConfig
 	log     *slog.Logger
 	metrics *metrics

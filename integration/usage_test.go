@@ -74,7 +74,7 @@ func TestStaticSchedulerPlacesByMemory(t *testing.T) {
 // for all, or none measured) would choose it too, as it sorts first.
 func TestDynamicSchedulerPlacesByMeasuredCPU(t *testing.T) {
 	h := startClusterWith(t, func(*cluster.Options) {}, "node_cpus=4", "node_memory_mb=16384",
-		"usage_interval=500ms", "node_usage_source=services", "usage_cpu_threshold_millicores=100")
+		"usage_interval=500ms", "node_usage_source=services", "usage_cpu_threshold_millicores=50")
 	h.addService("exec:probe", "node1")
 	h.waitStarted("exec:probe", "node1", startDeadline)
 	master := h.master()
@@ -89,9 +89,10 @@ func TestDynamicSchedulerPlacesByMeasuredCPU(t *testing.T) {
 	if err := via.Client().SetDatacenter(h.ctx, api.DatacenterRequest{CRSMode: &crs}); err != nil {
 		t.Fatalf("set crs-mode dynamic: %v", err)
 	}
-	// A burner: a shell loop that spins (at most one core, for the test's
-	// few seconds).
-	spec, _ := json.Marshal(map[string]any{"command": "/bin/sh", "args": []string{"-c", "while :; do :; done"}, "stop_timeout": "5s"})
+	// A burner: three spinning shells, so that it gets a measurable share
+	// of the CPU even on a loaded machine (for the test's few seconds).
+	spec, _ := json.Marshal(map[string]any{"command": "/bin/sh", "args": []string{"-c",
+		"for i in 1 2 3; do (while :; do :; done) & done; wait"}, "stop_timeout": "5s"})
 	mark := h.mark()
 	if err := via.Client().AddResource(h.ctx, api.AddResourceRequest{SID: "exec:burn", Node: busy, Spec: spec}); err != nil {
 		t.Fatalf("add exec:burn: %v", err)
@@ -123,7 +124,7 @@ func TestDynamicSchedulerPlacesByMeasuredCPU(t *testing.T) {
 			return false
 		}
 	}
-	h.waitFor(startDeadline, "the burner's measured CPU published by "+busy, published(busy, "exec:burn", 0.2))
+	h.waitFor(startDeadline, "the burner's measured CPU published by "+busy, published(busy, "exec:burn", 0.1))
 	h.waitFor(startDeadline, svc(victim)+"'s usage published by "+victim, published(victim, svc(victim), 0))
 
 	h.cl.KillNode(h.cl.Node(victim))

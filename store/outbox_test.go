@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"io"
 	"reflect"
 	"testing"
 
@@ -100,5 +101,31 @@ func TestFSMServiceUsage(t *testing.T) {
 				t.Fatalf("usage %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestFSMOutboxAndUsageSurviveASnapshot: the queue and the measured
+// usage are part of the snapshot, so a new master restored from one
+// still finds the undelivered events.
+func TestFSMOutboxAndUsageSurviveASnapshot(t *testing.T) {
+	src := newTestFSM(nil)
+	applyAll(t, src, []entry{
+		{op: opOutboxPut, cmd: 1, data: outboxPutCmd{Events: []OutboxEvent{ev("a"), ev("b")}, Max: 10}},
+		{op: opServiceUsage, data: serviceUsageCmd{Node: "n1", Services: map[ha.SID]ServiceUsage{"vm:1": {CPU: 1.5, Mem: 1 << 30}}}},
+	})
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	dst := newTestFSM(nil)
+	if err := dst.Restore(io.NopCloser(&sink)); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dst.st.Outbox, src.st.Outbox) || !reflect.DeepEqual(dst.st.ServiceUsage, src.st.ServiceUsage) {
+		t.Errorf("restored outbox %+v usage %+v, want %+v %+v", dst.st.Outbox, dst.st.ServiceUsage, src.st.Outbox, src.st.ServiceUsage)
 	}
 }
