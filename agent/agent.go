@@ -178,8 +178,10 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 			a.log.Warn("raft metrics not bridged", "err", err)
 		}
 	}
-	a.n.notify = newNotifier(life, notifyConfig{webhooks: cfg.NotifyWebhooks, exec: cfg.NotifyExec, secret: cfg.notifySecret,
+	a.n.notify = newNotifier(life, cfg.NodeName, notifyConfig{webhooks: cfg.NotifyWebhooks, exec: cfg.NotifyExec, secret: cfg.notifySecret,
 		timeout: cfg.NotifyTimeout, retries: cfg.NotifyRetries, backoff: cfg.NotifyBackoff}, a.log.With("component", "notify"), a.n.metrics)
+	a.n.outbox = newOutbox(a.n.notify, st, a.log.With("component", "notify"), cfg.NotifyOutboxMax, cfg.Timing.CRMRound, min(cfg.Timing.LockTTL, 5*time.Second))
+	go a.n.outbox.run(life)
 	go a.watchQuorum(life, cfg.Timing.CRMRound)
 	a.n.fencer = newFencer(a.log.With("component", "fence"), &a.cfg.Timing,
 		func(ctx context.Context, expiry int64) (guardClient, error) {
@@ -229,7 +231,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 
 	go a.membership(life)
 	go a.watchDisk(life, cfg.diskCheckInterval())
-	go a.publishUsage(life)
+	go a.publishUsage(life, cgroupParent)
 
 	if err := a.serveAPI(); err != nil {
 		return err

@@ -134,6 +134,9 @@ type Config struct {
 	// NotifyBackoff is the delay before the first retry; it doubles with
 	// each retry, up to 30 s. Default 1s.
 	NotifyBackoff time.Duration `cfg:"notify_backoff"`
+	// NotifyOutboxMax bounds the replicated queue of undelivered
+	// notifications; beyond it the oldest are dropped. Default 1000.
+	NotifyOutboxMax int `cfg:"notify_outbox_max"`
 
 	// NodeCPUs is the number of cores this node offers the static and
 	// dynamic schedulers; 0: the cores in /proc/stat.
@@ -144,6 +147,22 @@ type Config struct {
 	// UsageInterval is how often the agent samples /proc and gossips its
 	// usage for the schedulers. Default 10s.
 	UsageInterval time.Duration `cfg:"usage_interval"`
+	// NodeUsageSource is where the node's measured usage comes from:
+	// "proc" (the whole node, /proc) or "services" (the sum of this
+	// agent's services, for several agents sharing one kernel). Default
+	// proc.
+	NodeUsageSource string `cfg:"node_usage_source"`
+	// UsageCPUThresholdMillicores and UsageMemoryThresholdMB are the
+	// changes of a service's measured CPU (in thousandths of a core) and
+	// memory that make the agent publish its services' usage to the store
+	// before UsageMaxInterval (dynamic scheduler only). Defaults 250 and
+	// 64.
+	UsageCPUThresholdMillicores int `cfg:"usage_cpu_threshold_millicores"`
+	UsageMemoryThresholdMB      int `cfg:"usage_memory_threshold_mb"`
+	// UsageMaxInterval is the longest the agent goes without publishing
+	// its services' usage while the scheduler mode is dynamic. Default
+	// 10m.
+	UsageMaxInterval time.Duration `cfg:"usage_max_interval"`
 
 	// ShutdownDetectTimeout bounds how long the agent's stop path waits
 	// for systemd to list its jobs over D-Bus (to tell a node shutdown or
@@ -206,6 +225,12 @@ func DefaultConfig() Config {
 		NotifyRetries:  5,
 		NotifyBackoff:  time.Second,
 		UsageInterval:  10 * time.Second,
+
+		NotifyOutboxMax:             1000,
+		NodeUsageSource:             NodeUsageProc,
+		UsageCPUThresholdMillicores: 250,
+		UsageMemoryThresholdMB:      64,
+		UsageMaxInterval:            10 * time.Minute,
 
 		ShutdownDetectTimeout: DefaultShutdownDetectTimeout,
 		DiskCheckInterval: func() *time.Duration {
@@ -478,6 +503,18 @@ func (c *Config) validateObservability() error {
 	}
 	if c.NotifyBackoff <= 0 {
 		return fmt.Errorf("notify_backoff %v: expected a positive duration", c.NotifyBackoff)
+	}
+	if c.NotifyOutboxMax <= 0 {
+		return fmt.Errorf("notify_outbox_max %d: expected > 0", c.NotifyOutboxMax)
+	}
+	if c.NodeUsageSource != NodeUsageProc && c.NodeUsageSource != NodeUsageServices {
+		return fmt.Errorf("node_usage_source %q: expected %q or %q", c.NodeUsageSource, NodeUsageProc, NodeUsageServices)
+	}
+	if c.UsageCPUThresholdMillicores < 0 || c.UsageMemoryThresholdMB < 0 {
+		return fmt.Errorf("usage_cpu_threshold_millicores %d, usage_memory_threshold_mb %d: expected >= 0", c.UsageCPUThresholdMillicores, c.UsageMemoryThresholdMB)
+	}
+	if c.UsageMaxInterval <= 0 {
+		return fmt.Errorf("usage_max_interval %v: expected a positive duration", c.UsageMaxInterval)
 	}
 	return nil
 }

@@ -82,6 +82,10 @@ func TestFinishRejects(t *testing.T) {
 		{"api_addr without port", func(c *Config) { c.APIAddr = "10.0.0.1" }, `api_addr "10.0.0.1": expected host:port`, false},
 		{"api_addr host name", func(c *Config) { c.APIAddr = "node1:8443" }, `api_addr "node1:8443": "node1" is not an IP address`, false},
 		{"api_addr without TLS", func(c *Config) { c.APIAddr = ":8443"; c.Insecure = true }, `api_addr ":8443": the HTTPS API listener needs the node's TLS files`, false},
+		{"zero outbox", func(c *Config) { c.NotifyOutboxMax = 0 }, "notify_outbox_max 0: expected > 0", false},
+		{"bad usage source", func(c *Config) { c.NodeUsageSource = "cgroups" }, `node_usage_source "cgroups": expected "proc" or "services"`, false},
+		{"negative usage threshold", func(c *Config) { c.UsageCPUThresholdMillicores = -1 }, "usage_cpu_threshold_millicores -1", false},
+		{"zero usage max interval", func(c *Config) { c.UsageMaxInterval = 0 }, "usage_max_interval 0s: expected a positive duration", false},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()

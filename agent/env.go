@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"haxd/crm"
+	"haxd/crm/placement"
 	"haxd/gossip"
 	"haxd/ha"
 	"haxd/store"
@@ -62,6 +63,7 @@ type node struct {
 	obs     *observer
 	metrics *metrics
 	notify  *notifier
+	outbox  *outbox
 	events  *eventLog
 }
 
@@ -331,7 +333,7 @@ func (e *env) WriteManagerStatus(ms *ha.ManagerStatus) error {
 	defer cancel()
 	err := e.n.store.WriteManagerStatus(ctx, e.term, ms)
 	if err == nil {
-		e.n.published(prev, ms)
+		e.n.published(prev, ms, e.term)
 	}
 	return err
 }
@@ -417,7 +419,9 @@ func (e *env) MigrateGroups(m crm.GroupMigration) error {
 }
 
 // StaticNodeStats and DynamicNodeStats read the usage every agent gossips
-// (usage.go); ServiceStats the size configured for the service.
+// (usage.go); ServiceStats the size configured for the service and, in
+// dynamic mode, the usage its node measured (the configured size until
+// it is measured).
 func (e *env) StaticNodeStats() (map[string]ha.NodeStats, error) {
 	return nodeStats(e.n.gossip.Members())
 }
@@ -425,7 +429,13 @@ func (e *env) DynamicNodeStats() (map[string]ha.NodeStats, error) {
 	return nodeStats(e.n.gossip.Members())
 }
 func (e *env) ServiceStats(sid ha.SID) (ha.ServiceStats, bool) {
-	return serviceStats(e.n.store.Resources()[sid])
+	rc := e.n.store.Resources()[sid]
+	if rc != nil && e.n.store.Datacenter().CRS.Mode == placement.ModeDynamic {
+		if u, ok := e.n.store.MeasuredUsage(rc.Node, sid); ok {
+			return serviceStats(rc, &u)
+		}
+	}
+	return serviceStats(rc, nil)
 }
 
 func (e *env) IsNodeShutdown() (bool, bool) {

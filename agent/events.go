@@ -26,7 +26,8 @@ const (
 
 // Event is one notification: sent as the JSON body of a webhook and on the
 // stdin of an exec hook. ID is unique per event and stays the same across
-// retries, so a receiver can drop duplicates (delivery is at least once).
+// retries and, through the replicated outbox (outbox.go), across master
+// changes, so a receiver can drop duplicates (delivery is at least once).
 type Event struct {
 	// ID identifies the event (32 hex digits).
 	ID string `json:"id"`

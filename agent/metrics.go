@@ -32,6 +32,7 @@ type metrics struct {
 	crmRound         prometheus.Histogram
 	guardFeeds       *prometheus.CounterVec
 	notifications    *prometheus.CounterVec
+	outboxDrops      prometheus.Counter
 	raftLeaderChange prometheus.Counter
 	raftStateChange  *prometheus.CounterVec
 	raftCommit       prometheus.Histogram
@@ -73,6 +74,11 @@ func newMetrics(st *store.Store, nodeName string) *metrics {
 	m.crmRound = histogram("haxd_crm_round_seconds", "Duration of one CRM round on this node (master or not).", latencyBuckets)
 	m.guardFeeds = counterVec("haxd_guard_feeds_total", "Feeds of the self-fencing guard, by result (ok, failed).", "result")
 	m.notifications = counterVec("haxd_notifications_total", "Notification deliveries, by kind (webhook, exec) and result (ok, failed: all retries used).", "kind", "result")
+	m.outboxDrops = counter("haxd_notifications_dropped_total", "Undelivered notifications dropped from the full outbox (notify_outbox_max) by this node as master.")
+	if st != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "haxd_notifications_queued", Help: "Notifications in the replicated outbox, not yet delivered."},
+			func() float64 { return float64(len(st.Outbox())) }))
+	}
 	m.raftLeaderChange = counter("haxd_raft_leader_changes_total", "Times this node's raft became leader (raft's raft.state.leader).")
 	m.raftStateChange = counterVec("haxd_raft_state_changes_total", "Raft state transitions of this node, by new state (raft's raft.state.*).", "state")
 	m.raftCommit = histogram("haxd_raft_commit_seconds", "Raft commit latency on the leader, from dispatch to commit (raft's raft.commitTime).", latencyBuckets)
@@ -131,6 +137,12 @@ func (m *metrics) guardFeed(ok bool) {
 func (m *metrics) notification(kind string, ok bool) {
 	if m != nil {
 		m.notifications.WithLabelValues(kind, map[bool]string{true: "ok", false: "failed"}[ok]).Inc()
+	}
+}
+
+func (m *metrics) outboxDropped() {
+	if m != nil {
+		m.outboxDrops.Inc()
 	}
 }
 

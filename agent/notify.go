@@ -23,6 +23,10 @@ const (
 	// EventIDHeader repeats the event ID, for receivers that deduplicate
 	// before parsing.
 	EventIDHeader = "X-Haxd-Event-Id"
+	// DeliveredByHeader names the node that delivered the event: the
+	// master of the time, which after a master change is not the event's
+	// sender.
+	DeliveredByHeader = "X-Haxd-Delivered-By"
 	// maxBackoff caps the doubling retry delay.
 	maxBackoff = 30 * time.Second
 )
@@ -41,6 +45,7 @@ type notifyConfig struct {
 // in its own goroutine with retries, so a slow receiver never blocks the
 // CRM. Close waits for deliveries in flight until ctx ends.
 type notifier struct {
+	self    string // this node, named in DeliveredByHeader
 	cfg     notifyConfig
 	log     *slog.Logger
 	metrics *metrics
@@ -49,8 +54,8 @@ type notifier struct {
 	wg      sync.WaitGroup
 }
 
-func newNotifier(ctx context.Context, cfg notifyConfig, log *slog.Logger, m *metrics) *notifier {
-	return &notifier{cfg: cfg, log: log, metrics: m, client: &http.Client{Timeout: cfg.timeout}, ctx: ctx}
+func newNotifier(ctx context.Context, self string, cfg notifyConfig, log *slog.Logger, m *metrics) *notifier {
+	return &notifier{self: self, cfg: cfg, log: log, metrics: m, client: &http.Client{Timeout: cfg.timeout}, ctx: ctx}
 }
 
 // enabled reports whether any hook is configured.
@@ -58,7 +63,9 @@ func (n *notifier) enabled() bool {
 	return n != nil && (len(n.cfg.webhooks) > 0 || len(n.cfg.exec) > 0)
 }
 
-// send delivers e to every hook in the background.
+// send delivers e to every hook in the background, from memory only: for
+// events that cannot go through the replicated outbox (quorum_lost, sent
+// by a node that lost quorum).
 func (n *notifier) send(e Event) {
 	if !n.enabled() {
 		return
@@ -68,42 +75,62 @@ func (n *notifier) send(e Event) {
 		n.log.Error("encode notification", "err", err)
 		return
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.deliverAll(n.ctx, e.ID, e.Type, body)
+	}()
+}
+
+// deliverAll delivers body to every hook, each with its retries, in
+// parallel, and returns when every hook succeeded or gave up (or ctx
+// ended). It reports whether ctx is still live, i.e. the outcome is final.
+func (n *notifier) deliverAll(ctx context.Context, id, typ string, body []byte) bool {
+	var wg sync.WaitGroup
 	for _, url := range n.cfg.webhooks {
-		n.wg.Add(1)
+		wg.Add(1)
 		go func() {
-			defer n.wg.Done()
-			n.deliver(e, "webhook", url, func(ctx context.Context) error { return n.post(ctx, url, e.ID, body) })
+			defer wg.Done()
+			n.deliver(ctx, id, typ, "webhook", url, func(ctx context.Context) error { return n.post(ctx, url, id, body) })
 		}()
 	}
 	for _, prog := range n.cfg.exec {
-		n.wg.Add(1)
+		wg.Add(1)
 		go func() {
-			defer n.wg.Done()
-			n.deliver(e, "exec", prog, func(ctx context.Context) error { return n.run(ctx, prog, body) })
+			defer wg.Done()
+			n.deliver(ctx, id, typ, "exec", prog, func(ctx context.Context) error { return n.run(ctx, prog, body) })
 		}()
 	}
+	wg.Wait()
+	return ctx.Err() == nil
 }
 
-// deliver tries once plus cfg.retries times, doubling the backoff.
-func (n *notifier) deliver(e Event, kind, target string, try func(context.Context) error) {
+// deliver tries once plus cfg.retries times, doubling the backoff. When
+// ctx ends (this node stopped being master) it stops without counting a
+// failure: the next master delivers the event.
+func (n *notifier) deliver(ctx context.Context, id, typ, kind, target string, try func(context.Context) error) {
 	wait := n.cfg.backoff
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.timeout)
-		err := try(ctx)
+		tctx, cancel := context.WithTimeout(ctx, n.cfg.timeout)
+		err := try(tctx)
 		cancel()
 		if err == nil {
-			n.log.Info("notification sent", "event", e.Type, "id", e.ID, kind, target, "attempt", attempt+1)
+			n.log.Info("notification sent", "event", typ, "id", id, kind, target, "attempt", attempt+1)
 			n.metrics.notification(kind, true)
 			return
 		}
-		if attempt >= n.cfg.retries || n.ctx.Err() != nil {
-			n.log.Error("notification not delivered, giving up", "event", e.Type, "id", e.ID, kind, target, "attempts", attempt+1, "err", err)
+		if ctx.Err() != nil {
+			n.log.Info("notification delivery interrupted: no longer master, the next master resends it", "event", typ, "id", id, kind, target, "attempts", attempt+1)
+			return
+		}
+		if attempt >= n.cfg.retries {
+			n.log.Error("notification not delivered, giving up", "event", typ, "id", id, kind, target, "attempts", attempt+1, "err", err)
 			n.metrics.notification(kind, false)
 			return
 		}
-		n.log.Warn("notification failed, retrying", "event", e.Type, "id", e.ID, kind, target, "attempt", attempt+1, "retry_in", wait, "err", err)
+		n.log.Warn("notification failed, retrying", "event", typ, "id", id, kind, target, "attempt", attempt+1, "retry_in", wait, "err", err)
 		select {
-		case <-n.ctx.Done():
+		case <-ctx.Done():
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, maxBackoff)
@@ -125,6 +152,7 @@ func (n *notifier) post(ctx context.Context, url, id string, body []byte) error 
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "haxd/"+Version)
 	req.Header.Set(EventIDHeader, id)
+	req.Header.Set(DeliveredByHeader, n.self)
 	if len(n.cfg.secret) > 0 {
 		req.Header.Set(SignatureHeader, sign(n.cfg.secret, body))
 	}

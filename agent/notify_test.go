@@ -51,7 +51,7 @@ func TestWebhookRetriesSignsAndKeepsTheID(t *testing.T) {
 	defer dead.Close()
 
 	m := newMetrics(nil, "node1")
-	n := newNotifier(context.Background(), notifyConfig{webhooks: []string{flaky.URL, dead.URL}, secret: secret,
+	n := newNotifier(context.Background(), "node1", notifyConfig{webhooks: []string{flaky.URL, dead.URL}, secret: secret,
 		timeout: time.Second, retries: 3, backoff: 10 * time.Millisecond}, slog.New(slog.DiscardHandler), m)
 	ev := Event{ID: newEventID(), Type: EventFenceStart, Time: time.Now(), Sender: "node1", Node: "node2", Message: "fencing node2"}
 	n.send(ev)
@@ -79,7 +79,7 @@ func TestExecHookGetsTheEventOnStdin(t *testing.T) {
 	if err := os.WriteFile(hook, []byte("#!/bin/sh\ncat > "+out+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	n := newNotifier(context.Background(), notifyConfig{exec: []string{hook}, timeout: 5 * time.Second, retries: 0, backoff: time.Millisecond},
+	n := newNotifier(context.Background(), "node1", notifyConfig{exec: []string{hook}, timeout: 5 * time.Second, retries: 0, backoff: time.Millisecond},
 		slog.New(slog.DiscardHandler), nil)
 	ev := Event{ID: newEventID(), Type: EventServiceError, SID: "exec:a", Node: "node1", Message: "x"}
 	n.send(ev)

@@ -54,31 +54,39 @@ func (l *eventLog) subscribe() (chan Event, func()) {
 	}
 }
 
-// published is called after this node, as master, wrote ms over prev: it
-// turns the difference into events, logs each, counts it and sends it.
-func (n *node) published(prev, ms *ha.ManagerStatus) {
+// published is called after this node, as master of term, wrote ms over
+// prev: it turns the difference into events, logs each, counts it and
+// queues them in the replicated outbox for delivery.
+func (n *node) published(prev, ms *ha.ManagerStatus, term uint64) {
 	if n.obs == nil {
 		return
 	}
-	for _, e := range n.obs.observe(prev, ms, time.Now()) {
-		n.emit(e)
+	events := n.obs.observe(prev, ms, time.Now())
+	for _, e := range events {
+		n.record(e)
 	}
+	n.outbox.enqueue(term, events)
 }
 
-func (n *node) emit(e Event) {
+// record logs e, counts it and keeps it for the status page.
+func (n *node) record(e Event) {
 	n.log.Info(fmt.Sprintf("event %s: %s", e.Type, e.Message), "event", e.Type, "id", e.ID)
 	n.metrics.event(e)
 	if n.events != nil {
 		n.events.add(e)
 	}
-	n.notify.send(e)
 }
 
 // watchQuorum emits quorum_lost when this node leaves the quorate
 // partition (after having been in it), checking every interval.
 func (a *Agent) watchQuorum(ctx context.Context, interval time.Duration) {
 	e := newEnv(a.n, "quorum", nil)
-	watchQuorum(ctx, interval, e.Quorate, func() { a.n.emit(quorumLost(a.n.name, time.Now())) })
+	watchQuorum(ctx, interval, e.Quorate, func() {
+		// Without quorum the store takes no writes: delivered from memory.
+		ev := quorumLost(a.n.name, time.Now())
+		a.n.record(ev)
+		a.n.notify.send(ev)
+	})
 }
 
 // watchQuorum calls lost each time quorate turns from true to false.

@@ -8,15 +8,20 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"haxd/crm/placement"
 	"haxd/gossip"
 	"haxd/ha"
+	"haxd/store"
 )
 
 // Gossip tags with this node's usage for the static and dynamic
@@ -131,21 +136,48 @@ func (u *usageTagsState) get() map[string]string {
 	return maps.Clone(u.tags)
 }
 
-// publishUsage samples /proc every usage_interval and gossips the figures.
-func (a *Agent) publishUsage(ctx context.Context) {
+// Sources of the node's measured usage (node_usage_source).
+const (
+	// NodeUsageProc measures the whole node from /proc.
+	NodeUsageProc = "proc"
+	// NodeUsageServices sums the agent's services' cgroup leaves: for
+	// several agents sharing one kernel, whose /proc is the same.
+	NodeUsageServices = "services"
+)
+
+// publishUsage samples /proc and the services' cgroup leaves every
+// usage_interval, gossips the node's figures and, while the scheduler mode
+// is dynamic, publishes the services' usage to the store when it changed
+// beyond the thresholds or usage_max_interval passed.
+func (a *Agent) publishUsage(ctx context.Context, cgroupParent string) {
 	prev, err := readProc("/proc")
 	if err != nil {
 		a.log.Warn("node usage not available: the static and dynamic schedulers fall back to basic", "err", err)
 		return
 	}
+	sampler := newLeafSampler()
+	pub := &usagePublisher{cpu: float64(a.cfg.UsageCPUThresholdMillicores) / 1000, mem: float64(a.cfg.UsageMemoryThresholdMB) * (1 << 20),
+		maxInterval: a.cfg.UsageMaxInterval}
 	first := true
 	for {
+		now := time.Now()
+		services := sampler.sample(a.serviceLeaves(cgroupParent), now)
 		cur, err := readProc("/proc")
 		if err != nil {
 			a.log.Warn("reading node usage failed", "err", err)
 		} else {
+			tags := usageTags(prev, cur, a.cfg.NodeCPUs, a.cfg.NodeMemoryMB)
+			if a.cfg.NodeUsageSource == NodeUsageServices {
+				cpu, mem := 0.0, 0.0
+				for _, u := range services {
+					cpu += u.CPU
+					mem += u.Mem
+				}
+				f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+				tags[tagLoad], tags[tagMemUsed] = f(cpu), f(mem)
+			}
 			a.usage.mu.Lock()
-			a.usage.tags = usageTags(prev, cur, a.cfg.NodeCPUs, a.cfg.NodeMemoryMB)
+			a.usage.tags = tags
 			a.usage.mu.Unlock()
 			prev = cur
 			a.n.tagsMu.Lock()
@@ -154,15 +186,238 @@ func (a *Agent) publishUsage(ctx context.Context) {
 			if err != nil {
 				a.log.Warn("gossip usage tags", "err", err)
 			} else if first {
-				a.log.Info("gossiping node usage for the scheduler", "tags", a.usage.get())
+				a.log.Info("gossiping node usage for the scheduler", "tags", a.usage.get(), "node_usage_source", a.cfg.NodeUsageSource)
 				first = false
 			}
 		}
+		a.publishServiceUsage(ctx, pub, services, now)
 		if !sleepCtx(ctx, a.cfg.UsageInterval) {
 			return
 		}
 	}
 }
+
+// publishServiceUsage writes services to the store if the scheduler mode
+// is dynamic and pub says it is due.
+func (a *Agent) publishServiceUsage(ctx context.Context, pub *usagePublisher, services map[ha.SID]store.ServiceUsage, now time.Time) {
+	if a.n.store.Datacenter().CRS.Mode != placement.ModeDynamic {
+		pub.reset() // publish at once when the mode becomes dynamic
+		return
+	}
+	reason := pub.due(services, now)
+	if reason == "" {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, min(a.cfg.Timing.LockTTL, 5*time.Second))
+	defer cancel()
+	if err := a.n.store.PublishServiceUsage(wctx, a.n.name, services); err != nil {
+		a.log.Warn("publishing the services' measured usage failed", "err", err)
+		return
+	}
+	pub.published(services, now)
+	a.log.Info("published the services' measured usage for the dynamic scheduler", "why", reason, "services", len(services), "usage", usageText(services))
+}
+
+// usageText formats services for a log line, sorted by SID.
+func usageText(services map[ha.SID]store.ServiceUsage) string {
+	var b strings.Builder
+	for _, sid := range slices.Sorted(maps.Keys(services)) {
+		u := services[sid]
+		fmt.Fprintf(&b, "%s=%.2fcores/%.0fMiB ", sid, u.CPU, u.Mem/(1<<20))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// serviceLeaves returns the cgroup leaf of every service of this node:
+// the leaves under cgroupParent (exec and OCF services, named by their
+// escaped SID) and the cgroups the fencer knows (systemd units).
+func (a *Agent) serviceLeaves(cgroupParent string) map[ha.SID]string {
+	out := a.n.fencer.serviceCgroups()
+	if cgroupParent == "" {
+		return out
+	}
+	ents, err := os.ReadDir(cgroupParent)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		if sid, ok := leafSID(e.Name()); ok && e.IsDir() {
+			out[sid] = filepath.Join(cgroupParent, e.Name())
+		}
+	}
+	return out
+}
+
+// serviceCgroups returns the cgroup of every service on the own list.
+func (f *fencer) serviceCgroups() map[ha.SID]string {
+	out := map[ha.SID]string{}
+	if f == nil {
+		return out
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t, name := range f.own {
+		if sid, ok := leafSID(name); ok && t.Cgroup != "" {
+			out[sid] = t.Cgroup
+		}
+	}
+	return out
+}
+
+// leafSID turns a leaf name (resource.EscapeSID) or a SID into the SID.
+func leafSID(name string) (ha.SID, bool) {
+	if sid, err := ha.ParseSID(name); err == nil {
+		return sid, true
+	}
+	un, err := url.PathUnescape(name)
+	if err != nil {
+		return "", false
+	}
+	sid, err := ha.ParseSID(un)
+	return sid, err == nil
+}
+
+// leafSample is one reading of a cgroup leaf.
+type leafSample struct {
+	usec uint64 // cpu.stat usage_usec
+	at   time.Time
+}
+
+// leafSampler turns successive readings of cgroup leaves into usage.
+type leafSampler struct {
+	prev map[string]leafSample // by cgroup directory
+	// procRoot is /proc, for the memory fallback.
+	procRoot string
+	pageSize float64
+}
+
+func newLeafSampler() *leafSampler {
+	return &leafSampler{prev: map[string]leafSample{}, procRoot: "/proc", pageSize: float64(os.Getpagesize())}
+}
+
+// sample reads every populated leaf at now and returns the usage of the
+// services measured twice so far (CPU is a rate: the first reading only
+// sets the base).
+func (s *leafSampler) sample(leaves map[ha.SID]string, now time.Time) map[ha.SID]store.ServiceUsage {
+	out := map[ha.SID]store.ServiceUsage{}
+	seen := map[string]bool{}
+	for _, sid := range slices.Sorted(maps.Keys(leaves)) {
+		dir := leaves[sid]
+		usec, mem, populated, err := s.readLeaf(dir)
+		if err != nil || !populated {
+			continue
+		}
+		seen[dir] = true
+		p, had := s.prev[dir]
+		s.prev[dir] = leafSample{usec: usec, at: now}
+		if !had || !now.After(p.at) || usec < p.usec {
+			continue
+		}
+		cores := float64(usec-p.usec) / float64(now.Sub(p.at).Microseconds())
+		out[sid] = store.ServiceUsage{CPU: cores, Mem: mem}
+	}
+	for dir := range s.prev {
+		if !seen[dir] {
+			delete(s.prev, dir)
+		}
+	}
+	return out
+}
+
+// readLeaf reads a cgroup v2 leaf: cpu.stat's usage_usec, memory.current
+// (or, where the memory controller is not on the v2 hierarchy, the
+// resident memory of its processes), and whether it has processes.
+func (s *leafSampler) readLeaf(dir string) (usec uint64, mem float64, populated bool, err error) {
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("read %s: %w", dir, err)
+	}
+	pids := strings.Fields(string(procs))
+	if len(pids) == 0 {
+		return 0, 0, false, nil
+	}
+	stat, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	if err != nil {
+		return 0, 0, true, fmt.Errorf("read %s: %w", dir, err)
+	}
+	found := false
+	for line := range strings.SplitSeq(string(stat), "\n") {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			if usec, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil {
+				return 0, 0, true, fmt.Errorf("read %s/cpu.stat: usage_usec %q: %w", dir, v, err)
+			}
+			found = true
+		}
+	}
+	if !found {
+		return 0, 0, true, fmt.Errorf("read %s/cpu.stat: no usage_usec", dir)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "memory.current")); err == nil {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64); err == nil && v >= 0 {
+			return usec, v, true, nil
+		}
+	}
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join(s.procRoot, pid, "statm"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			if pages, err := strconv.ParseFloat(f[1], 64); err == nil && pages >= 0 {
+				mem += pages * s.pageSize
+			}
+		}
+	}
+	return usec, mem, true, nil
+}
+
+// usagePublisher decides when the services' usage is worth a store write:
+// when a service appeared or went away, when one's CPU or memory moved by
+// more than the thresholds since the last publication, or when maxInterval
+// passed since it.
+type usagePublisher struct {
+	cpu, mem    float64 // thresholds: cores, bytes
+	maxInterval time.Duration
+	last        map[ha.SID]store.ServiceUsage
+	lastAt      time.Time
+	done        bool // published at least once since the last reset
+}
+
+// due returns why cur should be published at now, or "".
+func (p *usagePublisher) due(cur map[ha.SID]store.ServiceUsage, now time.Time) string {
+	switch {
+	case !p.done:
+		return "first measurement in dynamic mode"
+	case now.Sub(p.lastAt) >= p.maxInterval:
+		return "usage_max_interval passed"
+	}
+	for _, sid := range slices.Sorted(maps.Keys(cur)) {
+		u := cur[sid]
+		l, ok := p.last[sid]
+		switch {
+		case !ok:
+			return fmt.Sprintf("service '%s' started", sid)
+		case math.Abs(u.CPU-l.CPU) > p.cpu:
+			return fmt.Sprintf("service '%s' cpu %.2f -> %.2f cores", sid, l.CPU, u.CPU)
+		case math.Abs(u.Mem-l.Mem) > p.mem:
+			return fmt.Sprintf("service '%s' memory %.0f -> %.0f MiB", sid, l.Mem/(1<<20), u.Mem/(1<<20))
+		}
+	}
+	for _, sid := range slices.Sorted(maps.Keys(p.last)) {
+		if _, ok := cur[sid]; !ok {
+			return fmt.Sprintf("service '%s' stopped", sid)
+		}
+	}
+	return ""
+}
+
+// published records cur as published at now.
+func (p *usagePublisher) published(cur map[ha.SID]store.ServiceUsage, now time.Time) {
+	p.last, p.lastAt, p.done = maps.Clone(cur), now, true
+}
+
+// reset forgets the last publication.
+func (p *usagePublisher) reset() { p.last, p.done = nil, false }
 
 // nodeStats reads the usage tags of the online members.
 func nodeStats(members []gossip.Member) (map[string]ha.NodeStats, error) {
@@ -187,13 +442,25 @@ func nodeStats(members []gossip.Member) (map[string]ha.NodeStats, error) {
 	return out, nil
 }
 
-// serviceStats is a service's configured size: cores and memory; the
-// measured usage is taken to be the size (the agent does not measure
-// services).
-func serviceStats(cd *ha.ResourceConfig) (ha.ServiceStats, bool) {
-	if cd == nil || (cd.Cores <= 0 && cd.MemoryMB <= 0) {
+// serviceStats is a service's size for the schedulers: its configured
+// cores and memory, and as usage its measured usage when there is one
+// (dynamic mode: measured on its node), else its configured size. A
+// service with neither has no stats.
+func serviceStats(cd *ha.ResourceConfig, measured *store.ServiceUsage) (ha.ServiceStats, bool) {
+	if cd == nil {
 		return ha.ServiceStats{}, false
 	}
 	mem := float64(cd.MemoryMB) * (1 << 20)
-	return ha.ServiceStats{MaxCPU: cd.Cores, MaxMem: mem, CPU: cd.Cores, Mem: mem}, true
+	st := ha.ServiceStats{MaxCPU: cd.Cores, MaxMem: mem, CPU: cd.Cores, Mem: mem}
+	if measured != nil {
+		st.CPU, st.Mem = measured.CPU, measured.Mem
+		if cd.MemoryMB <= 0 {
+			st.MaxMem = measured.Mem // no declared size: what it uses
+		}
+		return st, true
+	}
+	if cd.Cores <= 0 && cd.MemoryMB <= 0 {
+		return ha.ServiceStats{}, false
+	}
+	return st, true
 }

@@ -3,11 +3,14 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"haxd/gossip"
 	"haxd/ha"
+	"haxd/store"
 )
 
 func writeProc(t *testing.T, dir, stat string) {
@@ -57,11 +60,135 @@ func TestNodeUsageFromProc(t *testing.T) {
 	if _, err := readProc(t.TempDir()); err == nil {
 		t.Error("readProc of an empty dir succeeded")
 	}
-	if s, ok := serviceStats(&ha.ResourceConfig{Cores: 2, MemoryMB: 512}); !ok || s.MaxMem != 512<<20 || s.MaxCPU != 2 {
-		t.Errorf("serviceStats = %+v %v", s, ok)
+}
+
+// TestServiceStats: the declared size, replaced as usage by the measured
+// usage when there is one; a service with neither has no stats.
+func TestServiceStats(t *testing.T) {
+	tests := []struct {
+		name     string
+		rc       *ha.ResourceConfig
+		measured *store.ServiceUsage
+		want     ha.ServiceStats
+		ok       bool
+	}{
+		{"declared, not measured", &ha.ResourceConfig{Cores: 2, MemoryMB: 512}, nil, ha.ServiceStats{MaxCPU: 2, MaxMem: 512 << 20, CPU: 2, Mem: 512 << 20}, true},
+		{"declared and measured", &ha.ResourceConfig{Cores: 2, MemoryMB: 512}, &store.ServiceUsage{CPU: 0.5, Mem: 100 << 20},
+			ha.ServiceStats{MaxCPU: 2, MaxMem: 512 << 20, CPU: 0.5, Mem: 100 << 20}, true},
+		{"measured only", &ha.ResourceConfig{}, &store.ServiceUsage{CPU: 1.5, Mem: 8 << 20}, ha.ServiceStats{MaxMem: 8 << 20, CPU: 1.5, Mem: 8 << 20}, true},
+		{"neither", &ha.ResourceConfig{}, nil, ha.ServiceStats{}, false},
+		{"no config", nil, &store.ServiceUsage{CPU: 1}, ha.ServiceStats{}, false},
 	}
-	if _, ok := serviceStats(&ha.ResourceConfig{}); ok {
-		t.Error("a service without a size has stats")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := serviceStats(tt.rc, tt.measured)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("serviceStats = %+v %v, want %+v %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// TestUsagePublisherDue: a publication is due first, on a service
+// starting or stopping, on a change beyond a threshold, and after the
+// maximum interval; never for changes within the thresholds.
+func TestUsagePublisherDue(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	base := map[ha.SID]store.ServiceUsage{"exec:a": {CPU: 1, Mem: 100 << 20}}
+	tests := []struct {
+		name string
+		cur  map[ha.SID]store.ServiceUsage
+		at   time.Duration
+		want string // substring of the reason; "" for not due
+	}{
+		{"unchanged", base, time.Second, ""},
+		{"small changes", map[ha.SID]store.ServiceUsage{"exec:a": {CPU: 1.2, Mem: 150 << 20}}, time.Second, ""},
+		{"cpu beyond threshold", map[ha.SID]store.ServiceUsage{"exec:a": {CPU: 1.3, Mem: 100 << 20}}, time.Second, "cpu 1.00 -> 1.30"},
+		{"memory beyond threshold", map[ha.SID]store.ServiceUsage{"exec:a": {CPU: 1, Mem: 200 << 20}}, time.Second, "memory 100 -> 200"},
+		{"service started", map[ha.SID]store.ServiceUsage{"exec:a": {CPU: 1, Mem: 100 << 20}, "exec:b": {}}, time.Second, "'exec:b' started"},
+		{"service stopped", map[ha.SID]store.ServiceUsage{}, time.Second, "'exec:a' stopped"},
+		{"max interval", base, time.Minute, "usage_max_interval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &usagePublisher{cpu: 0.25, mem: 64 << 20, maxInterval: time.Minute}
+			if r := p.due(base, t0); !strings.Contains(r, "first") {
+				t.Fatalf("first due = %q, want the first measurement", r)
+			}
+			p.published(base, t0)
+			got := p.due(tt.cur, t0.Add(tt.at))
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("due = %q, want %q", got, tt.want)
+			}
+			p.reset()
+			if r := p.due(base, t0.Add(tt.at)); r == "" {
+				t.Error("not due after a reset")
+			}
+		})
+	}
+}
+
+// TestLeafSampler: CPU in cores from two readings of usage_usec, memory
+// from memory.current, or from the processes' resident pages where the
+// memory controller is not on the v2 hierarchy; empty leaves and first
+// readings give nothing.
+func TestLeafSampler(t *testing.T) {
+	dir := t.TempDir()
+	proc := filepath.Join(dir, "proc")
+	leaf := func(name, procs, usec, mem string) string {
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write := func(f, s string) {
+			if err := os.WriteFile(filepath.Join(d, f), []byte(s), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("cgroup.procs", procs)
+		write("cpu.stat", "usage_usec "+usec+"\nuser_usec 0\n")
+		if mem != "" {
+			write("memory.current", mem)
+		}
+		return d
+	}
+	if err := os.MkdirAll(filepath.Join(proc, "42"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "42", "statm"), []byte("1000 256 10 1 0 100 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &leafSampler{prev: map[string]leafSample{}, procRoot: proc, pageSize: 4096}
+	leaves := map[ha.SID]string{
+		"exec:busy":  leaf("busy", "42\n", "1000000", "1048576"),
+		"exec:rss":   leaf("rss", "42\n", "0", ""),
+		"exec:empty": leaf("empty", "", "0", "0"),
+	}
+	t0 := time.Unix(1000, 0)
+	if got := s.sample(leaves, t0); len(got) != 0 {
+		t.Fatalf("first sample = %v, want nothing (no rate yet)", got)
+	}
+	leaf("busy", "42\n", "3000000", "2097152") // 2 s of CPU in 1 s
+	leaf("rss", "42\n", "500000", "")
+	got := s.sample(leaves, t0.Add(time.Second))
+	want := map[ha.SID]store.ServiceUsage{"exec:busy": {CPU: 2, Mem: 2 << 20}, "exec:rss": {CPU: 0.5, Mem: 256 * 4096}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sample = %v, want %v", got, want)
+	}
+	delete(leaves, "exec:busy")
+	s.sample(leaves, t0.Add(2*time.Second))
+	if _, ok := s.prev[filepath.Join(dir, "busy")]; ok {
+		t.Error("a leaf gone is still remembered")
+	}
+}
+
+// TestLeafSID: leaf names are escaped SIDs.
+func TestLeafSID(t *testing.T) {
+	for name, want := range map[string]ha.SID{"exec%3Aweb": "exec:web", "vm:100": "vm:100", "nonsense": ""} {
+		got, ok := leafSID(name)
+		if got != want || ok != (want != "") {
+			t.Errorf("leafSID(%q) = %q %v, want %q", name, got, ok, want)
+		}
 	}
 }
 

@@ -35,6 +35,9 @@ const (
 	opMigrateGroups     = "migrate_groups"
 	opUpdateDatacenter  = "update_datacenter"
 	opFenceConfirmed    = "fence_confirmed"
+	opOutboxPut         = "outbox_put"
+	opOutboxDone        = "outbox_done"
+	opServiceUsage      = "service_usage"
 )
 
 // command is one raft log entry: a versioned, JSON-encoded operation.

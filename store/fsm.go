@@ -41,6 +41,11 @@ type state struct {
 	// FenceConfirmed holds, per node, the last fence device confirmation
 	// that the node is powered off (see fencing.go); nil until one.
 	FenceConfirmed map[string]FenceConfirmation `json:"fence_confirmed,omitempty"`
+	// Outbox holds the notifications not yet delivered, oldest first
+	// (outbox.go).
+	Outbox []OutboxEvent `json:"outbox,omitempty"`
+	// ServiceUsage holds each node's measured service usage (usage.go).
+	ServiceUsage map[string]NodeServiceUsage `json:"service_usage,omitempty"`
 }
 
 // snapshotDoc is the snapshot encoding.
@@ -402,6 +407,12 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 
 	case opFenceConfirmed:
 		return f.applyFenceConfirmed(l, cmd), "", ""
+
+	case opOutboxPut, opOutboxDone:
+		return f.applyOutbox(l.Index, cmd), "", ""
+
+	case opServiceUsage:
+		return f.applyServiceUsage(l.Index, cmd), "", ""
 
 	case opUnlock:
 		var c unlockCmd

@@ -546,7 +546,7 @@ func (s *Store) Barrier(ctx context.Context) error {
 // reads the state and decides.
 func idempotent(op string) bool {
 	switch op {
-	case opManagerStatus, opLRMStatus, opFenceConfirmed:
+	case opManagerStatus, opLRMStatus, opFenceConfirmed, opOutboxPut, opOutboxDone, opServiceUsage:
 		return true
 	}
 	return false
