@@ -68,7 +68,7 @@ type NodeShutdownFunc func() (shutdown, reboot bool)
 // ShutdownDetector bounded by cfg.ShutdownDetectTimeout), and without
 // systemd a stop is an agent restart.
 func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown NodeShutdownFunc) error {
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
+	a := &Agent{cfg: cfg, log: logger.With(ha.KeyAgent, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
 	if nodeShutdown == nil {
 		nodeShutdown = NewShutdownDetector(cfg.ShutdownDetectTimeout, a.log.With("component", "shutdown-detect")).Detect
 	}
