@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"haxd/ha"
 	"haxd/pki"
 )
 
@@ -64,7 +65,7 @@ type TLSCertCreateCmd struct {
 func (c *TLSCertCreateCmd) Run() error { return c.run(os.Stdout) }
 
 func (c *TLSCertCreateCmd) run(out io.Writer) error {
-	if err := pki.ValidNodeName(c.Node); err != nil {
+	if err := ha.CheckNodeName(c.Node); err != nil {
 		return usageError{fmt.Errorf("--node: %w", err)}
 	}
 	if c.Days < 1 {

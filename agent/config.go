@@ -487,8 +487,8 @@ func (c *Config) validateKey() error {
 }
 
 func (c *Config) validate() error {
-	if c.NodeName == "" || !validNodeName(c.NodeName) {
-		return fmt.Errorf("node_name %q: expected letters, digits and '-', starting and ending with a letter or digit", c.NodeName)
+	if err := ha.CheckNodeName(c.NodeName); err != nil {
+		return fmt.Errorf("node_name: %w", err)
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("data_dir: must not be empty")
@@ -554,16 +554,4 @@ func (c *Config) validate() error {
 		return c.validateKey()
 	}
 	return nil
-}
-
-func validNodeName(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }

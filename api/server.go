@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -53,11 +52,6 @@ type Backend interface {
 
 // maxBody bounds request bodies (rules text is the largest).
 const maxBody = 1 << 20
-
-var nodeNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
-
-// ValidNodeName reports whether s is a valid node name.
-func ValidNodeName(s string) bool { return len(s) <= 63 && nodeNameRE.MatchString(s) }
 
 // Server serves the API for a Backend.
 type Server struct {
@@ -163,7 +157,7 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.Node != "" && !ValidNodeName(req.Node) {
+	if req.Node != "" && !ha.ValidNodeName(req.Node) {
 		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 		return
 	}
@@ -363,7 +357,7 @@ func (s *Server) move(task string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		if !ValidNodeName(req.Node) {
+		if !ha.ValidNodeName(req.Node) {
 			s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 			return
 		}
@@ -405,7 +399,7 @@ func (s *Server) nodeMaintenance(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ValidNodeName(req.Node) {
+	if !ha.ValidNodeName(req.Node) {
 		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 		return
 	}
@@ -563,7 +557,7 @@ func (s *Server) nodeRemove(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ValidNodeName(req.Node) {
+	if !ha.ValidNodeName(req.Node) {
 		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 		return
 	}

@@ -3,6 +3,7 @@ package ha
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,30 @@ func TestCheckConfigID(t *testing.T) {
 		}
 		if ValidConfigID(tc.id) != (tc.want == "") {
 			t.Errorf("ValidConfigID(%q) = %v", tc.id, !(tc.want == ""))
+		}
+	}
+}
+
+// One node-name validator serves the agent config, the API and the
+// certificate tooling.
+func TestCheckNodeName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"node1", true}, {"a", true}, {"A-9", true}, {strings.Repeat("a", MaxNodeNameLen), true},
+		{"", false}, {"-a", false}, {"a-", false}, {"a.b", false}, {"a b", false}, {"nö", false},
+		{strings.Repeat("a", MaxNodeNameLen+1), false},
+	} {
+		err := CheckNodeName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckNodeName(%q) = %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), strconv.Quote(tc.name)) {
+			t.Errorf("CheckNodeName(%q) = %v: the error does not name the value", tc.name, err)
+		}
+		if ValidNodeName(tc.name) != tc.ok {
+			t.Errorf("ValidNodeName(%q) = %v, want %v", tc.name, !tc.ok, tc.ok)
 		}
 	}
 }

@@ -26,6 +26,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"haxd/ha"
 )
 
 // Default validities, as consul tls uses them: the CA for 5 years, node
@@ -160,7 +162,7 @@ func (ca *CA) Pool() *x509.CertPool {
 }
 
 func (ca *CA) sign(opts CertOptions, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
-	if err := ValidNodeName(opts.Node); err != nil {
+	if err := ha.CheckNodeName(opts.Node); err != nil {
 		return nil, nil, fmt.Errorf("sign cert: %w", err)
 	}
 	validity := opts.Validity
@@ -254,7 +256,7 @@ func Load(caFile, certFile, keyFile string, now time.Time) (*Material, error) {
 // must be a valid node name and also one of its DNS SANs.
 func NodeName(c *x509.Certificate) (string, error) {
 	cn := c.Subject.CommonName
-	if err := ValidNodeName(cn); err != nil {
+	if err := ha.CheckNodeName(cn); err != nil {
 		return "", fmt.Errorf("certificate names no node: common name: %w", err)
 	}
 	for _, d := range c.DNSNames {
@@ -263,21 +265,6 @@ func NodeName(c *x509.Certificate) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("certificate names no node: common name %q is not among its DNS SANs %q", cn, c.DNSNames)
-}
-
-// ValidNodeName checks a node name as the agent does: 1 to 63 letters,
-// digits and '-', not starting or ending with '-'.
-func ValidNodeName(s string) error {
-	ok := len(s) > 0 && len(s) <= 63 && s[0] != '-' && s[len(s)-1] != '-'
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			ok = false
-		}
-	}
-	if !ok {
-		return fmt.Errorf("node name %q: expected 1 to 63 letters, digits and '-', not starting or ending with '-'", s)
-	}
-	return nil
 }
 
 func newSerial() (*big.Int, error) {
