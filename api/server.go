@@ -9,11 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"haxd/ha"
+
+	"haxd/unixsock"
 )
 
 // Backend is what the agent provides to the API. Implementations apply each
@@ -111,32 +112,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// ListenUnix creates a unix socket at path with the given mode (0600 when
-// zero), removing a stale socket file first.
+// ListenUnix creates the API's unix socket at path with the given mode
+// (0600 when zero): unixsock.Listen, which replaces a stale socket but
+// never one another process serves.
 func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if mode == 0 {
-		mode = 0o600
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create socket dir: %w", err)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("socket path %s exists and is not a socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket: %w", err)
-		}
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
-	}
-	return l, nil
+	return unixsock.Listen(path, mode, 0o755)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +17,8 @@ import (
 	"time"
 
 	"haxd/ha"
+
+	"haxd/unixsock"
 )
 
 // DefaultSocketPath is where `haxd guard` listens unless told otherwise.
@@ -245,9 +245,9 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 			logger.Warn("guard: static target not usable now, will still try it when fencing", "target", t.String(), "err", err)
 		}
 	}
-	ln, err := listenUnix(cfg.SocketPath)
+	ln, err := unixsock.Listen(cfg.SocketPath, 0o600, 0o700)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("guard: %w", err)
 	}
 	g.ln = ln
 	if cfg.Device != "" {
@@ -275,35 +275,6 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 	}
 	logger.Info("guard listening", "socket", cfg.SocketPath, "watchdog_timeout", cfg.WatchdogTimeout, "device", cfg.Device)
 	return g, nil
-}
-
-// listenUnix binds path with mode 0600, replacing a stale socket file but
-// refusing to steal the socket of a running guard.
-func listenUnix(path string) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("guard socket %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("guard socket %s: another guard is listening", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("guard socket: remove stale socket: %w", err)
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("guard socket: %w", err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("guard socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("guard socket: %w", err)
-	}
-	return ln, nil
 }
 
 // Addr is the socket path the guard listens on.

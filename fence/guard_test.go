@@ -437,7 +437,7 @@ func TestGuardRefusesClientsBeyondMaxClients(t *testing.T) {
 func TestASecondGuardCannotTakeTheSocket(t *testing.T) {
 	fg := startFakeGuard(t, GuardConfig{})
 	_, err := Listen(GuardConfig{SocketPath: fg.g.Addr(), WatchdogTimeout: time.Second}, nil)
-	if err == nil || !strings.Contains(err.Error(), "another guard is listening") {
+	if err == nil || !strings.Contains(err.Error(), "another process is serving the socket") {
 		t.Errorf("second Listen = %v, want refusal", err)
 	}
 	// A stale socket file (its guard died) is replaced.
