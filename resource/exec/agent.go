@@ -30,49 +30,6 @@ const Type = "exec"
 // DefaultPath is the PATH of a service whose Env sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// SpecSource returns the spec of a service. The real agent backs it with the
-// cluster configuration; tests use a map.
-type SpecSource interface {
-	// Spec returns the spec of sid, or an error when sid has none.
-	Spec(ctx context.Context, sid ha.SID) (Spec, error)
-}
-
-// SpecFunc adapts a function to SpecSource.
-type SpecFunc func(ctx context.Context, sid ha.SID) (Spec, error)
-
-// Spec calls f.
-func (f SpecFunc) Spec(ctx context.Context, sid ha.SID) (Spec, error) { return f(ctx, sid) }
-
-// StaticSpecs is a SpecSource over a fixed map.
-type StaticSpecs map[ha.SID]Spec
-
-// Spec returns m[sid], or an error wrapping fs.ErrNotExist.
-func (m StaticSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	s, ok := m[sid]
-	if !ok {
-		return Spec{}, fmt.Errorf("exec spec of %s: %w", sid, fs.ErrNotExist)
-	}
-	return s, nil
-}
-
-// DirSpecs is a SpecSource reading <dir>/<name>.json or, when that does not
-// exist, <dir>/<name>.conf (key=value form), where name is the part of the
-// SID after the colon.
-type DirSpecs string
-
-// Spec reads and parses the spec file of sid.
-func (d DirSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	p, b, err := resource.ReadSpecFile(string(d), "exec", sid)
-	if err != nil {
-		return Spec{}, err
-	}
-	s, err := ParseSpec(b)
-	if err != nil {
-		return Spec{}, fmt.Errorf("%s: %w", p, err)
-	}
-	return s, nil
-}
-
 // Hook is called with a service's process group (0 when only its cgroup is
 // known) and cgroup directory ("" when it has none). Wire OnStart to the
 // self-fencing guard's registration (fence.Client.Register with
@@ -99,7 +56,7 @@ type Config struct {
 	// a warning and the agent uses process groups only.
 	CgroupParent string
 	// Specs returns the spec of a service at Start. Required.
-	Specs SpecSource
+	Specs resource.SpecSource[Spec]
 	// OnStart, if set, is called after a service was started and for every
 	// running service Adopt finds.
 	OnStart Hook

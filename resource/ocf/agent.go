@@ -69,44 +69,10 @@ func RCName(rc int) string {
 	return "unknown"
 }
 
-// SpecSource returns the spec of a service.
-type SpecSource interface {
-	// Spec returns the spec of sid, or an error when sid has none.
-	Spec(ctx context.Context, sid ha.SID) (Spec, error)
-}
-
-// StaticSpecs is a SpecSource over a fixed map.
-type StaticSpecs map[ha.SID]Spec
-
-// Spec returns m[sid], or an error wrapping fs.ErrNotExist.
-func (m StaticSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	s, ok := m[sid]
-	if !ok {
-		return Spec{}, fmt.Errorf("ocf spec of %s: %w", sid, fs.ErrNotExist)
-	}
-	return s, nil
-}
-
-// DirSpecs is a SpecSource reading <dir>/<name>.json or <dir>/<name>.conf.
-type DirSpecs string
-
-// Spec reads and parses the spec file of sid.
-func (d DirSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	p, b, err := resource.ReadSpecFile(string(d), "ocf", sid)
-	if err != nil {
-		return Spec{}, err
-	}
-	s, err := ParseSpec(b)
-	if err != nil {
-		return Spec{}, fmt.Errorf("%s: %w", p, err)
-	}
-	return s, nil
-}
-
 // Config configures an Agent.
 type Config struct {
 	// Specs returns each service's spec. Required.
-	Specs SpecSource
+	Specs resource.SpecSource[Spec]
 	// OCFRoot is OCF_ROOT, the directory holding resource.d/ and lib/.
 	// Default /usr/lib/ocf (Debian's resource-agents).
 	OCFRoot string
