@@ -487,8 +487,8 @@ func (c *Config) validateKey() error {
 }
 
 func (c *Config) validate() error {
-	if err := ha.CheckNodeName(c.NodeName); err != nil {
-		return fmt.Errorf("node_name: %w", err)
+	if !ha.ValidNodeName(c.NodeName) {
+		return fmt.Errorf("node_name %q: %s", c.NodeName, ha.NodeNameRule)
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("data_dir: must not be empty")

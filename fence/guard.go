@@ -16,8 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"haxd/ha"
-
+	"haxd/clock"
 	"haxd/unixsock"
 )
 
@@ -53,8 +52,8 @@ type GuardConfig struct {
 	// WDIOC_SETTIMEOUT (whole seconds; softdog allows 1..65535 s). 0 means
 	// SelfFenceTime rounded up to whole seconds, at least 1 s: with a
 	// device, the reset is the self-fence. The guard reads the timeout
-	// back (WDIOC_GETTIMEOUT) and refuses to start when the driver's
-	// timeout breaks the safety inequality with Timing.
+	// back (WDIOC_GETTIMEOUT) and refuses to start when
+	// CheckDeviceTimeout refuses the driver's timeout.
 	DeviceTimeout time.Duration
 	// DeviceKeepalive is the period of device feeds. It must be less than
 	// half of the device's timeout. 0 means 1 s.
@@ -62,12 +61,13 @@ type GuardConfig struct {
 	// OpenDevice opens Device; nil means OpenWatchdogFile (the real
 	// ioctls). Tests pass a fake.
 	OpenDevice OpenDeviceFunc
-	// Timing is the agent's timing. With a Device it is required: the
-	// guard refuses a device whose timeout breaks lock_validity +
-	// watchdog_timeout + device timeout + clock_drift_margin < lock_ttl
-	// (a frozen guard's last device feed can come as late as a client's
-	// deadline; the reset follows one device timeout later).
-	Timing ha.Timing
+	// CheckDeviceTimeout decides whether the device timeout the driver
+	// granted (after being asked for requested) keeps the safety
+	// inequality; with a Device it is required. `haxd guard` passes
+	// ha.Timing.CheckDeviceTimeout of the agent's timing: a frozen
+	// guard's last device feed can come as late as a client's deadline,
+	// and the reset follows one device timeout later.
+	CheckDeviceTimeout func(device string, requested, granted time.Duration) error
 	// Cgroups are cgroup v2 directories killed on every fence, in addition
 	// to what clients register (e.g. a slice holding all services).
 	Cgroups []string
@@ -77,13 +77,10 @@ type GuardConfig struct {
 	// MaxClients caps the connections (watchdog handles) at once.
 	// 0 means 16.
 	MaxClients int
-	// Clock decides every timing; nil means SystemClock.
-	Clock Clock
-	// Monotonic returns CLOCK_MONOTONIC in nanoseconds, the clock of the
+	// Clock decides every timing, and its Mono is the clock of the
 	// expiries clients send with "arm" and "feed"; nil means
-	// MonotonicNow. A test with a fake Clock passes a function that
-	// advances with it.
-	Monotonic func() int64
+	// clock.System.
+	Clock clock.Clock
 }
 
 // Validate reports the first field that cannot work.
@@ -108,7 +105,7 @@ func (c GuardConfig) Validate() error {
 	if c.DeviceTimeout > 0 && c.keepalive() >= c.DeviceTimeout/2 {
 		return fmt.Errorf("guard device_keepalive (%v): must be less than half of device_timeout (%v)", c.keepalive(), c.DeviceTimeout)
 	}
-	if c.Device != "" && c.Timing.LockTTL <= 0 {
+	if c.Device != "" && c.CheckDeviceTimeout == nil {
 		return fmt.Errorf("guard device %s: the agent's timing is required to check the device timeout against the safety inequality", c.Device)
 	}
 	if c.MaxClients < 0 {
@@ -129,31 +126,14 @@ func (c GuardConfig) keepalive() time.Duration {
 	return c.DeviceKeepalive
 }
 
-// deviceTimeout is the timeout requested from the device.
-func (c GuardConfig) deviceTimeout() time.Duration {
+// RequestedDeviceTimeout is the timeout the guard requests from its
+// device: DeviceTimeout, or SelfFenceTime rounded up to whole seconds, at
+// least 1 s.
+func (c GuardConfig) RequestedDeviceTimeout() time.Duration {
 	if c.DeviceTimeout > 0 {
 		return c.DeviceTimeout
 	}
 	return max(time.Second, (c.SelfFenceTime+time.Second-1)/time.Second*time.Second)
-}
-
-// CheckDeviceTimeout returns an error naming every term when a watchdog
-// device whose driver granted the timeout granted (after being asked for
-// requested) cannot honour the safety inequality with timing t:
-//
-//	lock_validity + watchdog_timeout + device timeout + clock_drift_margin < lock_ttl
-//
-// A guard feeds its device only while no client is past its deadline,
-// and a deadline is never later than the lock's validity end plus
-// watchdog_timeout; if the guard freezes or dies, the reset follows its
-// last device feed by at most the device timeout.
-func CheckDeviceTimeout(device string, t ha.Timing, requested, granted time.Duration) error {
-	sum := t.LockValidity + t.WatchdogTimeout + granted + t.ClockDriftMargin
-	if sum < t.LockTTL {
-		return nil
-	}
-	return fmt.Errorf("%w: watchdog device %s: requested timeout %v, granted %v: lock_validity (%v) + watchdog_timeout (%v) + device timeout (%v) + clock_drift_margin (%v) = %v must be less than lock_ttl (%v); use a timing profile with a longer lock_ttl (pve) or a device that grants a shorter timeout",
-		ha.ErrUnsafeTiming, device, requested, granted, t.LockValidity, t.WatchdogTimeout, granted, t.ClockDriftMargin, sum, t.LockTTL)
 }
 
 func (c GuardConfig) selfFenceTime() time.Duration {
@@ -179,8 +159,7 @@ func (c GuardConfig) staticTargets() []Target {
 type Guard struct {
 	cfg    GuardConfig
 	logger *slog.Logger
-	clock  Clock
-	mono   func() int64
+	clock  clock.Clock
 	ln     *net.UnixListener
 	dev    *Device
 	// check, kill and alive act on targets; tests replace them.
@@ -226,7 +205,6 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 		cfg:     cfg,
 		logger:  logger,
 		clock:   cfg.Clock,
-		mono:    cfg.Monotonic,
 		check:   Target.validate,
 		kill:    Target.kill,
 		alive:   Target.alive,
@@ -235,10 +213,7 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 		conns:   map[net.Conn]struct{}{},
 	}
 	if g.clock == nil {
-		g.clock = SystemClock{}
-	}
-	if g.mono == nil {
-		g.mono = MonotonicNow
+		g.clock = clock.System{}
 	}
 	for _, t := range cfg.staticTargets() {
 		if err := t.validate(); err != nil {
@@ -251,13 +226,13 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 	}
 	g.ln = ln
 	if cfg.Device != "" {
-		want := cfg.deviceTimeout()
+		want := cfg.RequestedDeviceTimeout()
 		dev, err := OpenDevice(cfg.Device, want, cfg.OpenDevice)
 		if err != nil {
 			ln.Close()
 			return nil, err
 		}
-		err = CheckDeviceTimeout(cfg.Device, cfg.Timing, want, dev.Timeout())
+		err = cfg.CheckDeviceTimeout(cfg.Device, want, dev.Timeout())
 		if err == nil && cfg.keepalive() >= dev.Timeout()/2 {
 			err = fmt.Errorf("watchdog device %s: device_keepalive (%v) must be less than half of the granted timeout %v (requested %v)", cfg.Device, cfg.keepalive(), dev.Timeout(), want)
 		}
@@ -295,12 +270,12 @@ func (g *Guard) Serve(ctx context.Context) error {
 	g.wg.Add(1)
 	go g.acceptLoop()
 
-	var keepalive Timer
+	var keepalive clock.Timer
 	if g.dev != nil {
 		keepalive = g.clock.NewTimer(g.cfg.keepalive())
 	}
 	for {
-		var expiry Timer
+		var expiry clock.Timer
 		var expiryC, keepaliveC <-chan time.Time
 		if next, ok := g.nextDeadline(); ok {
 			expiry = g.clock.NewTimer(max(0, next.Sub(g.clock.Now())))
@@ -565,7 +540,7 @@ func (g *Guard) disconnect(h *handle, log *slog.Logger) {
 // validity and feeding earns nothing beyond the safety bound.
 func (g *Guard) deadlineFor(expiry int64) time.Time {
 	now := g.clock.Now()
-	if mono := g.mono(); expiry < mono {
+	if mono := g.clock.Mono(); expiry < mono {
 		now = now.Add(-time.Duration(mono - expiry))
 	}
 	return now.Add(g.cfg.WatchdogTimeout)

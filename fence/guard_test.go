@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"haxd/clock"
 )
 
 // fakeClock is a manual clock: timers fire only when Advance passes them.
@@ -52,7 +54,7 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &fakeTimer{clock: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
@@ -201,7 +203,6 @@ func startFakeGuard(t *testing.T, cfg GuardConfig) *fakeGuard {
 	}
 	fg := &fakeGuard{clock: newFakeClock(), kills: &killLog{}, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	cfg.Clock = fg.clock
-	cfg.Monotonic = fg.clock.Mono
 	g, err := Listen(cfg, slog.New(slog.NewTextHandler(fg.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

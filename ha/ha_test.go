@@ -220,3 +220,35 @@ func TestCheckNodeName(t *testing.T) {
 		}
 	}
 }
+
+// A watchdog device whose timeout breaks the safety inequality is refused
+// with every term named.
+func TestCheckDeviceTimeoutAgainstTheSafetyInequality(t *testing.T) {
+	pve, fast := PVETiming(), FastTiming()
+	tests := []struct {
+		name    string
+		timing  Timing
+		granted time.Duration
+		ok      bool
+	}{
+		{"pve with 10s", pve, 10 * time.Second, true},
+		{"pve with softdog's default 60s", pve, 60 * time.Second, false},
+		{"pve at the limit", pve, pve.MaxDeviceTimeout(), false},
+		{"fast with 1s, the shortest any driver grants", fast, time.Second, false},
+	}
+	for _, tt := range tests {
+		err := tt.timing.CheckDeviceTimeout("/dev/watchdog", time.Second, tt.granted)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: CheckDeviceTimeout = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrUnsafeTiming) || !strings.Contains(err.Error(), "/dev/watchdog") || !strings.Contains(err.Error(), "granted "+tt.granted.String())) {
+			t.Errorf("%s: error %q does not name the device and the granted timeout", tt.name, err)
+		}
+	}
+}
+
+func TestNodeNameRuleNamesTheLimit(t *testing.T) {
+	if !strings.Contains(NodeNameRule, strconv.Itoa(MaxNodeNameLen)) {
+		t.Errorf("NodeNameRule %q does not name MaxNodeNameLen %d", NodeNameRule, MaxNodeNameLen)
+	}
+}

@@ -40,6 +40,10 @@ func ValidConfigID(id string) bool { return CheckConfigID("config", id) == nil }
 // MaxNodeNameLen is the longest node name accepted, in bytes (a DNS label).
 const MaxNodeNameLen = 63
 
+// NodeNameRule says what CheckNodeName expects, for error messages that
+// name the field themselves.
+const NodeNameRule = "expected letters, digits and '-', at most 63, not starting or ending with '-'"
+
 // CheckNodeName checks a node name: 1 to MaxNodeNameLen letters, digits
 // and '-', not starting or ending with '-' (a DNS label, as PVE's node
 // names). The agent config, the API and the certificate tooling all use
@@ -52,7 +56,7 @@ func CheckNodeName(s string) error {
 		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-'
 	}
 	if !ok {
-		return fmt.Errorf("node name %q: expected 1 to %d letters, digits and '-', not starting or ending with '-'", s, MaxNodeNameLen)
+		return fmt.Errorf("node name %q: %s", s, NodeNameRule)
 	}
 	return nil
 }
