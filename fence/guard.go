@@ -192,12 +192,9 @@ type handle struct {
 	fenced    bool
 }
 
-// Listen validates cfg, opens (arms) the watchdog device if one is
-// configured and binds the socket. logger may be nil.
-func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// newGuard returns a Guard for cfg without socket or device: Listen
+// adds them, tests drive its enforcement directly.
+func newGuard(cfg GuardConfig, logger *slog.Logger) *Guard {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -215,6 +212,17 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 	if g.clock == nil {
 		g.clock = clock.System{}
 	}
+	return g
+}
+
+// Listen validates cfg, opens (arms) the watchdog device if one is
+// configured and binds the socket. logger may be nil.
+func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := newGuard(cfg, logger)
+	logger = g.logger
 	for _, t := range cfg.staticTargets() {
 		if err := t.validate(); err != nil {
 			logger.Warn("guard: static target not usable now, will still try it when fencing", "target", t.String(), "err", err)
@@ -269,7 +277,13 @@ func (g *Guard) Fences() int {
 func (g *Guard) Serve(ctx context.Context) error {
 	g.wg.Add(1)
 	go g.acceptLoop()
+	g.enforce(ctx)
+	return nil
+}
 
+// enforce fences when an armed handle passes its deadline and feeds the
+// device, until ctx is done; then it shuts the guard down.
+func (g *Guard) enforce(ctx context.Context) {
 	var keepalive clock.Timer
 	if g.dev != nil {
 		keepalive = g.clock.NewTimer(g.cfg.keepalive())
@@ -293,7 +307,7 @@ func (g *Guard) Serve(ctx context.Context) error {
 				keepalive.Stop()
 			}
 			g.shutdown()
-			return nil
+			return
 		case <-expiryC:
 			g.checkExpiry()
 		case <-keepaliveC:
@@ -674,7 +688,9 @@ func (g *Guard) shutdown() {
 	if armed > 0 {
 		g.verify(targets)
 	}
-	g.ln.Close()
+	if g.ln != nil {
+		g.ln.Close()
+	}
 	g.wg.Wait()
 	if g.dev != nil {
 		if stopped {
