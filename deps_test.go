@@ -78,6 +78,7 @@ var layers = map[string]layer{
 	"internal/invariant":     {modules: true},
 	"internal/netlab":        {},
 	"internal/bmcsim":        {},
+	"internal/spectest":      {deps: []string{"ha"}},
 	"internal/cluster":       {deps: []string{"api", "fence", "gossip", "pki", "ha", "clock", "unixsock", "logdedup", "internal/invariant"}, modules: true},
 	"internal/faultlab":      {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/cluster", "internal/invariant", "internal/netlab"}, modules: true},
 	"internal/benchfailover": {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/bmcsim", "internal/cluster", "internal/invariant"}, modules: true},

@@ -546,7 +546,7 @@ func TestStartErrors(t *testing.T) {
 		sid  ha.SID
 		want string
 	}{
-		{"exec:none", "exec spec of exec:none"},
+		{"exec:none", "spec of exec:none: file does not exist"},
 		{"exec:missing", `"no-such-program-haxd": not found in PATH`},
 		{"exec:bad", `stop_signal "NOPE"`},
 		{"exec:baddir", "/no/such/dir"},

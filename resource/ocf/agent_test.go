@@ -162,7 +162,7 @@ func TestBadSpecsAndMissingAgents(t *testing.T) {
 	for sid, want := range map[ha.SID]string{
 		"ocf:noagent": "ocf agent haxdtest:Missing",
 		"ocf:bad":     `agent "../../bin:sh": want provider:type`,
-		"ocf:none":    "ocf spec of ocf:none",
+		"ocf:none":    "start ocf:none: spec of ocf:none",
 	} {
 		if err := a.Start(context.Background(), sid); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Start(%s) = %v, want an error containing %q", sid, err, want)
