@@ -3,6 +3,7 @@ package ha
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -250,5 +251,26 @@ func TestCheckDeviceTimeoutAgainstTheSafetyInequality(t *testing.T) {
 func TestNodeNameRuleNamesTheLimit(t *testing.T) {
 	if !strings.Contains(NodeNameRule, strconv.Itoa(MaxNodeNameLen)) {
 		t.Errorf("NodeNameRule %q does not name MaxNodeNameLen %d", NodeNameRule, MaxNodeNameLen)
+	}
+}
+
+func TestSortedSIDsReusesTheCacheOnlyForTheSameSet(t *testing.T) {
+	var cache []SID
+	m := map[SID]int{"vm:2": 0, "vm:1": 0}
+	first := SortedSIDs(&cache, m)
+	if !slices.Equal(first, []SID{"vm:1", "vm:2"}) {
+		t.Fatalf("SortedSIDs = %v", first)
+	}
+	if again := SortedSIDs(&cache, m); &again[0] != &first[0] {
+		t.Error("the same set was sorted again")
+	}
+	delete(m, "vm:1")
+	m["vm:3"] = 0 // same size, other set
+	if got := SortedSIDs(&cache, m); !slices.Equal(got, []SID{"vm:2", "vm:3"}) {
+		t.Errorf("after a swap: %v, want [vm:2 vm:3]", got)
+	}
+	m["ct:0"] = 0
+	if got := SortedSIDs(&cache, m); !slices.Equal(got, []SID{"ct:0", "vm:2", "vm:3"}) {
+		t.Errorf("after an add: %v", got)
 	}
 }
