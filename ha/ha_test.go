@@ -274,3 +274,28 @@ func TestSortedSIDsReusesTheCacheOnlyForTheSameSet(t *testing.T) {
 		t.Errorf("after an add: %v", got)
 	}
 }
+
+// Encode carries every field; DecodeTiming takes nothing from a profile
+// and names the key and value it refuses.
+func TestTimingEncodeDecode(t *testing.T) {
+	odd := FastTiming()
+	odd.LockValidity, odd.ElectionTimeout, odd.LRMIdleRounds = 0, 1234*time.Microsecond, 7
+	for _, tm := range []Timing{PVETiming(), FastTiming(), odd} {
+		got, err := DecodeTiming(tm.Encode())
+		if err != nil || got != tm {
+			t.Errorf("DecodeTiming(Encode(%+v)) = %+v, %v", tm, got, err)
+		}
+	}
+	full := FastTiming().Encode()
+	for _, tc := range []struct{ in, want string }{
+		{strings.Replace(full, `"lock_ttl":"2.5s"`, `"lock_ttl":"soon"`, 1), `timing lock_ttl "soon": expected a duration`},
+		{strings.Replace(full, `"lock_ttl":"2.5s",`, ``, 1), "timing lock_ttl: missing"},
+		{strings.Replace(full, `{`, `{"lock_tll":"1s",`, 1), `timing: unknown key "lock_tll"`},
+		{strings.Replace(full, `"crm_idle_rounds":90`, `"crm_idle_rounds":"90"`, 1), `timing crm_idle_rounds "90"`},
+		{"fast", "expected a JSON object"},
+	} {
+		if _, err := DecodeTiming(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeTiming(%s) = %v, want an error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
