@@ -158,7 +158,7 @@ func (c *AgentCmd) run(cfg agent.Config, logger *slog.Logger, exit func(int)) er
 		case <-ctx.Done():
 		}
 	}()
-	detector := agent.NewShutdownDetector(cfg.ShutdownDetectTimeout, logger.With(ha.KeyNode, cfg.NodeName, "component", "shutdown-detect"))
+	detector := agent.NewShutdownDetector(cfg.ShutdownDetectTimeout, logger.With(ha.KeyAgent, cfg.NodeName, "component", "shutdown-detect"))
 	nodeShutdown := func() (bool, bool) {
 		switch intent.Load() {
 		case 1:

@@ -516,8 +516,8 @@ func TestDocsConfigExamplesAreAccepted(t *testing.T) {
 		if w, err := scfg.CheckTiming(cfg.Timing); err != nil || len(w) > 0 {
 			t.Errorf("example %d: the store's timing check says err %v, warnings %q", blocks, err, w)
 		}
-		g := GuardCmd{Socket: "/run/haxd/guard.sock", Timing: cfg.TimingProfile, WatchdogTimeout: cfg.Timing.WatchdogTimeout}
-		if _, err := g.config(slog.New(slog.DiscardHandler)); err != nil {
+		g := GuardCmd{Socket: "/run/haxd/guard.sock", Timing: cfg.Timing.Encode()}
+		if _, _, err := g.config(slog.New(slog.DiscardHandler)); err != nil {
 			t.Errorf("example %d: the guard the agent starts would refuse it: %v", blocks, err)
 		}
 	}

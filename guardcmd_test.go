@@ -15,24 +15,58 @@ import (
 	"haxd/ha"
 )
 
-func TestGuardRefusesTimingsThatBreakTheSafetyInequality(t *testing.T) {
+// The guard takes the agent's resolved timing as it is (a 0 is a 0, not
+// "the profile's value") and validates it with ha.Timing.Validate, the
+// agent's own check: it accepts every timing the agent accepts.
+func TestGuardTakesTheAgentsResolvedTiming(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
+	// lock_validity 0 is valid only at the renewal instant; with the fast
+	// profile's 1s instead, the inequality breaks: 1s+200ms+600ms+500ms
+	// >= 1.4s. The old flags (0 = the profile's) refused this timing.
+	noValidity := ha.FastTiming()
+	noValidity.LockValidity, noValidity.LockTTL = 0, 1400*time.Millisecond
+	unsafe := ha.FastTiming()
+	unsafe.WatchdogTimeout = 2 * time.Second
 	tests := []struct {
 		name    string
-		cmd     GuardCmd
-		want    time.Duration
-		wantErr error
+		timing  string
+		want    ha.Timing
+		wantErr string
+		is      error
 	}{
-		{"fast profile", GuardCmd{Socket: "/s", Timing: "fast"}, ha.FastTiming().WatchdogTimeout, nil},
-		{"pve profile", GuardCmd{Socket: "/s", Timing: "pve"}, 60 * time.Second, nil},
-		{"fast with a 2s watchdog", GuardCmd{Socket: "/s", Timing: "fast", WatchdogTimeout: 2 * time.Second}, 0, ha.ErrUnsafeTiming},
-		{"pve with 100s", GuardCmd{Socket: "/s", Timing: "pve", WatchdogTimeout: 100 * time.Second}, 0, ha.ErrUnsafeTiming},
+		{name: "fast profile", timing: "fast", want: ha.FastTiming()},
+		{name: "pve profile", timing: "pve", want: ha.PVETiming()},
+		{name: "resolved fast", timing: ha.FastTiming().Encode(), want: ha.FastTiming()},
+		{name: "resolved, lock_validity 0", timing: noValidity.Encode(), want: noValidity},
+		{name: "resolved, unsafe", timing: unsafe.Encode(), wantErr: "refusing to start", is: ha.ErrUnsafeTiming},
+		{name: "resolved, a field missing", timing: `{"crm_round": "1s"}`, wantErr: "lrm_round: missing"},
+		{name: "unknown profile", timing: "slow", wantErr: `unknown timing profile "slow"`},
 	}
 	for _, tt := range tests {
-		cfg, err := tt.cmd.config(logger)
-		if !errors.Is(err, tt.wantErr) || err == nil && cfg.WatchdogTimeout != tt.want {
-			t.Errorf("%s: config() = %v, %v; want timeout %v, err %v", tt.name, cfg.WatchdogTimeout, err, tt.want, tt.wantErr)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.wantErr == "" {
+				if _, err := tt.want.Validate(); err != nil {
+					t.Fatalf("the agent refuses the test's timing: %v", err)
+				}
+			}
+			cmd := GuardCmd{Socket: "/s", Timing: tt.timing}
+			cfg, timing, err := cmd.config(logger)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || tt.is != nil && !errors.Is(err, tt.is) {
+					t.Fatalf("config() = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("config() = %v", err)
+			}
+			if timing != tt.want {
+				t.Errorf("timing = %+v, want %+v", timing, tt.want)
+			}
+			if cfg.WatchdogTimeout != tt.want.WatchdogTimeout || cfg.SelfFenceTime != tt.want.SelfFenceTime || cfg.CheckDeviceTimeout == nil {
+				t.Errorf("guard config %+v does not carry the timing", cfg)
+			}
+		})
 	}
 }
 
@@ -96,13 +130,13 @@ func TestGuardCheckWatchdogReportsTheDeviceAndTheTimingLimit(t *testing.T) {
 			[]string{"device:   /dev/watchdog1", "below 400ms"}, "requested timeout 1s, granted 1s"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := tt.cmd.config(logger)
+			cfg, timing, err := tt.cmd.config(logger)
 			if err != nil {
 				t.Fatal(err)
 			}
 			dev := &fakeWatchdog{timeout: 60}
 			var out bytes.Buffer
-			err = tt.cmd.checkWatchdog(&out, cfg, func(string) (fence.DeviceFile, error) { return dev, nil }, t.TempDir())
+			err = tt.cmd.checkWatchdog(&out, cfg, timing, func(string) (fence.DeviceFile, error) { return dev, nil }, t.TempDir())
 			for _, w := range tt.want {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("report lacks %q:\n%s", w, out.String())

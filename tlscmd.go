@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"haxd/ha"
 	"haxd/pki"
 )
 
@@ -80,7 +81,7 @@ func (c *TLSCertCreateCmd) run(out io.Writer) error {
 	case c.Role != "":
 		return usageError{fmt.Errorf("--role %s: only with --client (a node certificate has the admin role)", c.Role)}
 	}
-	if err := pki.ValidNodeName(c.Node); err != nil {
+	if err := ha.CheckNodeName(c.Node); err != nil {
 		return usageError{fmt.Errorf("--node: %w", err)}
 	}
 	var ips []net.IP

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"haxd/api"
+	"haxd/clock"
 	"haxd/crm"
 	"haxd/fence"
 	"haxd/gossip"
@@ -68,7 +69,7 @@ type NodeShutdownFunc func() (shutdown, reboot bool)
 // ShutdownDetector bounded by cfg.ShutdownDetectTimeout), and without
 // systemd a stop is an agent restart.
 func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown NodeShutdownFunc) error {
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyNode, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
+	a := &Agent{cfg: cfg, log: logger.With(ha.KeyAgent, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
 	if nodeShutdown == nil {
 		nodeShutdown = NewShutdownDetector(cfg.ShutdownDetectTimeout, a.log.With("component", "shutdown-detect")).Detect
 	}
@@ -169,7 +170,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		return fmt.Errorf("start gossip: %w", err)
 	}
 
-	monoBase := fence.MonotonicNow()
+	monoBase := clock.System{}.Mono()
 	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, devices: fr, log: a.log,
 		obs: newObserver(cfg.NodeName, cfg.Timing), events: newEventLog(maxPageEvents)}
 	if cfg.MetricsAddr != "" {
@@ -187,7 +188,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		func(ctx context.Context, expiry int64) (guardClient, error) {
 			return fence.Open(ctx, guardSocket, expiry)
 		},
-		fence.MonotonicNow, a.n.expiry)
+		clock.System{}, a.n.expiry)
 	a.n.fencer.fed = a.n.metrics.guardFeed
 	// Every service, whatever its type, runs in a cgroup v2 leaf of its
 	// own below cgroupParent (systemd units: the unit's cgroup), admitted
@@ -546,11 +547,7 @@ func (a *Agent) ensureGuard(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find own executable to start the guard: %w", err)
 	}
-	t := a.cfg.Timing
-	args := []string{"guard", "--socket", sock, "--timing", a.cfg.TimingProfile,
-		"--watchdog-timeout", t.WatchdogTimeout.String(), "--lock-ttl", t.LockTTL.String(),
-		"--lock-validity", t.LockValidity.String(), "--self-fence-time", t.SelfFenceTime.String(),
-		"--clock-drift-margin", t.ClockDriftMargin.String()}
+	args := []string{"guard", "--socket", sock, "--timing", a.cfg.Timing.Encode()}
 	if a.cfg.WatchdogDevice != "" {
 		args = append(args, "--device", a.cfg.WatchdogDevice)
 	}

@@ -532,8 +532,8 @@ func (c *Config) validateKey() error {
 }
 
 func (c *Config) validate() error {
-	if c.NodeName == "" || !validNodeName(c.NodeName) {
-		return fmt.Errorf("node_name %q: expected letters, digits and '-', starting and ending with a letter or digit", c.NodeName)
+	if !ha.ValidNodeName(c.NodeName) {
+		return fmt.Errorf("node_name %q: %s", c.NodeName, ha.NodeNameRule)
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("data_dir: must not be empty")
@@ -618,16 +618,4 @@ func (c *Config) validateAddr(key, addr string, advertised bool) error {
 		return fmt.Errorf("advertise_ip: required when %s binds to %s (other nodes cannot dial an unspecified address)", key, host)
 	}
 	return nil
-}
-
-func validNodeName(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -33,7 +33,7 @@ type node struct {
 	log    *slog.Logger
 
 	// base is the monotonic reference of validUntil; monoBase is
-	// CLOCK_MONOTONIC (fence.MonotonicNow) read just before base, so that
+	// CLOCK_MONOTONIC (clock.System.Mono) read just before base, so that
 	// monoBase + validUntil is the validity's end on the clock the guard
 	// reads (never later than the true instant).
 	base     time.Time

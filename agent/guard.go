@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"haxd/clock"
 	"haxd/fence"
 	"haxd/ha"
 	"haxd/resource"
@@ -45,10 +46,10 @@ type fencer struct {
 	log    *slog.Logger
 	timing *ha.Timing
 	open   guardOpener
-	// mono is CLOCK_MONOTONIC now; expiry is the end of the agent lock's
-	// validity on the same clock (for lock_validity = 0: the send time of
-	// the last acknowledged renewal).
-	mono   func() int64
+	// clock times the feeds; its Mono is CLOCK_MONOTONIC, the clock of
+	// expiry: the end of the agent lock's validity (for lock_validity = 0:
+	// the send time of the last acknowledged renewal).
+	clock  clock.Clock
 	expiry func() int64
 	// kill SIGKILLs one target; gone reports a process group with no
 	// process left (its id may be reused: it is dropped, never killed).
@@ -69,8 +70,8 @@ type fencer struct {
 
 var _ resource.Fence = (*fencer)(nil)
 
-func newFencer(log *slog.Logger, timing *ha.Timing, open guardOpener, mono, expiry func() int64) *fencer {
-	return &fencer{log: log, timing: timing, open: open, mono: mono, expiry: expiry,
+func newFencer(log *slog.Logger, timing *ha.Timing, open guardOpener, clk clock.Clock, expiry func() int64) *fencer {
+	return &fencer{log: log, timing: timing, open: open, clock: clk, expiry: expiry,
 		kill: fence.Kill, gone: targetGone, own: map[fence.Target]string{}}
 }
 
@@ -199,13 +200,13 @@ func (f *fencer) closeHandle() error {
 // that (the guard died, hangs or fenced without reaching them), the agent
 // kills them itself.
 func (f *fencer) feedWhileValid(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
+		t := f.clock.NewTimer(interval)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-t.C:
+		case <-t.C():
 			f.tick()
 		}
 	}
@@ -213,7 +214,7 @@ func (f *fencer) feedWhileValid(ctx context.Context, interval time.Duration) {
 
 // tick is one round of feedWhileValid.
 func (f *fencer) tick() {
-	now, exp := f.mono(), f.expiry()
+	now, exp := f.clock.Mono(), f.expiry()
 	f.mu.Lock()
 	cl, armed := f.cl, f.armed
 	f.mu.Unlock()
@@ -320,7 +321,7 @@ func (f *fencer) Admit(sid ha.SID, cgroup string) error {
 	case !f.armed || cl == nil:
 		f.mu.Unlock()
 		return fmt.Errorf("%w: no guard handle is open", resource.ErrNotAdmitted)
-	case !f.mayStartLocked(f.mono()):
+	case !f.mayStartLocked(f.clock.Mono()):
 		f.mu.Unlock()
 		return fmt.Errorf("%w: the agent lock's validity ended", resource.ErrNotAdmitted)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"haxd/clock"
 	"haxd/fence"
 	"haxd/ha"
 	"haxd/resource"
@@ -86,7 +87,7 @@ func (c *fakeClient) regs() []string {
 type rig struct {
 	f      *fencer
 	cl     *fakeClient
-	start  time.Time
+	clk    clock.Since // the bubble's time; Mono starts at 1 s
 	exp    atomic.Int64
 	mu     sync.Mutex
 	kills  []string
@@ -109,12 +110,12 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 
 func newRig(t *testing.T, timing ha.Timing) *rig {
 	t.Helper()
-	r := &rig{cl: &fakeClient{}, start: time.Now(), gone: map[fence.Target]bool{}, logs: &strings.Builder{}, logMu: &sync.Mutex{}}
+	r := &rig{cl: &fakeClient{}, clk: clock.Since{Epoch: time.Now().Add(-time.Second)}, gone: map[fence.Target]bool{}, logs: &strings.Builder{}, logMu: &sync.Mutex{}}
 	tm := timing
 	log := slog.New(slog.NewTextHandler(lockedWriter{r.logMu, r.logs}, nil))
 	r.f = newFencer(log, &tm,
 		func(context.Context, int64) (guardClient, error) { return r.cl, nil },
-		r.mono, r.exp.Load)
+		r.clk, r.exp.Load)
 	r.f.kill = func(tg fence.Target) error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -135,11 +136,9 @@ func newRig(t *testing.T, timing ha.Timing) *rig {
 	return r
 }
 
-func (r *rig) mono() int64 { return int64(time.Since(r.start)) + int64(time.Second) }
-
 // validFor sets the lock's validity end d from now.
 func (r *rig) validFor(d time.Duration) int64 {
-	e := r.mono() + int64(d)
+	e := r.clk.Mono() + int64(d)
 	r.exp.Store(e)
 	return e
 }

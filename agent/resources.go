@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"haxd/ha"
+	"haxd/resource"
 	"haxd/resource/exec"
 	"haxd/resource/ocf"
 )
@@ -30,7 +31,7 @@ func (m movingAgent) Migrate(ctx context.Context, sid ha.SID, target string, onl
 
 // execSpecs reads an exec resource's spec from the replicated resources
 // config and adds HAXD_NODE to its environment.
-func execSpecs(n *node) exec.SpecFunc {
+func execSpecs(n *node) resource.SpecFunc[exec.Spec] {
 	return func(_ context.Context, sid ha.SID) (exec.Spec, error) {
 		cd := n.store.Resources()[sid]
 		if cd == nil {
@@ -39,7 +40,7 @@ func execSpecs(n *node) exec.SpecFunc {
 		if len(cd.Spec) == 0 {
 			return exec.Spec{}, fmt.Errorf("resource %s has no spec", sid)
 		}
-		spec, err := exec.ParseSpecJSON(cd.Spec)
+		spec, err := exec.ParseSpec(cd.Spec)
 		if err != nil {
 			return exec.Spec{}, fmt.Errorf("resource %s spec: %w", sid, err)
 		}
@@ -90,7 +91,7 @@ func validateSpec(sid ha.SID, spec json.RawMessage) error {
 		if len(spec) == 0 {
 			return fmt.Errorf("spec: an exec resource needs a spec with a command")
 		}
-		if _, err := exec.ParseSpecJSON(spec); err != nil {
+		if _, err := exec.ParseSpec(spec); err != nil {
 			return fmt.Errorf("spec: %w", err)
 		}
 		return nil

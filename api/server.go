@@ -9,12 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
 	"haxd/ha"
+
+	"haxd/unixsock"
 )
 
 // Backend is what the agent provides to the API. Implementations apply each
@@ -53,11 +53,6 @@ type Backend interface {
 
 // maxBody bounds request bodies (rules text is the largest).
 const maxBody = 1 << 20
-
-var nodeNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
-
-// ValidNodeName reports whether s is a valid node name.
-func ValidNodeName(s string) bool { return len(s) <= 63 && nodeNameRE.MatchString(s) }
 
 // Server serves the API for a Backend.
 type Server struct {
@@ -117,32 +112,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// ListenUnix creates a unix socket at path with the given mode (0600 when
-// zero), removing a stale socket file first.
+// ListenUnix creates the API's unix socket at path with the given mode
+// (0600 when zero): unixsock.Listen, which replaces a stale socket but
+// never one another process serves.
 func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if mode == 0 {
-		mode = 0o600
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create socket dir: %w", err)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("socket path %s exists and is not a socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket: %w", err)
-		}
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
-	}
-	return l, nil
+	return unixsock.Listen(path, mode, 0o755)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +137,7 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.Node != "" && !ValidNodeName(req.Node) {
+	if req.Node != "" && !ha.ValidNodeName(req.Node) {
 		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 		return
 	}
@@ -363,7 +337,7 @@ func (s *Server) move(task string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		if !ValidNodeName(req.Node) {
+		if !ha.ValidNodeName(req.Node) {
 			s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 			return
 		}
@@ -405,7 +379,7 @@ func (s *Server) nodeMaintenance(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ValidNodeName(req.Node) {
+	if !ha.ValidNodeName(req.Node) {
 		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 		return
 	}
@@ -563,7 +537,7 @@ func (s *Server) nodeRemove(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ValidNodeName(req.Node) {
+	if !ha.ValidNodeName(req.Node) {
 		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
 		return
 	}

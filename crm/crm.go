@@ -9,9 +9,9 @@
 // simulator replays it deterministically. The caller drives the daemon by
 // calling Step once per round.
 //
-// Node selection goes through the placer seam (select.go): the manager uses
+// Node selection goes through the placer seam (placer.go): the manager uses
 // crm/placement (rules, groups, schedulers, rebalancing) through a thin
-// adapter, and basicPlacer is the rule-less reference of placement.md §6.2
+// adapter; basicPlacer (a test file) is the rule-less reference of placement.md §6.2
 // and §7.2 that it must agree with when no rules exist.
 //
 // Two optional extensions of ha.Env are defined here: CommandPeeker (an

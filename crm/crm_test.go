@@ -205,12 +205,7 @@ func benchmarkManageRoundWith(b *testing.B, basic bool, setup func(e *fakeEnv, n
 	if setup != nil {
 		setup(e, nodes)
 	}
-	var c *CRM
-	if basic {
-		c = newBasicCRM(e, ha.PVETiming())
-	} else {
-		c = New(e, ha.PVETiming())
-	}
+	c := newCRMWith(e, basic)
 	c.Step()
 	for _, sd := range e.ms.ServiceStatus {
 		if sd.State != ha.StateStarted {

@@ -173,43 +173,18 @@ func planGroupMigration(rules, rawGroups []byte, groups map[string]*placement.Gr
 	return mig
 }
 
-// appendGroupRules appends the node-affinity rules converted from groups to
-// the rules config text.
+// appendGroupRules appends the node-affinity rules converted from groups
+// (rendered by placement.RuleSet.Format, in id order: ApplyGroups numbers
+// them in that order) to the rules config text.
 func appendGroupRules(rules []byte, converted *placement.RuleSet) []byte {
-	var b strings.Builder
-	b.Write(bytes.TrimRight(rules, "\n"))
-	for _, id := range slices.Sorted(maps.Keys(converted.Rules)) {
-		r := converted.Rules[id]
-		if b.Len() > 0 {
-			b.WriteString("\n\n")
-		}
-		fmt.Fprintf(&b, "node-affinity: %s\n", r.ID)
-		if r.Comment != "" {
-			fmt.Fprintf(&b, "\tcomment %s\n", r.Comment)
-		}
-		nodes := make([]string, 0, len(r.Nodes))
-		for _, n := range slices.Sorted(maps.Keys(r.Nodes)) {
-			if p := r.Nodes[n]; p != 0 {
-				n = fmt.Sprintf("%s:%d", n, p)
-			}
-			nodes = append(nodes, n)
-		}
-		fmt.Fprintf(&b, "\tnodes %s\n", strings.Join(nodes, ","))
-		sids := make([]string, 0, len(r.Resources))
-		for _, sid := range r.SortedResources() {
-			sids = append(sids, string(sid))
-		}
-		fmt.Fprintf(&b, "\tresources %s\n", strings.Join(sids, ","))
-		strict := 0
-		if r.Strict {
-			strict = 1
-		}
-		fmt.Fprintf(&b, "\tstrict %d", strict)
+	body, derived := bytes.TrimRight(rules, "\n"), converted.Format()
+	switch {
+	case len(body) == 0:
+		return derived
+	case len(derived) == 0:
+		return append(slices.Clip(body), '\n')
 	}
-	if b.Len() > 0 {
-		b.WriteString("\n")
-	}
-	return []byte(b.String())
+	return slices.Concat(body, []byte("\n\n"), derived)
 }
 
 // compareVersions compares two Debian-style version strings the way dpkg

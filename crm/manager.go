@@ -320,17 +320,7 @@ func (m *manager) fixpoint(deferred map[ha.SID]bool) {
 // sortedSIDs returns the SIDs of the service table, sorted. The slice is
 // kept between rounds and sorted again only when the set of SIDs changed;
 // callers must not modify it.
-func (m *manager) sortedSIDs() []ha.SID {
-	if len(m.sids) == len(m.services) && !slices.ContainsFunc(m.sids, func(sid ha.SID) bool {
-		_, ok := m.services[sid]
-		return !ok
-	}) {
-		// Same size and every cached SID present: the same set.
-		return m.sids
-	}
-	m.sids = slices.Sorted(maps.Keys(m.services))
-	return m.sids
-}
+func (m *manager) sortedSIDs() []ha.SID { return ha.SortedSIDs(&m.sids, m.services) }
 
 // writeStatus writes the manager status (§3.6 step 12). The written value
 // is a deep copy, so later rounds cannot change what was written. A service

@@ -115,12 +115,7 @@ func (m *manager) stopped(sid ha.SID, cd *ha.ResourceConfig, sd *ha.ServiceStatu
 	if cmd := sd.Cmd; cmd != nil {
 		switch cmd.Name {
 		case "migrate", "relocate":
-			switch {
-			case !m.online(cmd.Target):
-				m.log.err(fmt.Sprintf("ignore service '%s' %s request - node '%s' not online", sid, cmd.Name, cmd.Target), ha.KeySID, sid)
-			case cmd.Target == sd.Node:
-				m.log.info(fmt.Sprintf("ignore service '%s' %s request - service already on node '%s'", sid, cmd.Name, cmd.Target), ha.KeySID, sid)
-			default:
+			if !m.moveIgnored(sid, sd, cmd) {
 				m.changeState(sid, sd, ha.ServiceState(cmd.Name), stateParams{node: sd.Node, target: cmd.Target})
 				return
 			}
@@ -279,17 +274,26 @@ func (m *manager) started(sid ha.SID, cd *ha.ResourceConfig, sd *ha.ServiceStatu
 	}
 }
 
+// moveIgnored logs and reports a migrate or relocate command that cannot
+// run: its target is not online, or the service is already there.
+func (m *manager) moveIgnored(sid ha.SID, sd *ha.ServiceStatus, cmd *ha.ServiceCmd) bool {
+	switch {
+	case !m.online(cmd.Target):
+		m.log.err(fmt.Sprintf("ignore service '%s' %s request - node '%s' not online", sid, cmd.Name, cmd.Target), ha.KeySID, sid)
+		return true
+	case cmd.Target == sd.Node:
+		m.log.info(fmt.Sprintf("ignore service '%s' %s request - service already on node '%s'", sid, cmd.Name, cmd.Target), ha.KeySID, sid)
+		return true
+	}
+	return false
+}
+
 // startedCommand consumes a pending operator command of a started service
 // (§5.5.4 step 3a).
 func (m *manager) startedCommand(sid ha.SID, sd *ha.ServiceStatus, cmd *ha.ServiceCmd) {
 	switch cmd.Name {
 	case "migrate", "relocate":
-		switch {
-		case !m.online(cmd.Target):
-			m.log.err(fmt.Sprintf("ignore service '%s' %s request - node '%s' not online", sid, cmd.Name, cmd.Target), ha.KeySID, sid)
-		case cmd.Target == sd.Node:
-			m.log.info(fmt.Sprintf("ignore service '%s' %s request - service already on node '%s'", sid, cmd.Name, cmd.Target), ha.KeySID, sid)
-		default:
+		if !m.moveIgnored(sid, sd, cmd) {
 			m.log.info(fmt.Sprintf("%s service '%s' to node '%s'", cmd.Name, sid, cmd.Target), ha.KeySID, sid)
 			m.changeState(sid, sd, ha.ServiceState(cmd.Name), stateParams{node: sd.Node, target: cmd.Target})
 		}

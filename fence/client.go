@@ -28,7 +28,7 @@ const ioTimeout = 2 * time.Second
 // Client is the agent's watchdog handle in the guard. Opening it arms the
 // handle: from then on it must be fed every GuardTimeout or the guard
 // kills every service. Every arm and feed carries an expiry, the end of
-// the agent's lock validity in CLOCK_MONOTONIC nanoseconds (MonotonicNow):
+// the agent's lock validity in CLOCK_MONOTONIC nanoseconds (clock.System.Mono):
 // the guard's deadline is never later than one GuardTimeout after it,
 // however late the feed arrives. Its methods are safe for concurrent use.
 //

@@ -181,30 +181,6 @@ func TestOpenDeviceSetsTheTimeoutAndReadsItBack(t *testing.T) {
 	}
 }
 
-func TestCheckDeviceTimeoutAgainstTheSafetyInequality(t *testing.T) {
-	pve, fast := ha.PVETiming(), ha.FastTiming()
-	tests := []struct {
-		name    string
-		timing  ha.Timing
-		granted time.Duration
-		ok      bool
-	}{
-		{"pve with 10s", pve, 10 * time.Second, true},
-		{"pve with softdog's default 60s", pve, 60 * time.Second, false},
-		{"pve at the limit", pve, pve.LockTTL - pve.LockValidity - pve.WatchdogTimeout - pve.ClockDriftMargin, false},
-		{"fast with 1s, the shortest any driver grants", fast, time.Second, false},
-	}
-	for _, tt := range tests {
-		err := CheckDeviceTimeout("/dev/watchdog", tt.timing, time.Second, tt.granted)
-		if (err == nil) != tt.ok {
-			t.Errorf("%s: CheckDeviceTimeout = %v, want ok=%v", tt.name, err, tt.ok)
-		}
-		if err != nil && (!errors.Is(err, ha.ErrUnsafeTiming) || !strings.Contains(err.Error(), "/dev/watchdog") || !strings.Contains(err.Error(), "granted "+tt.granted.String())) {
-			t.Errorf("%s: error %q does not name the device and the granted timeout", tt.name, err)
-		}
-	}
-}
-
 func TestGuardRefusesADeviceThatCannotHonourTheSafetyInequality(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -222,7 +198,7 @@ func TestGuardRefusesADeviceThatCannotHonourTheSafetyInequality(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := GuardConfig{SocketPath: socketPath(t), WatchdogTimeout: tt.timing.WatchdogTimeout, SelfFenceTime: tt.timing.SelfFenceTime,
-				Device: "/dev/watchdog", DeviceTimeout: tt.devTime, OpenDevice: tt.dev.opener(), Timing: tt.timing}
+				Device: "/dev/watchdog", DeviceTimeout: tt.devTime, OpenDevice: tt.dev.opener(), CheckDeviceTimeout: tt.timing.CheckDeviceTimeout}
 			g, err := Listen(cfg, nil)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "/dev/watchdog") {
@@ -262,7 +238,7 @@ func TestGuardFeedsTheDeviceUntilItFencesAndNeverDisarmsItWhileArmed(t *testing.
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dev := softdog()
-			fg := startFakeGuard(t, GuardConfig{Device: "/dev/watchdog", OpenDevice: dev.opener(), Timing: pve, DeviceTimeout: 10 * time.Second,
+			fg := startFakeGuard(t, GuardConfig{Device: "/dev/watchdog", OpenDevice: dev.opener(), CheckDeviceTimeout: pve.CheckDeviceTimeout, DeviceTimeout: 10 * time.Second,
 				DeviceKeepalive: 500 * time.Millisecond, WatchdogTimeout: 800 * time.Millisecond})
 			timers := 1 // keepalive
 			var c *Client

@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"haxd/ha"
+	"haxd/clock"
+	"haxd/unixsock"
 )
 
 // DefaultSocketPath is where `haxd guard` listens unless told otherwise.
@@ -53,8 +52,8 @@ type GuardConfig struct {
 	// WDIOC_SETTIMEOUT (whole seconds; softdog allows 1..65535 s). 0 means
 	// SelfFenceTime rounded up to whole seconds, at least 1 s: with a
 	// device, the reset is the self-fence. The guard reads the timeout
-	// back (WDIOC_GETTIMEOUT) and refuses to start when the driver's
-	// timeout breaks the safety inequality with Timing.
+	// back (WDIOC_GETTIMEOUT) and refuses to start when
+	// CheckDeviceTimeout refuses the driver's timeout.
 	DeviceTimeout time.Duration
 	// DeviceKeepalive is the period of device feeds. It must be less than
 	// half of the device's timeout. 0 means 1 s.
@@ -62,12 +61,13 @@ type GuardConfig struct {
 	// OpenDevice opens Device; nil means OpenWatchdogFile (the real
 	// ioctls). Tests pass a fake.
 	OpenDevice OpenDeviceFunc
-	// Timing is the agent's timing. With a Device it is required: the
-	// guard refuses a device whose timeout breaks lock_validity +
-	// watchdog_timeout + device timeout + clock_drift_margin < lock_ttl
-	// (a frozen guard's last device feed can come as late as a client's
-	// deadline; the reset follows one device timeout later).
-	Timing ha.Timing
+	// CheckDeviceTimeout decides whether the device timeout the driver
+	// granted (after being asked for requested) keeps the safety
+	// inequality; with a Device it is required. `haxd guard` passes
+	// ha.Timing.CheckDeviceTimeout of the agent's timing: a frozen
+	// guard's last device feed can come as late as a client's deadline,
+	// and the reset follows one device timeout later.
+	CheckDeviceTimeout func(device string, requested, granted time.Duration) error
 	// Cgroups are cgroup v2 directories killed on every fence, in addition
 	// to what clients register (e.g. a slice holding all services).
 	Cgroups []string
@@ -77,13 +77,10 @@ type GuardConfig struct {
 	// MaxClients caps the connections (watchdog handles) at once.
 	// 0 means 16.
 	MaxClients int
-	// Clock decides every timing; nil means SystemClock.
-	Clock Clock
-	// Monotonic returns CLOCK_MONOTONIC in nanoseconds, the clock of the
+	// Clock decides every timing, and its Mono is the clock of the
 	// expiries clients send with "arm" and "feed"; nil means
-	// MonotonicNow. A test with a fake Clock passes a function that
-	// advances with it.
-	Monotonic func() int64
+	// clock.System.
+	Clock clock.Clock
 }
 
 // Validate reports the first field that cannot work.
@@ -108,7 +105,7 @@ func (c GuardConfig) Validate() error {
 	if c.DeviceTimeout > 0 && c.keepalive() >= c.DeviceTimeout/2 {
 		return fmt.Errorf("guard device_keepalive (%v): must be less than half of device_timeout (%v)", c.keepalive(), c.DeviceTimeout)
 	}
-	if c.Device != "" && c.Timing.LockTTL <= 0 {
+	if c.Device != "" && c.CheckDeviceTimeout == nil {
 		return fmt.Errorf("guard device %s: the agent's timing is required to check the device timeout against the safety inequality", c.Device)
 	}
 	if c.MaxClients < 0 {
@@ -129,31 +126,14 @@ func (c GuardConfig) keepalive() time.Duration {
 	return c.DeviceKeepalive
 }
 
-// deviceTimeout is the timeout requested from the device.
-func (c GuardConfig) deviceTimeout() time.Duration {
+// RequestedDeviceTimeout is the timeout the guard requests from its
+// device: DeviceTimeout, or SelfFenceTime rounded up to whole seconds, at
+// least 1 s.
+func (c GuardConfig) RequestedDeviceTimeout() time.Duration {
 	if c.DeviceTimeout > 0 {
 		return c.DeviceTimeout
 	}
 	return max(time.Second, (c.SelfFenceTime+time.Second-1)/time.Second*time.Second)
-}
-
-// CheckDeviceTimeout returns an error naming every term when a watchdog
-// device whose driver granted the timeout granted (after being asked for
-// requested) cannot honour the safety inequality with timing t:
-//
-//	lock_validity + watchdog_timeout + device timeout + clock_drift_margin < lock_ttl
-//
-// A guard feeds its device only while no client is past its deadline,
-// and a deadline is never later than the lock's validity end plus
-// watchdog_timeout; if the guard freezes or dies, the reset follows its
-// last device feed by at most the device timeout.
-func CheckDeviceTimeout(device string, t ha.Timing, requested, granted time.Duration) error {
-	sum := t.LockValidity + t.WatchdogTimeout + granted + t.ClockDriftMargin
-	if sum < t.LockTTL {
-		return nil
-	}
-	return fmt.Errorf("%w: watchdog device %s: requested timeout %v, granted %v: lock_validity (%v) + watchdog_timeout (%v) + device timeout (%v) + clock_drift_margin (%v) = %v must be less than lock_ttl (%v); use a timing profile with a longer lock_ttl (pve) or a device that grants a shorter timeout",
-		ha.ErrUnsafeTiming, device, requested, granted, t.LockValidity, t.WatchdogTimeout, granted, t.ClockDriftMargin, sum, t.LockTTL)
 }
 
 func (c GuardConfig) selfFenceTime() time.Duration {
@@ -179,8 +159,7 @@ func (c GuardConfig) staticTargets() []Target {
 type Guard struct {
 	cfg    GuardConfig
 	logger *slog.Logger
-	clock  Clock
-	mono   func() int64
+	clock  clock.Clock
 	ln     *net.UnixListener
 	dev    *Device
 	// check, kill and alive act on targets; tests replace them.
@@ -213,12 +192,9 @@ type handle struct {
 	fenced    bool
 }
 
-// Listen validates cfg, opens (arms) the watchdog device if one is
-// configured and binds the socket. logger may be nil.
-func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// newGuard returns a Guard for cfg without socket or device: Listen
+// adds them, tests drive its enforcement directly.
+func newGuard(cfg GuardConfig, logger *slog.Logger) *Guard {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -226,7 +202,6 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 		cfg:     cfg,
 		logger:  logger,
 		clock:   cfg.Clock,
-		mono:    cfg.Monotonic,
 		check:   Target.validate,
 		kill:    Target.kill,
 		alive:   Target.alive,
@@ -235,29 +210,37 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 		conns:   map[net.Conn]struct{}{},
 	}
 	if g.clock == nil {
-		g.clock = SystemClock{}
+		g.clock = clock.System{}
 	}
-	if g.mono == nil {
-		g.mono = MonotonicNow
+	return g
+}
+
+// Listen validates cfg, opens (arms) the watchdog device if one is
+// configured and binds the socket. logger may be nil.
+func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	g := newGuard(cfg, logger)
+	logger = g.logger
 	for _, t := range cfg.staticTargets() {
 		if err := t.validate(); err != nil {
 			logger.Warn("guard: static target not usable now, will still try it when fencing", "target", t.String(), "err", err)
 		}
 	}
-	ln, err := listenUnix(cfg.SocketPath)
+	ln, err := unixsock.Listen(cfg.SocketPath, 0o600, 0o700)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("guard: %w", err)
 	}
 	g.ln = ln
 	if cfg.Device != "" {
-		want := cfg.deviceTimeout()
+		want := cfg.RequestedDeviceTimeout()
 		dev, err := OpenDevice(cfg.Device, want, cfg.OpenDevice)
 		if err != nil {
 			ln.Close()
 			return nil, err
 		}
-		err = CheckDeviceTimeout(cfg.Device, cfg.Timing, want, dev.Timeout())
+		err = cfg.CheckDeviceTimeout(cfg.Device, want, dev.Timeout())
 		if err == nil && cfg.keepalive() >= dev.Timeout()/2 {
 			err = fmt.Errorf("watchdog device %s: device_keepalive (%v) must be less than half of the granted timeout %v (requested %v)", cfg.Device, cfg.keepalive(), dev.Timeout(), want)
 		}
@@ -277,35 +260,6 @@ func Listen(cfg GuardConfig, logger *slog.Logger) (*Guard, error) {
 	return g, nil
 }
 
-// listenUnix binds path with mode 0600, replacing a stale socket file but
-// refusing to steal the socket of a running guard.
-func listenUnix(path string) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("guard socket %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("guard socket %s: another guard is listening", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("guard socket: remove stale socket: %w", err)
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("guard socket: %w", err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("guard socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("guard socket: %w", err)
-	}
-	return ln, nil
-}
-
 // Addr is the socket path the guard listens on.
 func (g *Guard) Addr() string { return g.cfg.SocketPath }
 
@@ -323,13 +277,19 @@ func (g *Guard) Fences() int {
 func (g *Guard) Serve(ctx context.Context) error {
 	g.wg.Add(1)
 	go g.acceptLoop()
+	g.enforce(ctx)
+	return nil
+}
 
-	var keepalive Timer
+// enforce fences when an armed handle passes its deadline and feeds the
+// device, until ctx is done; then it shuts the guard down.
+func (g *Guard) enforce(ctx context.Context) {
+	var keepalive clock.Timer
 	if g.dev != nil {
 		keepalive = g.clock.NewTimer(g.cfg.keepalive())
 	}
 	for {
-		var expiry Timer
+		var expiry clock.Timer
 		var expiryC, keepaliveC <-chan time.Time
 		if next, ok := g.nextDeadline(); ok {
 			expiry = g.clock.NewTimer(max(0, next.Sub(g.clock.Now())))
@@ -347,7 +307,7 @@ func (g *Guard) Serve(ctx context.Context) error {
 				keepalive.Stop()
 			}
 			g.shutdown()
-			return nil
+			return
 		case <-expiryC:
 			g.checkExpiry()
 		case <-keepaliveC:
@@ -594,7 +554,7 @@ func (g *Guard) disconnect(h *handle, log *slog.Logger) {
 // validity and feeding earns nothing beyond the safety bound.
 func (g *Guard) deadlineFor(expiry int64) time.Time {
 	now := g.clock.Now()
-	if mono := g.mono(); expiry < mono {
+	if mono := g.clock.Mono(); expiry < mono {
 		now = now.Add(-time.Duration(mono - expiry))
 	}
 	return now.Add(g.cfg.WatchdogTimeout)
@@ -728,7 +688,9 @@ func (g *Guard) shutdown() {
 	if armed > 0 {
 		g.verify(targets)
 	}
-	g.ln.Close()
+	if g.ln != nil {
+		g.ln.Close()
+	}
 	g.wg.Wait()
 	if g.dev != nil {
 		if stopped {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"haxd/clock"
 )
 
 // fakeClock is a manual clock: timers fire only when Advance passes them.
@@ -52,7 +54,7 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &fakeTimer{clock: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
@@ -201,7 +203,6 @@ func startFakeGuard(t *testing.T, cfg GuardConfig) *fakeGuard {
 	}
 	fg := &fakeGuard{clock: newFakeClock(), kills: &killLog{}, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	cfg.Clock = fg.clock
-	cfg.Monotonic = fg.clock.Mono
 	g, err := Listen(cfg, slog.New(slog.NewTextHandler(fg.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
@@ -437,7 +438,7 @@ func TestGuardRefusesClientsBeyondMaxClients(t *testing.T) {
 func TestASecondGuardCannotTakeTheSocket(t *testing.T) {
 	fg := startFakeGuard(t, GuardConfig{})
 	_, err := Listen(GuardConfig{SocketPath: fg.g.Addr(), WatchdogTimeout: time.Second}, nil)
-	if err == nil || !strings.Contains(err.Error(), "another guard is listening") {
+	if err == nil || !strings.Contains(err.Error(), "another process is serving the socket") {
 		t.Errorf("second Listen = %v, want refusal", err)
 	}
 	// A stale socket file (its guard died) is replaced.

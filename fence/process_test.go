@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"haxd/clock"
 )
 
 // These tests fence real processes with the real clock.
@@ -139,7 +141,7 @@ func TestGuardKillsARegisteredProcessGroupAfterTheTimeoutAndNotBefore(t *testing
 func TestFeedsWithAnExpiredValidityDoNotKeepServicesAlive(t *testing.T) {
 	g, _ := startRealGuard(t, "")
 	svc := startService(t, "sleep", "1000")
-	expired := MonotonicNow() - int64(realTimeout) + int64(300*time.Millisecond) // the guard fences 300 ms from now
+	expired := clock.System{}.Mono() - int64(realTimeout) + int64(300*time.Millisecond) // the guard fences 300 ms from now
 	c, err := Open(t.Context(), g.Addr(), expired)
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,12 @@ const (
 
 // Log attribute keys used by the crm and lrm.
 const (
-	KeySID   = "sid"
-	KeyNode  = "node"
+	KeySID  = "sid"
+	KeyNode = "node"
+	// KeyAgent names the node whose agent writes the record (every record
+	// of an agent carries it), so that KeyNode stays free for the node a
+	// record is about.
+	KeyAgent = "agent"
 	KeyState = "state"
 )
 

@@ -3,6 +3,8 @@ package ha
 import (
 	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +194,108 @@ func TestCheckConfigID(t *testing.T) {
 		}
 		if ValidConfigID(tc.id) != (tc.want == "") {
 			t.Errorf("ValidConfigID(%q) = %v", tc.id, !(tc.want == ""))
+		}
+	}
+}
+
+// One node-name validator serves the agent config, the API and the
+// certificate tooling.
+func TestCheckNodeName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"node1", true}, {"a", true}, {"A-9", true}, {strings.Repeat("a", MaxNodeNameLen), true},
+		{"", false}, {"-a", false}, {"a-", false}, {"a.b", false}, {"a b", false}, {"nö", false},
+		{strings.Repeat("a", MaxNodeNameLen+1), false},
+	} {
+		err := CheckNodeName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckNodeName(%q) = %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), strconv.Quote(tc.name)) {
+			t.Errorf("CheckNodeName(%q) = %v: the error does not name the value", tc.name, err)
+		}
+		if ValidNodeName(tc.name) != tc.ok {
+			t.Errorf("ValidNodeName(%q) = %v, want %v", tc.name, !tc.ok, tc.ok)
+		}
+	}
+}
+
+// A watchdog device whose timeout breaks the safety inequality is refused
+// with every term named.
+func TestCheckDeviceTimeoutAgainstTheSafetyInequality(t *testing.T) {
+	pve, fast := PVETiming(), FastTiming()
+	tests := []struct {
+		name    string
+		timing  Timing
+		granted time.Duration
+		ok      bool
+	}{
+		{"pve with 10s", pve, 10 * time.Second, true},
+		{"pve with softdog's default 60s", pve, 60 * time.Second, false},
+		{"pve at the limit", pve, pve.MaxDeviceTimeout(), false},
+		{"fast with 1s, the shortest any driver grants", fast, time.Second, false},
+	}
+	for _, tt := range tests {
+		err := tt.timing.CheckDeviceTimeout("/dev/watchdog", time.Second, tt.granted)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: CheckDeviceTimeout = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrUnsafeTiming) || !strings.Contains(err.Error(), "/dev/watchdog") || !strings.Contains(err.Error(), "granted "+tt.granted.String())) {
+			t.Errorf("%s: error %q does not name the device and the granted timeout", tt.name, err)
+		}
+	}
+}
+
+func TestNodeNameRuleNamesTheLimit(t *testing.T) {
+	if !strings.Contains(NodeNameRule, strconv.Itoa(MaxNodeNameLen)) {
+		t.Errorf("NodeNameRule %q does not name MaxNodeNameLen %d", NodeNameRule, MaxNodeNameLen)
+	}
+}
+
+func TestSortedSIDsReusesTheCacheOnlyForTheSameSet(t *testing.T) {
+	var cache []SID
+	m := map[SID]int{"vm:2": 0, "vm:1": 0}
+	first := SortedSIDs(&cache, m)
+	if !slices.Equal(first, []SID{"vm:1", "vm:2"}) {
+		t.Fatalf("SortedSIDs = %v", first)
+	}
+	if again := SortedSIDs(&cache, m); &again[0] != &first[0] {
+		t.Error("the same set was sorted again")
+	}
+	delete(m, "vm:1")
+	m["vm:3"] = 0 // same size, other set
+	if got := SortedSIDs(&cache, m); !slices.Equal(got, []SID{"vm:2", "vm:3"}) {
+		t.Errorf("after a swap: %v, want [vm:2 vm:3]", got)
+	}
+	m["ct:0"] = 0
+	if got := SortedSIDs(&cache, m); !slices.Equal(got, []SID{"ct:0", "vm:2", "vm:3"}) {
+		t.Errorf("after an add: %v", got)
+	}
+}
+
+// Encode carries every field; DecodeTiming takes nothing from a profile
+// and names the key and value it refuses.
+func TestTimingEncodeDecode(t *testing.T) {
+	odd := FastTiming()
+	odd.LockValidity, odd.ElectionTimeout, odd.LRMIdleRounds = 0, 1234*time.Microsecond, 7
+	for _, tm := range []Timing{PVETiming(), FastTiming(), odd} {
+		got, err := DecodeTiming(tm.Encode())
+		if err != nil || got != tm {
+			t.Errorf("DecodeTiming(Encode(%+v)) = %+v, %v", tm, got, err)
+		}
+	}
+	full := FastTiming().Encode()
+	for _, tc := range []struct{ in, want string }{
+		{strings.Replace(full, `"lock_ttl":"2.5s"`, `"lock_ttl":"soon"`, 1), `timing lock_ttl "soon": expected a duration`},
+		{strings.Replace(full, `"lock_ttl":"2.5s",`, ``, 1), "timing lock_ttl: missing"},
+		{strings.Replace(full, `{`, `{"lock_tll":"1s",`, 1), `timing: unknown key "lock_tll"`},
+		{strings.Replace(full, `"crm_idle_rounds":90`, `"crm_idle_rounds":"90"`, 1), `timing crm_idle_rounds "90"`},
+		{"fast", "expected a JSON object"},
+	} {
+		if _, err := DecodeTiming(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeTiming(%s) = %v, want an error containing %q", tc.in, err, tc.want)
 		}
 	}
 }

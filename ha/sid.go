@@ -2,6 +2,8 @@ package ha
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -55,3 +57,19 @@ func (s SID) Name() string {
 
 // String returns the SID as written.
 func (s SID) String() string { return string(s) }
+
+// SortedSIDs returns the keys of m, sorted, reusing *cache when it holds
+// the same set: a service table keeps its sorted SIDs between rounds and
+// sorts again only when the set changed. Callers must not modify the
+// result.
+func SortedSIDs[V any](cache *[]SID, m map[SID]V) []SID {
+	if len(*cache) == len(m) && !slices.ContainsFunc(*cache, func(sid SID) bool {
+		_, ok := m[sid]
+		return !ok
+	}) {
+		// Same size and every cached SID present: the same set.
+		return *cache
+	}
+	*cache = slices.Sorted(maps.Keys(m))
+	return *cache
+}

@@ -191,19 +191,8 @@ type LRMResult struct {
 // JSONInt decodes a JSON number or a string holding a number, as PVE files
 // use both. Fractions are truncated.
 func JSONInt(b json.RawMessage) (int, error) {
-	var f float64
-	if err := json.Unmarshal(b, &f); err == nil {
-		return int(f), nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return 0, fmt.Errorf("expected a number, found %s", b)
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("expected a number, found %q", s)
-	}
-	return int(f), nil
+	f, err := JSONFloat(b)
+	return int(f), err
 }
 
 // JSONFloat decodes a JSON number or a string holding a number.

@@ -1,8 +1,11 @@
 package ha
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -124,31 +127,12 @@ var ErrUnsafeTiming = errors.New("unsafe timing")
 // margin is thin: a LockValidity that does not outlast an election plus one
 // LRM round makes every LRM self-fence whenever the leader changes.
 func (t Timing) Validate() (warnings []string, err error) {
-	pos := []struct {
-		name string
-		v    time.Duration
-	}{
-		{"crm_round", t.CRMRound}, {"lrm_round", t.LRMRound},
-		{"lrm_maintenance_round", t.LRMMaintenanceRound}, {"lock_ttl", t.LockTTL},
-		{"watchdog_timeout", t.WatchdogTimeout},
-	}
-	for _, p := range pos {
-		if p.v <= 0 {
-			return nil, fmt.Errorf("timing %s: expected a positive duration, found %v", p.name, p.v)
+	for _, f := range t.durations() {
+		if f.positive && *f.v <= 0 {
+			return nil, fmt.Errorf("timing %s: expected a positive duration, found %v", f.name, *f.v)
 		}
-	}
-	nonneg := []struct {
-		name string
-		v    time.Duration
-	}{
-		{"lock_validity", t.LockValidity}, {"self_fence_time", t.SelfFenceTime},
-		{"clock_drift_margin", t.ClockDriftMargin}, {"election_timeout", t.ElectionTimeout},
-		{"fence_delay", t.FenceDelay}, {"gone_node_delete", t.GoneNodeDelete},
-		{"lrm_restart_give_up", t.LRMRestartGiveUp},
-	}
-	for _, p := range nonneg {
-		if p.v < 0 {
-			return nil, fmt.Errorf("timing %s: expected a duration >= 0, found %v", p.name, p.v)
+		if *f.v < 0 {
+			return nil, fmt.Errorf("timing %s: expected a duration >= 0, found %v", f.name, *f.v)
 		}
 	}
 	if t.LRMIdleRounds < 1 || t.CRMIdleRounds < 1 {
@@ -172,4 +156,119 @@ func (t Timing) Validate() (warnings []string, err error) {
 		warnings = append(warnings, fmt.Sprintf("lrm_round (%v) is at least half of lock_ttl (%v): a single late renewal loses the lock", t.LRMRound, t.LockTTL))
 	}
 	return warnings, nil
+}
+
+// timingDuration is one duration field of a Timing with its config key.
+type timingDuration struct {
+	name     string
+	v        *time.Duration
+	positive bool // 0 is not allowed
+}
+
+// durations lists the duration fields of t under their config keys (the
+// names Validate, EncodeTiming and DecodeTiming use).
+func (t *Timing) durations() []timingDuration {
+	return []timingDuration{
+		{"crm_round", &t.CRMRound, true}, {"lrm_round", &t.LRMRound, true},
+		{"lrm_maintenance_round", &t.LRMMaintenanceRound, true}, {"lock_ttl", &t.LockTTL, true},
+		{"lock_validity", &t.LockValidity, false}, {"watchdog_timeout", &t.WatchdogTimeout, true},
+		{"self_fence_time", &t.SelfFenceTime, false}, {"clock_drift_margin", &t.ClockDriftMargin, false},
+		{"election_timeout", &t.ElectionTimeout, false}, {"fence_delay", &t.FenceDelay, false},
+		{"gone_node_delete", &t.GoneNodeDelete, false}, {"lrm_restart_give_up", &t.LRMRestartGiveUp, false},
+	}
+}
+
+// rounds lists the round-count fields of t under their config keys.
+func (t *Timing) rounds() []struct {
+	name string
+	v    *int
+} {
+	return []struct {
+		name string
+		v    *int
+	}{{"lrm_idle_rounds", &t.LRMIdleRounds}, {"crm_idle_rounds", &t.CRMIdleRounds}}
+}
+
+// Encode serialises every field of t, as a JSON object keyed by the config
+// keys with durations as Go duration strings, so that another process
+// (`haxd guard`) receives exactly the timing the agent resolved and
+// validated. DecodeTiming reads it back.
+func (t Timing) Encode() string {
+	m := map[string]any{}
+	for _, f := range t.durations() {
+		m[f.name] = f.v.String()
+	}
+	for _, f := range t.rounds() {
+		m[f.name] = *f.v
+	}
+	b, _ := json.Marshal(m) // strings and ints always marshal
+	return string(b)
+}
+
+// DecodeTiming reads a Timing written by Encode. Every field must be
+// present (no field falls back to a profile) and no other key may be; the
+// error names the key and the value. It does not Validate.
+func DecodeTiming(s string) (Timing, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		return Timing{}, fmt.Errorf("timing %q: expected a JSON object of config keys: %w", s, err)
+	}
+	var t Timing
+	for _, f := range t.durations() {
+		var v string
+		if err := decodeField(raw, f.name, &v); err != nil {
+			return Timing{}, err
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return Timing{}, fmt.Errorf("timing %s %q: expected a duration such as \"2.5s\"", f.name, v)
+		}
+		*f.v = d
+	}
+	for _, f := range t.rounds() {
+		if err := decodeField(raw, f.name, f.v); err != nil {
+			return Timing{}, err
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		return Timing{}, fmt.Errorf("timing: unknown key %q", k)
+	}
+	return t, nil
+}
+
+// decodeField decodes raw[name] into v and deletes it from raw.
+func decodeField(raw map[string]json.RawMessage, name string, v any) error {
+	r, ok := raw[name]
+	if !ok {
+		return fmt.Errorf("timing %s: missing", name)
+	}
+	delete(raw, name)
+	if err := json.Unmarshal(r, v); err != nil {
+		return fmt.Errorf("timing %s %s: %w", name, r, err)
+	}
+	return nil
+}
+
+// MaxDeviceTimeout is the bound a watchdog device's timeout must stay
+// below: lock_ttl - lock_validity - watchdog_timeout - clock_drift_margin.
+// A guard feeds its device only while no client is past its deadline, a
+// deadline is never later than the lock's validity end plus
+// watchdog_timeout, and if the guard freezes or dies the reset follows
+// its last device feed by at most the device timeout.
+func (t Timing) MaxDeviceTimeout() time.Duration {
+	return t.LockTTL - t.LockValidity - t.WatchdogTimeout - t.ClockDriftMargin
+}
+
+// CheckDeviceTimeout returns an error wrapping ErrUnsafeTiming and naming
+// every term when a watchdog device whose driver granted the timeout
+// granted (after being asked for requested) breaks
+//
+//	lock_validity + watchdog_timeout + device timeout + clock_drift_margin < lock_ttl
+func (t Timing) CheckDeviceTimeout(device string, requested, granted time.Duration) error {
+	if granted < t.MaxDeviceTimeout() {
+		return nil
+	}
+	sum := t.LockValidity + t.WatchdogTimeout + granted + t.ClockDriftMargin
+	return fmt.Errorf("%w: watchdog device %s: requested timeout %v, granted %v: lock_validity (%v) + watchdog_timeout (%v) + device timeout (%v) + clock_drift_margin (%v) = %v must be less than lock_ttl (%v); use a timing profile with a longer lock_ttl (pve) or a device that grants a shorter timeout",
+		ErrUnsafeTiming, device, requested, granted, t.LockValidity, t.WatchdogTimeout, granted, t.ClockDriftMargin, sum, t.LockTTL)
 }

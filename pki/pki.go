@@ -27,6 +27,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"haxd/ha"
 )
 
 // Default validities, as consul tls uses them: the CA for 5 years, node
@@ -166,7 +168,7 @@ func (ca *CA) Pool() *x509.CertPool {
 }
 
 func (ca *CA) sign(opts CertOptions, now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
-	if err := ValidNodeName(opts.Node); err != nil {
+	if err := ha.CheckNodeName(opts.Node); err != nil {
 		return nil, nil, fmt.Errorf("sign cert: %w", err)
 	}
 	return ca.signLeaf(&x509.Certificate{
@@ -284,7 +286,7 @@ func NodeName(c *x509.Certificate) (string, error) {
 		}
 	}
 	cn := c.Subject.CommonName
-	if err := ValidNodeName(cn); err != nil {
+	if err := ha.CheckNodeName(cn); err != nil {
 		return "", fmt.Errorf("certificate names no node: common name: %w", err)
 	}
 	for _, d := range c.DNSNames {
@@ -312,23 +314,11 @@ func VerifyNode(chain []*x509.Certificate, cas *x509.CertPool, usage x509.ExtKey
 	return NodeName(chain[0])
 }
 
-// ValidNodeName checks a node name as the agent does: 1 to 63 letters,
-// digits and '-', not starting or ending with '-'.
-func ValidNodeName(s string) error { return checkName("node name", s) }
-
 // ValidClientName checks the name of an API client certificate: the same
-// rules as a node name.
-func ValidClientName(s string) error { return checkName("client name", s) }
-
-func checkName(kind, s string) error {
-	ok := len(s) > 0 && len(s) <= 63 && s[0] != '-' && s[len(s)-1] != '-'
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			ok = false
-		}
-	}
-	if !ok {
-		return fmt.Errorf("%s %q: expected 1 to 63 letters, digits and '-', not starting or ending with '-'", kind, s)
+// rules as a node name (ha.CheckNodeName).
+func ValidClientName(s string) error {
+	if ha.CheckNodeName(s) != nil {
+		return fmt.Errorf("client name %q: %s", s, ha.NodeNameRule)
 	}
 	return nil
 }

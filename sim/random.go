@@ -275,9 +275,19 @@ func (g *generator) schedule(steps int) {
 	g.steps = append(g.steps, heal)
 }
 
+// fault draws one fault or operator action: on a node (17 of 26 draws),
+// else on a service.
 func (g *generator) fault() []string {
 	node := g.pick(g.nodes)
-	switch k := g.r.IntN(26); {
+	if k := g.r.IntN(26); k < 17 {
+		return g.nodeFault(node, k)
+	}
+	return g.serviceFault(node)
+}
+
+// nodeFault is a fault or operator action of kind k (0..16) on node.
+func (g *generator) nodeFault(node string, k int) []string {
+	switch {
 	case k < 3:
 		delete(g.busy, node)
 		return []string{"power " + node + " off"}
@@ -288,18 +298,7 @@ func (g *generator) fault() []string {
 	case k < 8:
 		return []string{"network " + node + " on"}
 	case k < 9:
-		// A partition: usually a minority loses the network at once,
-		// sometimes a majority (the cluster loses quorum).
-		var cmds []string
-		perm := g.r.Perm(len(g.nodes))
-		size := 1 + g.r.IntN((len(g.nodes)-1)/2)
-		if g.r.IntN(4) == 0 {
-			size = 1 + g.r.IntN(len(g.nodes)-1)
-		}
-		for _, i := range perm[:size] {
-			cmds = append(cmds, "network "+g.nodes[i]+" off")
-		}
-		return cmds
+		return g.partition()
 	case k < 10:
 		switch {
 		case g.busy[node]:
@@ -335,7 +334,7 @@ func (g *generator) fault() []string {
 			kinds = append(kinds, "rw")
 		}
 		return []string{"cfs " + node + " " + g.pick(kinds) + " " + g.pick([]string{"fail", "fail", "work"})}
-	case k < 17:
+	default:
 		// A new service.
 		sid := g.newSID()
 		if _, dup := g.config[sid]; dup || slices.Contains(g.sids, sid) {
@@ -345,6 +344,26 @@ func (g *generator) fault() []string {
 		return []string{fmt.Sprintf("service %s add %s %s", sid, node,
 			g.pick([]string{"started", "started", "stopped", "disabled"}))}
 	}
+}
+
+// partition cuts the network of several nodes at once: usually a
+// minority, sometimes a majority (the cluster loses quorum).
+func (g *generator) partition() []string {
+	var cmds []string
+	perm := g.r.Perm(len(g.nodes))
+	size := 1 + g.r.IntN((len(g.nodes)-1)/2)
+	if g.r.IntN(4) == 0 {
+		size = 1 + g.r.IntN(len(g.nodes)-1)
+	}
+	for _, i := range perm[:size] {
+		cmds = append(cmds, "network "+g.nodes[i]+" off")
+	}
+	return cmds
+}
+
+// serviceFault is an operator action on a random service, with node as
+// the target of a move.
+func (g *generator) serviceFault(node string) []string {
 	if len(g.sids) == 0 {
 		return []string{"network " + node + " on"}
 	}

@@ -105,7 +105,6 @@ func readOptional(fsys fs.FS, name string) ([]byte, bool, error) {
 // file, field and value that are wrong.
 func LoadScenarioFS(fsys fs.FS) (*Scenario, error) {
 	sc := &Scenario{Running: map[string]map[ha.SID]bool{}}
-
 	b, ok, err := readOptional(fsys, "cmdlist")
 	if err != nil {
 		return nil, err
@@ -116,100 +115,98 @@ func LoadScenarioFS(fsys fs.FS) (*Scenario, error) {
 	if sc.Steps, err = ParseCmdlist(b); err != nil {
 		return nil, err
 	}
-
-	if b, ok, err = readOptional(fsys, "hardware_status"); err != nil {
+	if sc.Hardware, err = loadOr(fsys, "hardware_status", ParseHardwareStatus, defaultHardware); err != nil {
 		return nil, err
-	}
-	if ok {
-		sc.Hardware, err = ParseHardwareStatus(b)
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		sc.Hardware = map[string]*NodeHardware{}
-		for _, n := range []string{"node1", "node2", "node3"} {
-			c, m := float64(defaultMaxCPU), float64(defaultMaxMem)
-			sc.Hardware[n] = &NodeHardware{MaxCPU: &c, MaxMem: &m, Version: DefaultVersion}
-		}
 	}
 	sc.Nodes = slices.Sorted(maps.Keys(sc.Hardware))
-
-	sc.ManagerStatus = &ha.ManagerStatus{}
-	if b, ok, err = readOptional(fsys, "manager_status"); err != nil {
+	if sc.ManagerStatus, err = loadOr(fsys, "manager_status", ParseManagerStatus, func() *ha.ManagerStatus { return &ha.ManagerStatus{} }); err != nil {
 		return nil, err
 	}
-	if ok {
-		if sc.ManagerStatus, err = ParseManagerStatus(b); err != nil {
+	if sc.Services, err = loadOr(fsys, "service_config", ParseServiceConfig, defaultServices); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+	}{{"rules_config", &sc.Rules}, {"groups", &sc.Groups}, {"fence.cfg", &sc.FenceConfig}} {
+		if *f.dst, _, err = readOptional(fsys, f.name); err != nil {
 			return nil, err
 		}
 	}
+	if sc.Datacenter, err = loadOr(fsys, "datacenter.cfg", ParseDatacenter, func() ha.Datacenter { return ha.Datacenter{} }); err != nil {
+		return nil, err
+	}
+	staticStats := func(b []byte) (map[ha.SID]Stats, error) {
+		return ParseStats("static_service_stats", b, "maxcpu", "maxmem")
+	}
+	if sc.StaticStats, err = loadOr(fsys, "static_service_stats", staticStats, func() map[ha.SID]Stats {
+		return uniformStats(sc.Services, Stats{"maxcpu": 4, "maxmem": 4096 * mib})
+	}); err != nil {
+		return nil, err
+	}
+	dynamicStats := func(b []byte) (map[ha.SID]Stats, error) {
+		return ParseStats("dynamic_service_stats", b, "cpu", "mem")
+	}
+	if sc.DynamicStats, err = loadOr(fsys, "dynamic_service_stats", dynamicStats, func() map[ha.SID]Stats {
+		return uniformStats(sc.StaticStats, Stats{"cpu": 2, "mem": 2048 * mib})
+	}); err != nil {
+		return nil, err
+	}
+	if err := sc.loadServiceStatus(fsys); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
 
-	if b, ok, err = readOptional(fsys, "service_config"); err != nil {
-		return nil, err
+// loadOr parses the file name of fsys with parse, or returns def() when
+// the file does not exist.
+func loadOr[T any](fsys fs.FS, name string, parse func([]byte) (T, error), def func() T) (T, error) {
+	b, ok, err := readOptional(fsys, name)
+	if err != nil || !ok {
+		return def(), err
 	}
-	if ok {
-		if sc.Services, err = ParseServiceConfig(b); err != nil {
-			return nil, err
-		}
-	} else {
-		sc.Services = map[ha.SID]*ha.ResourceConfig{}
-		for i, n := range []string{"node1", "node2", "node3", "node1", "node2", "node3"} {
-			sid := ha.SID(fmt.Sprintf("vm:%d", 101+i))
-			c := ha.DefaultResourceConfig(sid, n)
-			c.State = ha.RequestDisabled
-			sc.Services[sid] = &c
-		}
-	}
+	return parse(b)
+}
 
-	if sc.Rules, _, err = readOptional(fsys, "rules_config"); err != nil {
-		return nil, err
+// defaultHardware is the hardware of a scenario without hardware_status:
+// three nodes of the default size.
+func defaultHardware() map[string]*NodeHardware {
+	hw := map[string]*NodeHardware{}
+	for _, n := range []string{"node1", "node2", "node3"} {
+		c, m := float64(defaultMaxCPU), float64(defaultMaxMem)
+		hw[n] = &NodeHardware{MaxCPU: &c, MaxMem: &m, Version: DefaultVersion}
 	}
-	if sc.Groups, _, err = readOptional(fsys, "groups"); err != nil {
-		return nil, err
-	}
-	if sc.FenceConfig, _, err = readOptional(fsys, "fence.cfg"); err != nil {
-		return nil, err
-	}
+	return hw
+}
 
-	if b, ok, err = readOptional(fsys, "datacenter.cfg"); err != nil {
-		return nil, err
+// defaultServices is the service config of a scenario without
+// service_config: vm:101..106, disabled, two on each node.
+func defaultServices() map[ha.SID]*ha.ResourceConfig {
+	svcs := map[ha.SID]*ha.ResourceConfig{}
+	for i, n := range []string{"node1", "node2", "node3", "node1", "node2", "node3"} {
+		sid := ha.SID(fmt.Sprintf("vm:%d", 101+i))
+		c := ha.DefaultResourceConfig(sid, n)
+		c.State = ha.RequestDisabled
+		svcs[sid] = &c
 	}
-	if ok {
-		if sc.Datacenter, err = ParseDatacenter(b); err != nil {
-			return nil, err
-		}
-	}
+	return svcs
+}
 
-	if b, ok, err = readOptional(fsys, "static_service_stats"); err != nil {
-		return nil, err
+// uniformStats gives every service of m the same stats.
+func uniformStats[V any](m map[ha.SID]V, st Stats) map[ha.SID]Stats {
+	out := make(map[ha.SID]Stats, len(m))
+	for sid := range m {
+		out[sid] = maps.Clone(st)
 	}
-	if ok {
-		if sc.StaticStats, err = ParseStats("static_service_stats", b, "maxcpu", "maxmem"); err != nil {
-			return nil, err
-		}
-	} else {
-		sc.StaticStats = map[ha.SID]Stats{}
-		for sid := range sc.Services {
-			sc.StaticStats[sid] = Stats{"maxcpu": 4, "maxmem": 4096 * mib}
-		}
-	}
-	if b, ok, err = readOptional(fsys, "dynamic_service_stats"); err != nil {
-		return nil, err
-	}
-	if ok {
-		if sc.DynamicStats, err = ParseStats("dynamic_service_stats", b, "cpu", "mem"); err != nil {
-			return nil, err
-		}
-	} else {
-		sc.DynamicStats = map[ha.SID]Stats{}
-		for sid := range sc.StaticStats {
-			sc.DynamicStats[sid] = Stats{"cpu": 2, "mem": 2048 * mib}
-		}
-	}
+	return out
+}
 
+// loadServiceStatus reads every service_status_<node> file: the services
+// running on that node at the start.
+func (sc *Scenario) loadServiceStatus(fsys fs.FS) error {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
-		return nil, fmt.Errorf("read scenario directory: %w", err)
+		return fmt.Errorf("read scenario directory: %w", err)
 	}
 	for _, e := range entries {
 		m := serviceStatusRe.FindStringSubmatch(e.Name())
@@ -217,17 +214,17 @@ func LoadScenarioFS(fsys fs.FS) (*Scenario, error) {
 			continue
 		}
 		if _, known := sc.Hardware[m[1]]; !known {
-			return nil, fmt.Errorf("%s: node %q is not in hardware_status", e.Name(), m[1])
+			return fmt.Errorf("%s: node %q is not in hardware_status", e.Name(), m[1])
 		}
 		b, err := fs.ReadFile(fsys, e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", e.Name(), err)
+			return fmt.Errorf("read %s: %w", e.Name(), err)
 		}
 		if sc.Running[m[1]], err = ParseServiceStatus(e.Name(), b); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return sc, nil
+	return nil
 }
 
 // decodeObject decodes a JSON object into raw members, with an error naming

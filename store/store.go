@@ -103,26 +103,65 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	started := false
 	defer func() {
 		if !started {
-			s.cancel()
-			if s.raft != nil {
-				_ = s.raft.Shutdown().Error()
-			}
-			if s.trans != nil {
-				_ = s.trans.Close()
-			} else if s.mux != nil {
-				_ = s.mux.Close()
-			}
-			if s.mux != nil {
-				s.mux.wait()
-			}
-			if s.bolt != nil {
-				_ = s.bolt.Close()
-			}
+			s.closeUnstarted()
 		}
 	}()
+	raftLog := newHclogAdapter(logger, "raft")
+	if err := s.openDisk(raftLog); err != nil {
+		return nil, err
+	}
+	if err := s.openNetwork(raftLog); err != nil {
+		return nil, err
+	}
+	if cfg.openHook != nil {
+		cfg.openHook(s)
+	}
+	notify, obs, err := s.startRaft(raftLog)
+	if err != nil {
+		return nil, err
+	}
+	mctx, mcancel := context.WithTimeout(ctx, cfg.ApplyTimeout)
+	err = s.refreshMembers(mctx)
+	mcancel()
+	if err != nil {
+		return nil, err
+	}
+	s.wg.Add(4)
+	go s.leaderLoop(notify)
+	go s.observeLoop(obs)
+	go s.everyInterval(s.kick, s.autopilotRound)
+	go s.everyInterval(nil, s.refreshMemberCache)
+	started = true
+	close(s.ready)
+	logger.Info("store started", "node", cfg.NodeID, "addr", s.addr, "existing_state", s.hadState)
+	return s, nil
+}
 
+// closeUnstarted releases what a failed Open opened.
+func (s *Store) closeUnstarted() {
+	s.cancel()
+	if s.raft != nil {
+		_ = s.raft.Shutdown().Error()
+	}
+	if s.trans != nil {
+		_ = s.trans.Close()
+	} else if s.mux != nil {
+		_ = s.mux.Close()
+	}
+	if s.mux != nil {
+		s.mux.wait()
+	}
+	if s.bolt != nil {
+		_ = s.bolt.Close()
+	}
+}
+
+// openDisk opens (or creates) the raft log and the snapshots in DataDir
+// and notes whether raft state exists.
+func (s *Store) openDisk(raftLog *hclogAdapter) error {
+	cfg := s.cfg
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+		return fmt.Errorf("create data dir: %w", err)
 	}
 	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(cfg.DataDir, "raft.db"),
@@ -130,34 +169,39 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoSync: cfg.NoSync},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+		return fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
 	}
 	s.bolt = bolt
-	raftLog := newHclogAdapter(logger, "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, raftLog.Named("snapshot"))
 	if err != nil {
-		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
+		return fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
 	}
 	s.snaps = snaps
 	hadState, err := raft.HasExistingState(bolt, bolt, snaps)
 	if err != nil {
-		return nil, fmt.Errorf("read raft state: %w", err)
+		return fmt.Errorf("read raft state: %w", err)
 	}
 	s.hadState = hadState
+	return nil
+}
 
+// openNetwork listens on BindAddr and starts the connection mux and the
+// raft transport over it.
+func (s *Store) openNetwork(raftLog *hclogAdapter) error {
+	cfg := s.cfg
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on bind_addr %s: %w", cfg.BindAddr, err)
+		return fmt.Errorf("listen on bind_addr %s: %w", cfg.BindAddr, err)
 	}
 	adv, err := advertiseAddr(cfg.AdvertiseAddr, ln.Addr())
 	if err != nil {
 		ln.Close()
-		return nil, err
+		return err
 	}
 	s.addr = adv.String()
-	s.mux = newMux(ln, adv, s.handleForward, s.ready, logger)
+	s.mux = newMux(ln, adv, s.handleForward, s.ready, s.logger)
 	s.mux.forwardStream = s.handleForwardStream
-	s.pool = newFwdPool(cfg.TLS, logger)
+	s.pool = newFwdPool(cfg.TLS, s.logger)
 	if cfg.TLS != nil {
 		s.mux.tls = cfg.TLS
 		s.mux.memberAt = s.memberAt
@@ -170,11 +214,15 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		Timeout: cfg.TransportTimeout,
 		Logger:  raftLog.Named("net"),
 	})
-	if cfg.openHook != nil {
-		cfg.openHook(s)
-	}
+	return nil
+}
 
-	s.fsm = newFSM(s, logger)
+// startRaft starts raft on the opened log, snapshots and transport, and
+// returns its leadership notifications and the heartbeat and peer
+// observations the autopilot uses.
+func (s *Store) startRaft(raftLog *hclogAdapter) (chan bool, chan raft.Observation, error) {
+	cfg := s.cfg
+	s.fsm = newFSM(s, s.logger)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
@@ -188,11 +236,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
 	if err := raft.ValidateConfig(rc); err != nil {
-		return nil, fmt.Errorf("raft config: %w", err)
+		return nil, nil, fmt.Errorf("raft config: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, bolt, bolt, snaps, s.trans)
+	r, err := raft.NewRaft(rc, s.fsm, s.bolt, s.bolt, s.snaps, s.trans)
 	if err != nil {
-		return nil, fmt.Errorf("start raft: %w", err)
+		return nil, nil, fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
 	obs := make(chan raft.Observation, 64)
@@ -204,22 +252,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		return false
 	})
 	r.RegisterObserver(s.observer)
-
-	mctx, mcancel := context.WithTimeout(ctx, cfg.ApplyTimeout)
-	err = s.refreshMembers(mctx)
-	mcancel()
-	if err != nil {
-		return nil, err
-	}
-	s.wg.Add(4)
-	go s.leaderLoop(notify)
-	go s.observeLoop(obs)
-	go s.autopilotLoop()
-	go s.memberLoop()
-	started = true
-	close(s.ready)
-	logger.Info("store started", "node", cfg.NodeID, "addr", s.addr, "existing_state", hadState)
-	return s, nil
+	return notify, obs, nil
 }
 
 // advertiseAddr returns the address other nodes dial.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -212,22 +211,12 @@ func (s *Store) authorize(ctx context.Context, peer string, req *fwdRequest) err
 	return nil
 }
 
-// memberLoop keeps the member cache current for the raft dialer, reading
-// the configuration every AutopilotInterval.
-func (s *Store) memberLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.AutopilotInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ApplyTimeout)
-		if err := s.refreshMembers(ctx); err != nil && !errors.Is(err, raft.ErrRaftShutdown) && s.ctx.Err() == nil {
-			s.logger.Debug("refresh member cache", "err", err)
-		}
-		cancel()
+// refreshMemberCache keeps the member cache current for the raft dialer;
+// it runs every AutopilotInterval.
+func (s *Store) refreshMemberCache() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ApplyTimeout)
+	defer cancel()
+	if err := s.refreshMembers(ctx); err != nil && !errors.Is(err, raft.ErrRaftShutdown) && s.ctx.Err() == nil {
+		s.logger.Debug("refresh member cache", "err", err)
 	}
 }

@@ -118,16 +118,34 @@ func distinctPriorities(r *Rule) int {
 
 // CheckRules runs the feasibility checks of placement.md §5.2 on the enabled
 // rules of rs against the known nodes and returns the errors per rule id.
-// Every check sees the same input.
+// Every check sees the same input; a rule's errors come in check order.
 func CheckRules(rs *RuleSet, knownNodes []string) RuleErrors {
-	errs := RuleErrors{}
-	add := func(id, msg string) { errs[id] = append(errs[id], msg) }
-	node, pos, neg := enabledRules(rs)
-	groups := positiveGroups(pos)
+	c := &ruleChecker{errs: RuleErrors{}, known: knownNodes}
+	c.node, c.pos, c.neg = enabledRules(rs)
+	c.groups = positiveGroups(c.pos)
+	c.sharedNodeAffinity()
+	c.ineffective()
+	c.posSharesWithNeg()
+	c.multiPriority()
+	c.posMultiNode()
+	c.negTooFewNodes()
+	return c.errs
+}
 
-	// N1: a SID in two or more node-affinity rules.
+// ruleChecker holds the input and the result of CheckRules.
+type ruleChecker struct {
+	errs           RuleErrors
+	known          []string
+	node, pos, neg []*Rule
+	groups         [][]*Rule
+}
+
+func (c *ruleChecker) add(id, msg string) { c.errs[id] = append(c.errs[id], msg) }
+
+// sharedNodeAffinity checks N1: a SID in two or more node-affinity rules.
+func (c *ruleChecker) sharedNodeAffinity() {
 	users := map[ha.SID][]string{}
-	for _, r := range node {
+	for _, r := range c.node {
 		for sid := range r.Resources {
 			users[sid] = append(users[sid], r.ID)
 		}
@@ -135,38 +153,50 @@ func CheckRules(rs *RuleSet, knownNodes []string) RuleErrors {
 	for _, sid := range slices.Sorted(maps.Keys(users)) {
 		if ids := users[sid]; len(ids) > 1 {
 			for _, id := range ids {
-				add(id, fmt.Sprintf(msgNodeAffinityShared, sid))
+				c.add(id, fmt.Sprintf(msgNodeAffinityShared, sid))
 			}
 		}
 	}
-	// R1, R2.
-	for _, r := range append(slices.Clone(pos), neg...) {
+}
+
+// ineffective checks R1 (a resource-affinity rule with fewer than two
+// resources) and R2 (a negative rule with more resources than nodes).
+func (c *ruleChecker) ineffective() {
+	for _, r := range append(slices.Clone(c.pos), c.neg...) {
 		if len(r.Resources) < 2 {
-			add(r.ID, msgIneffective)
+			c.add(r.ID, msgIneffective)
 		}
 	}
-	for _, r := range neg {
-		if len(r.Resources) > len(knownNodes) {
-			add(r.ID, msgMoreThanNodes)
+	for _, r := range c.neg {
+		if len(r.Resources) > len(c.known) {
+			c.add(r.ID, msgMoreThanNodes)
 		}
 	}
-	// R3: a positive group sharing two or more SIDs with a negative rule.
-	for _, g := range groups {
+}
+
+// posSharesWithNeg checks R3: a positive group sharing two or more SIDs
+// with a negative rule.
+func (c *ruleChecker) posSharesWithNeg() {
+	for _, g := range c.groups {
 		set := groupResources(g)
-		for _, n := range neg {
+		for _, n := range c.neg {
 			if intersectionSize(set, n.Resources) >= 2 {
 				for _, p := range g {
-					add(p.ID, msgPosSharesWithNeg)
+					c.add(p.ID, msgPosSharesWithNeg)
 				}
-				add(n.ID, msgNegSharesWithPos)
+				c.add(n.ID, msgNegSharesWithPos)
 			}
 		}
 	}
-	// G1: resource-affinity rule sharing a SID with a multi-priority node rule.
-	for _, ra := range append(slices.Clone(pos), neg...) {
+}
+
+// multiPriority checks G1: a resource-affinity rule sharing a SID with a
+// multi-priority node rule.
+func (c *ruleChecker) multiPriority() {
+	for _, ra := range append(slices.Clone(c.pos), c.neg...) {
 		var sharing []*Rule
 		multi := false
-		for _, na := range node {
+		for _, na := range c.node {
 			if intersects(ra.Resources, na.Resources) {
 				sharing = append(sharing, na)
 				if distinctPriorities(na) > 1 {
@@ -175,36 +205,44 @@ func CheckRules(rs *RuleSet, knownNodes []string) RuleErrors {
 			}
 		}
 		if multi {
-			add(ra.ID, msgResMultiPrio)
+			c.add(ra.ID, msgResMultiPrio)
 			for _, na := range sharing {
-				add(na.ID, msgNodeMultiPrio)
+				c.add(na.ID, msgNodeMultiPrio)
 			}
 		}
 	}
-	// G2: a positive group sharing SIDs with two or more node rules.
-	for _, g := range groups {
+}
+
+// posMultiNode checks G2: a positive group sharing SIDs with two or more
+// node rules.
+func (c *ruleChecker) posMultiNode() {
+	for _, g := range c.groups {
 		set := groupResources(g)
 		var sharing []*Rule
-		for _, na := range node {
+		for _, na := range c.node {
 			if intersects(set, na.Resources) {
 				sharing = append(sharing, na)
 			}
 		}
 		if len(sharing) >= 2 {
 			for _, p := range g {
-				add(p.ID, msgPosMultiNode)
+				c.add(p.ID, msgPosMultiNode)
 			}
 			for _, na := range sharing {
-				add(na.ID, msgNodeMultiPos)
+				c.add(na.ID, msgNodeMultiPos)
 			}
 		}
 	}
-	// G3: negative rule whose node-restricted members have too few nodes.
-	for _, n := range neg {
+}
+
+// negTooFewNodes checks G3: a negative rule whose node-restricted members
+// have too few nodes.
+func (c *ruleChecker) negTooFewNodes() {
+	for _, n := range c.neg {
 		restricted := map[ha.SID]bool{}
 		union := map[string]bool{}
 		var sharing []*Rule
-		for _, na := range node {
+		for _, na := range c.node {
 			if !intersects(n.Resources, na.Resources) {
 				continue
 			}
@@ -219,13 +257,12 @@ func CheckRules(rs *RuleSet, knownNodes []string) RuleErrors {
 			}
 		}
 		if len(union) < len(restricted) {
-			add(n.ID, msgNegTooFewNodes)
+			c.add(n.ID, msgNegTooFewNodes)
 			for _, na := range sharing {
-				add(na.ID, msgNodeNegTooFewNodes)
+				c.add(na.ID, msgNodeNegTooFewNodes)
 			}
 		}
 	}
-	return errs
 }
 
 // DropLines renders errs as the "Drop rule ..." log lines, ordered by rule id.

@@ -174,17 +174,7 @@ func (s *Scheduler) Prepare(r Round) []LogLine {
 // sortedServices returns the SIDs of the service table, sorted. The slice
 // is kept and sorted again only when the set of SIDs changed; callers must
 // not modify it.
-func (s *Scheduler) sortedServices() []ha.SID {
-	if len(s.sids) == len(s.services) && !slices.ContainsFunc(s.sids, func(sid ha.SID) bool {
-		_, ok := s.services[sid]
-		return !ok
-	}) {
-		// Same size and every cached SID present: the same set.
-		return s.sids
-	}
-	s.sids = slices.Sorted(maps.Keys(s.services))
-	return s.sids
-}
+func (s *Scheduler) sortedServices() []ha.SID { return ha.SortedSIDs(&s.sids, s.services) }
 
 // KnownNodes returns the known nodes, sorted.
 func (s *Scheduler) KnownNodes() []string { return slices.Sorted(maps.Keys(s.nodeStatus)) }

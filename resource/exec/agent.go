@@ -30,49 +30,6 @@ const Type = "exec"
 // DefaultPath is the PATH of a service whose Env sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// SpecSource returns the spec of a service. The real agent backs it with the
-// cluster configuration; tests use a map.
-type SpecSource interface {
-	// Spec returns the spec of sid, or an error when sid has none.
-	Spec(ctx context.Context, sid ha.SID) (Spec, error)
-}
-
-// SpecFunc adapts a function to SpecSource.
-type SpecFunc func(ctx context.Context, sid ha.SID) (Spec, error)
-
-// Spec calls f.
-func (f SpecFunc) Spec(ctx context.Context, sid ha.SID) (Spec, error) { return f(ctx, sid) }
-
-// StaticSpecs is a SpecSource over a fixed map.
-type StaticSpecs map[ha.SID]Spec
-
-// Spec returns m[sid], or an error wrapping fs.ErrNotExist.
-func (m StaticSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	s, ok := m[sid]
-	if !ok {
-		return Spec{}, fmt.Errorf("exec spec of %s: %w", sid, fs.ErrNotExist)
-	}
-	return s, nil
-}
-
-// DirSpecs is a SpecSource reading <dir>/<name>.json or, when that does not
-// exist, <dir>/<name>.conf (key=value form), where name is the part of the
-// SID after the colon.
-type DirSpecs string
-
-// Spec reads and parses the spec file of sid.
-func (d DirSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	p, b, err := resource.ReadSpecFile(string(d), "exec", sid)
-	if err != nil {
-		return Spec{}, err
-	}
-	s, err := ParseSpec(b)
-	if err != nil {
-		return Spec{}, fmt.Errorf("%s: %w", p, err)
-	}
-	return s, nil
-}
-
 // Hook is called with a service's process group (0 when only its cgroup is
 // known) and cgroup directory ("" when it has none). Wire OnStart to the
 // self-fencing guard's registration (fence.Client.Register with
@@ -99,7 +56,7 @@ type Config struct {
 	// a warning and the agent uses process groups only.
 	CgroupParent string
 	// Specs returns the spec of a service at Start. Required.
-	Specs SpecSource
+	Specs resource.SpecSource[Spec]
 	// OnStart, if set, is called after a service was started and for every
 	// running service Adopt finds.
 	OnStart Hook
@@ -355,142 +312,25 @@ func (a *Agent) Start(ctx context.Context, sid ha.SID) error {
 }
 
 func (a *Agent) start(ctx context.Context, sid ha.SID) error {
-	raw, err := a.cfg.Specs.Spec(ctx, sid)
-	if err != nil {
+	spec, p, running, err := a.startSpec(ctx, sid)
+	if err != nil || running {
 		return err
 	}
-	spec, err := raw.Normalize()
-	if err != nil {
-		return fmt.Errorf("exec spec: %w", err)
-	}
-	rec, p, ok, err := a.load(sid)
+	rec, err := a.launch(sid, spec, p)
 	if err != nil {
 		return err
-	}
-	if ok {
-		live, err := a.probe(rec)
-		if err != nil {
-			return err
-		}
-		if live.alive() {
-			a.log.Debug("exec service already running", ha.KeySID, string(sid), "pids", live.pids())
-			return nil
-		}
-		a.cleanup(sid, rec, p)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if fi, err := os.Stat(spec.Dir); err != nil {
-		return fmt.Errorf("dir: %w", err)
-	} else if !fi.IsDir() {
-		return fmt.Errorf("dir %s: not a directory", spec.Dir)
-	}
-	env := serviceEnv(sid, spec)
-	path, err := lookPath(spec.Command, env)
-	if err != nil {
-		return fmt.Errorf("command: %w", err)
-	}
-	logf, err := os.OpenFile(p.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("open log: %w", err)
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "haxd %s: starting %s: %s\n", a.cfg.Now().UTC().Format(time.RFC3339), sid,
-		strings.Join(slices.Concat([]string{path}, spec.Args), " "))
-
-	leaf := p.cgroup
-	if leaf != "" {
-		if err := resource.PrepareLeaf(leaf); err != nil {
-			a.log.Warn("exec service: cannot create cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", leaf, "err", err)
-			leaf = ""
-		}
-	}
-	if err := a.fence.Admit(sid, leaf); err != nil {
-		if leaf != "" {
-			_ = os.Remove(leaf)
-		}
-		return fmt.Errorf("not started: %w", err)
-	}
-	cmd, cgroup, err := a.spawn(spec, path, env, logf, leaf)
-	if err != nil {
-		a.fence.Released(sid, 0, leaf)
-		return err
-	}
-	pid := cmd.Process.Pid
-	if err := a.fence.Spawned(sid, pid, cgroup); err != nil {
-		// The self-fence may have missed this process: it must not run.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		if cgroup != "" {
-			_ = killCgroup(cgroup)
-		}
-		_ = cmd.Wait()
-		if cgroup != "" {
-			// A child forked while the kill ran may still sit in the
-			// leaf: kill until it is empty (bounded), so that nothing of
-			// the refused start outlives this call.
-			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				if pids, err := cgroupPids(cgroup); err != nil || len(pids) == 0 {
-					break
-				}
-				_ = killCgroup(cgroup)
-			}
-		}
-		a.log.Error("exec service killed at once: it could not be put under the self-fence", ha.KeySID, string(sid), "pid", pid, "err", err)
-		return fmt.Errorf("process %d killed: %w", pid, err)
-	}
-	// Read the start time before reaping: until then even a process that
-	// already exited keeps its /proc entry (as a zombie).
-	st, statErr := readProcStat(a.cfg.ProcRoot, pid)
-	exited := make(chan error, 1)
-	go func() {
-		// Reap our child; a later agent adopts it by pid instead.
-		err := cmd.Wait()
-		exited <- err
-		a.log.Info("exec service process exited", ha.KeySID, string(sid), "pid", pid, "status", exitStatus(err))
-	}()
-	if statErr != nil {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		return fmt.Errorf("process %d: %w", pid, statErr)
-	}
-	rec = record{
-		Version:    stateVersion,
-		SID:        sid,
-		PID:        pid,
-		PGID:       pid,
-		StartTicks: st.start,
-		BootID:     a.bootID,
-		Cgroup:     cgroup,
-		Log:        p.log,
-		StartedAt:  a.cfg.Now().UTC(),
-		Spec:       spec,
-	}
-	if st.dead() {
-		// The process exited at once. It still counts as started when it
-		// left processes behind (a daemon that forked into the background).
-		live, err := a.probe(rec)
-		if err != nil {
-			return err
-		}
-		if !live.alive() {
-			if cgroup != "" {
-				_ = os.Remove(cgroup)
-			}
-			a.fence.Released(sid, pid, cgroup)
-			return fmt.Errorf("process %d exited at once (%s), see %s", pid, exitStatus(<-exited), p.log)
-		}
 	}
 	if err := writeRecord(p.state, rec); err != nil {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		if cgroup != "" {
-			_ = killCgroup(cgroup)
+		_ = syscall.Kill(-rec.PID, syscall.SIGKILL)
+		if rec.Cgroup != "" {
+			_ = killCgroup(rec.Cgroup)
 		}
 		return err
 	}
 	if a.cfg.OnStart != nil {
-		a.cfg.OnStart(sid, pid, cgroup)
+		a.cfg.OnStart(sid, rec.PID, rec.Cgroup)
 	}
-	a.log.Info("exec service started", ha.KeySID, string(sid), "pid", pid, "cgroup", cgroup, "log", p.log)
+	a.log.Info("exec service started", ha.KeySID, string(sid), "pid", rec.PID, "cgroup", rec.Cgroup, "log", p.log)
 	if spec.HealthCommand == "" {
 		return nil
 	}
@@ -508,6 +348,147 @@ func (a *Agent) start(ctx context.Context, sid ha.SID) error {
 		return err
 	}
 	return nil
+}
+
+// startSpec reads and normalises the spec of sid and its paths, and
+// reports whether the service already runs. A dead previous run is
+// cleaned up.
+func (a *Agent) startSpec(ctx context.Context, sid ha.SID) (Spec, paths, bool, error) {
+	raw, err := a.cfg.Specs.Spec(ctx, sid)
+	if err != nil {
+		return Spec{}, paths{}, false, err
+	}
+	spec, err := raw.Normalize()
+	if err != nil {
+		return Spec{}, paths{}, false, fmt.Errorf("exec spec: %w", err)
+	}
+	rec, p, ok, err := a.load(sid)
+	if err != nil {
+		return Spec{}, paths{}, false, err
+	}
+	if ok {
+		live, err := a.probe(rec)
+		if err != nil {
+			return Spec{}, paths{}, false, err
+		}
+		if live.alive() {
+			a.log.Debug("exec service already running", ha.KeySID, string(sid), "pids", live.pids())
+			return spec, p, true, nil
+		}
+		a.cleanup(sid, rec, p)
+	}
+	return spec, p, false, ctx.Err()
+}
+
+// launch admits, spawns and puts sid's process under the self-fence, and
+// returns its record (not yet written). A process the fence refused, or
+// one that exited at once leaving nothing behind, is an error.
+func (a *Agent) launch(sid ha.SID, spec Spec, p paths) (record, error) {
+	if fi, err := os.Stat(spec.Dir); err != nil {
+		return record{}, fmt.Errorf("dir: %w", err)
+	} else if !fi.IsDir() {
+		return record{}, fmt.Errorf("dir %s: not a directory", spec.Dir)
+	}
+	env := serviceEnv(sid, spec)
+	path, err := lookPath(spec.Command, env)
+	if err != nil {
+		return record{}, fmt.Errorf("command: %w", err)
+	}
+	logf, err := os.OpenFile(p.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return record{}, fmt.Errorf("open log: %w", err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "haxd %s: starting %s: %s\n", a.cfg.Now().UTC().Format(time.RFC3339), sid,
+		strings.Join(slices.Concat([]string{path}, spec.Args), " "))
+
+	leaf := p.cgroup
+	if leaf != "" {
+		if err := resource.PrepareLeaf(leaf); err != nil {
+			a.log.Warn("exec service: cannot create cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", leaf, "err", err)
+			leaf = ""
+		}
+	}
+	if err := a.fence.Admit(sid, leaf); err != nil {
+		if leaf != "" {
+			_ = os.Remove(leaf)
+		}
+		return record{}, fmt.Errorf("not started: %w", err)
+	}
+	cmd, cgroup, err := a.spawn(spec, path, env, logf, leaf)
+	if err != nil {
+		a.fence.Released(sid, 0, leaf)
+		return record{}, err
+	}
+	pid := cmd.Process.Pid
+	if err := a.fence.Spawned(sid, pid, cgroup); err != nil {
+		killRefused(cmd, cgroup)
+		a.log.Error("exec service killed at once: it could not be put under the self-fence", ha.KeySID, string(sid), "pid", pid, "err", err)
+		return record{}, fmt.Errorf("process %d killed: %w", pid, err)
+	}
+	// Read the start time before reaping: until then even a process that
+	// already exited keeps its /proc entry (as a zombie).
+	st, statErr := readProcStat(a.cfg.ProcRoot, pid)
+	exited := make(chan error, 1)
+	go func() {
+		// Reap our child; a later agent adopts it by pid instead.
+		err := cmd.Wait()
+		exited <- err
+		a.log.Info("exec service process exited", ha.KeySID, string(sid), "pid", pid, "status", exitStatus(err))
+	}()
+	if statErr != nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return record{}, fmt.Errorf("process %d: %w", pid, statErr)
+	}
+	rec := record{
+		Version:    stateVersion,
+		SID:        sid,
+		PID:        pid,
+		PGID:       pid,
+		StartTicks: st.start,
+		BootID:     a.bootID,
+		Cgroup:     cgroup,
+		Log:        p.log,
+		StartedAt:  a.cfg.Now().UTC(),
+		Spec:       spec,
+	}
+	if st.dead() {
+		// The process exited at once. It still counts as started when it
+		// left processes behind (a daemon that forked into the background).
+		live, err := a.probe(rec)
+		if err != nil {
+			return record{}, err
+		}
+		if !live.alive() {
+			if cgroup != "" {
+				_ = os.Remove(cgroup)
+			}
+			a.fence.Released(sid, pid, cgroup)
+			return record{}, fmt.Errorf("process %d exited at once (%s), see %s", pid, exitStatus(<-exited), p.log)
+		}
+	}
+	return rec, nil
+}
+
+// killRefused kills and reaps a process the self-fence refused, and
+// empties its cgroup: nothing of a refused start outlives the call.
+func killRefused(cmd *osexec.Cmd, cgroup string) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if cgroup != "" {
+		_ = killCgroup(cgroup)
+	}
+	_ = cmd.Wait()
+	if cgroup == "" {
+		return
+	}
+	// A child forked while the kill ran may still sit in the leaf: kill
+	// until it is empty (bounded).
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if pids, err := cgroupPids(cgroup); err != nil || len(pids) == 0 {
+			return
+		}
+		_ = killCgroup(cgroup)
+	}
 }
 
 // spawn starts the process in a new session (so its own process group, with

@@ -546,7 +546,7 @@ func TestStartErrors(t *testing.T) {
 		sid  ha.SID
 		want string
 	}{
-		{"exec:none", "exec spec of exec:none"},
+		{"exec:none", "spec of exec:none: file does not exist"},
 		{"exec:missing", `"no-such-program-haxd": not found in PATH`},
 		{"exec:bad", `stop_signal "NOPE"`},
 		{"exec:baddir", "/no/such/dir"},
@@ -635,36 +635,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	if a.UsesCgroups() {
 		t.Error("a plain directory was accepted as cgroup v2 parent")
-	}
-}
-
-func TestDirSpecs(t *testing.T) {
-	dir := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.WriteFile(filepath.Join(dir, "web.json"), []byte(`{"command": "sleep", "args": ["1"]}`), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "db.conf"), []byte("command=sleep\narg=2\n"), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "bad.conf"), []byte("command=sleep\nstop_signal=NOPE\n"), 0o600))
-	src := DirSpecs(dir)
-	ctx := context.Background()
-	if s, err := src.Spec(ctx, "exec:web"); err != nil || s.Args[0] != "1" {
-		t.Errorf("web: %+v, %v", s, err)
-	}
-	if s, err := src.Spec(ctx, "exec:db"); err != nil || s.Args[0] != "2" {
-		t.Errorf("db: %+v, %v", s, err)
-	}
-	if _, err := src.Spec(ctx, "exec:bad"); err == nil || !strings.Contains(err.Error(), "bad.conf") || !strings.Contains(err.Error(), "stop_signal") {
-		t.Errorf("bad: %v, want an error naming the file and the field", err)
-	}
-	if _, err := src.Spec(ctx, "exec:none"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("none: %v, want fs.ErrNotExist", err)
-	}
-	if _, err := src.Spec(ctx, "exec:../x"); err == nil {
-		t.Error("a name with a slash was read as a file")
 	}
 }
 

@@ -9,13 +9,17 @@ import (
 	"os"
 
 	"haxd/ha"
+	"haxd/resource"
 	"haxd/resource/exec"
 )
 
-// An agent as the real haxd agent wires it: specs from a directory, a
+// An agent as the real haxd agent wires it: specs from the cluster config, a
 // dedicated cgroup parent, and hooks that tell the self-fencing guard which
 // process groups and cgroups to kill.
 func Example() {
+	specs := func(_ context.Context, sid ha.SID) (exec.Spec, error) {
+		return exec.ParseSpec([]byte(`{"command": "sleep", "args": ["1000"]}`)) // the stored JSON of sid
+	}
 	register := func(sid ha.SID, pgid int, cgroup string) {
 		fmt.Println("guard: register", sid, pgid, cgroup) // fence.Client.Register
 	}
@@ -25,7 +29,7 @@ func Example() {
 	a, err := exec.New(exec.Config{
 		StateDir:     "/run/haxd/exec",
 		CgroupParent: "/sys/fs/cgroup/haxd.slice",
-		Specs:        exec.DirSpecs("/etc/haxd/exec"),
+		Specs:        resource.SpecFunc[exec.Spec](specs),
 		OnStart:      register,
 		OnStop:       unregister,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, nil)),

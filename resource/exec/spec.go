@@ -19,11 +19,10 @@
 //
 // The Spec of a service (command, arguments, environment, directory, stop
 // signal and timeout, health check) comes from a SpecSource; ParseSpec reads
-// it from JSON or from a key=value text.
+// it from JSON (the resource config stores it so).
 package exec
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -166,7 +165,7 @@ func secondsToDuration(f float64) (time.Duration, error) {
 
 // FieldError reports a Spec field with a bad value.
 type FieldError struct {
-	// Field is the field's name in the JSON and key=value forms.
+	// Field is the field's name in the JSON form.
 	Field string
 	// Value is the offending value as written.
 	Value string
@@ -295,20 +294,11 @@ func checkCommand(field, c string) error {
 	return nil
 }
 
-// ParseSpec reads a Spec from JSON (when the first non-blank byte is '{') or
-// from the key=value form (see ParseSpecKV), and normalises and validates it.
+// ParseSpec reads a Spec from a JSON object with the field names of the
+// Spec's json tags (as the API stores it); unknown fields are errors.
+// Durations are strings ("10s") or numbers of seconds. The result is
+// normalised and validated.
 func ParseSpec(data []byte) (Spec, error) {
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '{' {
-		return ParseSpecJSON(data)
-	}
-	return ParseSpecKV(data)
-}
-
-// ParseSpecJSON reads a Spec from a JSON object with the field names of the
-// Spec's json tags; unknown fields are errors. Durations are strings ("10s")
-// or numbers of seconds.
-func ParseSpecJSON(data []byte) (Spec, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var s Spec
@@ -327,114 +317,6 @@ func ParseSpecJSON(data []byte) (Spec, error) {
 		return Spec{}, fmt.Errorf("exec spec: %w", err)
 	}
 	return n, nil
-}
-
-// ParseSpecKV reads a Spec from lines of "key=value". Blank lines and lines
-// starting with '#' are ignored; the value is everything after the first '='
-// with surrounding blanks removed. Keys are the JSON field names; list fields
-// repeat a singular key, one element per line:
-//
-//	command=/usr/bin/python3
-//	arg=-m
-//	arg=http.server
-//	env=PYTHONUNBUFFERED=1
-//	dir=/srv/www
-//	stop_signal=SIGINT
-//	stop_timeout=20s
-//	health_command=/usr/bin/curl
-//	health_arg=-fsS
-//	health_arg=http://127.0.0.1:8000/
-//	health_interval=2s
-//	health_timeout=1s
-//	start_timeout=1m
-//
-// Scalar keys may appear once.
-func ParseSpecKV(data []byte) (Spec, error) {
-	var s Spec
-	seen := map[string]int{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		key, val, ok := strings.Cut(text, "=")
-		if !ok {
-			return Spec{}, fmt.Errorf("parse exec spec: line %d: %q: want key=value", line, text)
-		}
-		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-		lineErr := func(err error) error {
-			return fmt.Errorf("parse exec spec: line %d: %w", line, err)
-		}
-		switch key {
-		case "arg", "health_arg", "env":
-		default:
-			if prev, dup := seen[key]; dup {
-				return Spec{}, lineErr(fmt.Errorf("key %q repeated (first on line %d)", key, prev))
-			}
-		}
-		seen[key] = line
-		var err error
-		switch key {
-		case "command":
-			s.Command = val
-		case "arg":
-			s.Args = append(s.Args, val)
-		case "env":
-			k, v, ok := strings.Cut(val, "=")
-			if !ok {
-				return Spec{}, lineErr(&FieldError{Field: "env", Value: val, Reason: "want NAME=VALUE"})
-			}
-			if _, dup := s.Env[k]; dup {
-				return Spec{}, lineErr(&FieldError{Field: "env", Value: k, Reason: "variable set twice"})
-			}
-			if s.Env == nil {
-				s.Env = map[string]string{}
-			}
-			s.Env[k] = v
-		case "dir":
-			s.Dir = val
-		case "stop_signal":
-			s.StopSignal = val
-		case "stop_timeout":
-			err = setDuration(&s.StopTimeout, key, val)
-		case "health_command":
-			s.HealthCommand = val
-		case "health_arg":
-			s.HealthArgs = append(s.HealthArgs, val)
-		case "health_interval":
-			err = setDuration(&s.HealthInterval, key, val)
-		case "health_timeout":
-			err = setDuration(&s.HealthTimeout, key, val)
-		case "start_timeout":
-			err = setDuration(&s.StartTimeout, key, val)
-		default:
-			return Spec{}, lineErr(fmt.Errorf("unknown key %q", key))
-		}
-		if err != nil {
-			return Spec{}, lineErr(err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Spec{}, fmt.Errorf("parse exec spec: line %d: %w", line+1, err)
-	}
-	n, err := s.Normalize()
-	if err != nil {
-		return Spec{}, fmt.Errorf("exec spec: %w", err)
-	}
-	return n, nil
-}
-
-func setDuration(dst *Duration, key, val string) error {
-	d, err := parseDuration(val)
-	if err != nil {
-		return &FieldError{Field: key, Value: val, Reason: "want a number of seconds or a duration like \"10s\""}
-	}
-	*dst = Duration(d)
-	return nil
 }
 
 // stopSignals lists the signals a stop signal may name, in number order.

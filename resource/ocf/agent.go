@@ -69,44 +69,10 @@ func RCName(rc int) string {
 	return "unknown"
 }
 
-// SpecSource returns the spec of a service.
-type SpecSource interface {
-	// Spec returns the spec of sid, or an error when sid has none.
-	Spec(ctx context.Context, sid ha.SID) (Spec, error)
-}
-
-// StaticSpecs is a SpecSource over a fixed map.
-type StaticSpecs map[ha.SID]Spec
-
-// Spec returns m[sid], or an error wrapping fs.ErrNotExist.
-func (m StaticSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	s, ok := m[sid]
-	if !ok {
-		return Spec{}, fmt.Errorf("ocf spec of %s: %w", sid, fs.ErrNotExist)
-	}
-	return s, nil
-}
-
-// DirSpecs is a SpecSource reading <dir>/<name>.json or <dir>/<name>.conf.
-type DirSpecs string
-
-// Spec reads and parses the spec file of sid.
-func (d DirSpecs) Spec(_ context.Context, sid ha.SID) (Spec, error) {
-	p, b, err := resource.ReadSpecFile(string(d), "ocf", sid)
-	if err != nil {
-		return Spec{}, err
-	}
-	s, err := ParseSpec(b)
-	if err != nil {
-		return Spec{}, fmt.Errorf("%s: %w", p, err)
-	}
-	return s, nil
-}
-
 // Config configures an Agent.
 type Config struct {
 	// Specs returns each service's spec. Required.
-	Specs SpecSource
+	Specs resource.SpecSource[Spec]
 	// OCFRoot is OCF_ROOT, the directory holding resource.d/ and lib/.
 	// Default /usr/lib/ocf (Debian's resource-agents).
 	OCFRoot string
@@ -295,16 +261,13 @@ func (a *Agent) spec(ctx context.Context, sid ha.SID) (Spec, error) {
 // Output goes to an unlinked temporary file, not a pipe, so a daemon
 // holding it open cannot block the call.
 func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, timeout time.Duration, extraEnv ...string) (result, error) {
-	name := sid.Name()
-	if name == "" || strings.ContainsAny(name, "/\x00") {
-		return result{}, fmt.Errorf("instance name %q of %s: must be non-empty and without '/'", name, sid)
-	}
 	script := filepath.Join(a.cfg.OCFRoot, "resource.d", spec.Provider(), spec.Type())
 	if _, err := os.Stat(script); err != nil {
 		return result{}, fmt.Errorf("ocf agent %s: %w", spec.Agent, err)
 	}
-	if err := os.MkdirAll(a.cfg.RunDir, 0o755); err != nil {
-		return result{}, fmt.Errorf("create run dir: %w", err)
+	envList, err := a.actionEnv(sid, spec, timeout, extraEnv)
+	if err != nil {
+		return result{}, err
 	}
 	out, err := os.CreateTemp("", "haxd-ocf-*")
 	if err != nil {
@@ -313,48 +276,16 @@ func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, t
 	_ = os.Remove(out.Name())
 	defer out.Close()
 
-	env := map[string]string{
-		"PATH":                         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"OCF_ROOT":                     a.cfg.OCFRoot,
-		"OCF_RA_VERSION_MAJOR":         "1",
-		"OCF_RA_VERSION_MINOR":         "0",
-		"OCF_RESOURCE_INSTANCE":        name,
-		"OCF_RESOURCE_PROVIDER":        spec.Provider(),
-		"OCF_RESOURCE_TYPE":            spec.Type(),
-		"HA_RSCTMP":                    a.cfg.RunDir,
-		"OCF_RESKEY_CRM_meta_timeout":  strconv.FormatInt(timeout.Milliseconds(), 10),
-		"HAXD_SID":                     string(sid),
-		"OCF_RESKEY_CRM_meta_interval": "0",
-	}
-	if a.cfg.Node != "" {
-		env["HAXD_NODE"] = a.cfg.Node
-	}
-	if a.cfg.VarRun != "" {
-		if err := os.MkdirAll(a.cfg.VarRun, 0o755); err != nil {
-			return result{}, fmt.Errorf("create var run dir: %w", err)
-		}
-		env["HA_VARRUN"] = a.cfg.VarRun
-	}
-	for k, v := range spec.Params {
-		env["OCF_RESKEY_"+k] = v
-	}
-	for _, kv := range extraEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	envList := make([]string, 0, len(env))
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		envList = append(envList, k+"="+env[k])
-	}
-
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := osexec.CommandContext(actx, script, action)
-	cmd.Env = envList
-	cmd.Dir = "/"
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	newCmd := func() *osexec.Cmd {
+		cmd := osexec.CommandContext(actx, script, action)
+		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = envList, "/", out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		return cmd
+	}
+	cmd := newCmd()
 	leaf := a.leaf(sid)
 	if action == "start" {
 		if err := a.fence.Admit(sid, leaf); err != nil {
@@ -375,11 +306,7 @@ func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, t
 		// Cloning into the cgroup failed (kernel < 5.7): run the action
 		// in its process group only.
 		a.log.Warn("ocf action: cannot start in its cgroup, using its process group only", ha.KeySID, string(sid), "cgroup", leaf, "err", runErr)
-		cmd = osexec.CommandContext(actx, script, action)
-		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = envList, "/", out, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		leaf = ""
+		cmd, leaf = newCmd(), ""
 		runErr = cmd.Start()
 	}
 	if runErr == nil && action == "start" {
@@ -397,14 +324,7 @@ func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, t
 		runErr = cmd.Wait()
 	}
 
-	b := make([]byte, 64<<10)
-	n, _ := out.ReadAt(b, 0)
-	res := result{output: string(b[:n])}
-	for _, l := range strings.Split(res.output, "\n") {
-		if r, ok := strings.CutPrefix(strings.TrimSpace(l), exitReasonPrefix); ok {
-			res.reason = r
-		}
-	}
+	res := readOutput(out)
 	a.log.Debug("ocf action", ha.KeySID, string(sid), "agent", spec.Agent, "action", action, "output", strings.TrimSpace(res.output))
 	if ctx.Err() != nil {
 		return res, ctx.Err()
@@ -423,6 +343,67 @@ func (a *Agent) run(ctx context.Context, sid ha.SID, spec Spec, action string, t
 		return res, fmt.Errorf("ocf %s %s: %w", spec.Agent, action, runErr)
 	}
 	return res, nil
+}
+
+// actionEnv returns the environment of an action of sid, sorted: the OCF
+// variables, the spec's parameters as OCF_RESKEY_*, then extraEnv. It
+// creates the run directories the environment names.
+func (a *Agent) actionEnv(sid ha.SID, spec Spec, timeout time.Duration, extraEnv []string) ([]string, error) {
+	name := sid.Name()
+	if name == "" || strings.ContainsAny(name, "/\x00") {
+		return nil, fmt.Errorf("instance name %q of %s: must be non-empty and without '/'", name, sid)
+	}
+	if err := os.MkdirAll(a.cfg.RunDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create run dir: %w", err)
+	}
+	env := map[string]string{
+		"PATH":                         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"OCF_ROOT":                     a.cfg.OCFRoot,
+		"OCF_RA_VERSION_MAJOR":         "1",
+		"OCF_RA_VERSION_MINOR":         "0",
+		"OCF_RESOURCE_INSTANCE":        name,
+		"OCF_RESOURCE_PROVIDER":        spec.Provider(),
+		"OCF_RESOURCE_TYPE":            spec.Type(),
+		"HA_RSCTMP":                    a.cfg.RunDir,
+		"OCF_RESKEY_CRM_meta_timeout":  strconv.FormatInt(timeout.Milliseconds(), 10),
+		"HAXD_SID":                     string(sid),
+		"OCF_RESKEY_CRM_meta_interval": "0",
+	}
+	if a.cfg.Node != "" {
+		env["HAXD_NODE"] = a.cfg.Node
+	}
+	if a.cfg.VarRun != "" {
+		if err := os.MkdirAll(a.cfg.VarRun, 0o755); err != nil {
+			return nil, fmt.Errorf("create var run dir: %w", err)
+		}
+		env["HA_VARRUN"] = a.cfg.VarRun
+	}
+	for k, v := range spec.Params {
+		env["OCF_RESKEY_"+k] = v
+	}
+	for _, kv := range extraEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	envList := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		envList = append(envList, k+"="+env[k])
+	}
+	return envList, nil
+}
+
+// readOutput reads an action's output (its first 64 KiB) and the exit
+// reason it printed, if any.
+func readOutput(out *os.File) result {
+	b := make([]byte, 64<<10)
+	n, _ := out.ReadAt(b, 0)
+	res := result{output: string(b[:n])}
+	for _, l := range strings.Split(res.output, "\n") {
+		if r, ok := strings.CutPrefix(strings.TrimSpace(l), exitReasonPrefix); ok {
+			res.reason = r
+		}
+	}
+	return res
 }
 
 func (a *Agent) actionError(spec Spec, action string, res result, timeout time.Duration) *ActionError {

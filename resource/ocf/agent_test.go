@@ -162,7 +162,7 @@ func TestBadSpecsAndMissingAgents(t *testing.T) {
 	for sid, want := range map[ha.SID]string{
 		"ocf:noagent": "ocf agent haxdtest:Missing",
 		"ocf:bad":     `agent "../../bin:sh": want provider:type`,
-		"ocf:none":    "ocf spec of ocf:none",
+		"ocf:none":    "start ocf:none: spec of ocf:none",
 	} {
 		if err := a.Start(context.Background(), sid); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Start(%s) = %v, want an error containing %q", sid, err, want)
@@ -171,7 +171,7 @@ func TestBadSpecsAndMissingAgents(t *testing.T) {
 }
 
 func TestParseSpec(t *testing.T) {
-	s, err := ParseSpec([]byte("agent=ocf:heartbeat:IPaddr2\nparam=ip=10.0.0.10\nparam=cidr_netmask=24\nstop_timeout=30s\n"))
+	s, err := ParseSpec([]byte(`{"agent": "ocf:heartbeat:IPaddr2", "params": {"ip": "10.0.0.10", "cidr_netmask": "24"}, "stop_timeout": "30s"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,13 +183,13 @@ func TestParseSpec(t *testing.T) {
 		t.Errorf("JSON spec: %v", err)
 	}
 	bad := map[string]string{
-		"param=ip\n":                            "want NAME=VALUE",
-		"agent=heartbeat:X\nagent=y:z\n":        `key "agent" repeated`,
-		"agent=heartbeat:X\nparam=a-b=1\n":      `params "a-b"`,
-		"agent=Dummy\n":                         "want provider:type",
-		"agent=heartbeat:X\nstop_timeout=0.1\n": `stop_timeout "100ms": must be between 1s and 1h`,
-		`{"agent": "heartbeat:X", "x": 1}`:      `unknown field "x"`,
-		"":                                      `agent "": required`,
+		`{"agent": "heartbeat:X", "params": {"a-b": "1"}}`: `params "a-b"`,
+		`{"agent": "Dummy"}`:                            "want provider:type",
+		`{"agent": "heartbeat:X", "stop_timeout": 0.1}`: `stop_timeout "100ms": must be between 1s and 1h`,
+		`{"agent": "heartbeat:X", "x": 1}`:              `unknown field "x"`,
+		`{"agent": "heartbeat:X"} {}`:                   "trailing data",
+		`{}`:                                            `agent "": required`,
+		"agent=heartbeat:X\n":                           "invalid character",
 	}
 	for in, want := range bad {
 		if _, err := ParseSpec([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
@@ -262,20 +262,6 @@ func TestRealAnythingRunsAndStopsAProcess(t *testing.T) {
 	}
 	if st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(st), ") Z ") {
 		t.Errorf("sleep %d still runs after Stop: %s", pid, st)
-	}
-}
-
-func TestDirSpecs(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "vip.conf"), []byte("agent=heartbeat:IPaddr2\nparam=ip=10.0.0.5\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := DirSpecs(dir).Spec(context.Background(), "ocf:vip")
-	if err != nil || s.Params["ip"] != "10.0.0.5" {
-		t.Errorf("Spec(ocf:vip) = %+v, %v", s, err)
-	}
-	if _, err := DirSpecs(dir).Spec(context.Background(), "ocf:none"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Spec(ocf:none) = %v, want not exist", err)
 	}
 }
 

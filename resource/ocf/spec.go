@@ -12,7 +12,6 @@
 package ocf
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -120,80 +119,18 @@ func paramName(s string) bool {
 	return true
 }
 
-// ParseSpec reads a Spec from JSON (when the first non-blank byte is '{') or
-// from key=value lines ('#' comments, blank lines ignored):
-//
-//	agent=heartbeat:IPaddr2
-//	param=ip=10.0.0.10
-//	param=cidr_netmask=24
-//	start_timeout=20s
-//	stop_timeout=20s
-//	monitor_timeout=20s
+// ParseSpec reads a Spec from a JSON object with the field names of the
+// Spec's json tags (as the API stores it); unknown fields are errors. The
+// result is normalised and validated.
 func ParseSpec(data []byte) (Spec, error) {
 	var s Spec
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '{' {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			return Spec{}, fmt.Errorf("parse ocf spec: %w", err)
-		}
-		if dec.More() {
-			return Spec{}, errors.New("parse ocf spec: trailing data after the JSON object")
-		}
-	} else {
-		seen := map[string]int{}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		line := 0
-		for sc.Scan() {
-			line++
-			text := strings.TrimSpace(sc.Text())
-			if text == "" || strings.HasPrefix(text, "#") {
-				continue
-			}
-			key, val, ok := strings.Cut(text, "=")
-			key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-			if !ok {
-				return Spec{}, fmt.Errorf("parse ocf spec: line %d: %q: want key=value", line, text)
-			}
-			if prev, dup := seen[key]; dup && key != "param" {
-				return Spec{}, fmt.Errorf("parse ocf spec: line %d: key %q repeated (first on line %d)", line, key, prev)
-			}
-			seen[key] = line
-			var d *exec.Duration
-			switch key {
-			case "agent":
-				s.Agent = val
-			case "param":
-				k, v, ok := strings.Cut(val, "=")
-				if !ok {
-					return Spec{}, fmt.Errorf("parse ocf spec: line %d: param %q: want NAME=VALUE", line, val)
-				}
-				if _, dup := s.Params[k]; dup {
-					return Spec{}, fmt.Errorf("parse ocf spec: line %d: param %q set twice", line, k)
-				}
-				if s.Params == nil {
-					s.Params = map[string]string{}
-				}
-				s.Params[k] = v
-			case "start_timeout":
-				d = &s.StartTimeout
-			case "stop_timeout":
-				d = &s.StopTimeout
-			case "monitor_timeout":
-				d = &s.MonitorTimeout
-			default:
-				return Spec{}, fmt.Errorf("parse ocf spec: line %d: unknown key %q", line, key)
-			}
-			if d != nil {
-				if err := d.UnmarshalJSON([]byte(fmt.Sprintf("%q", val))); err != nil {
-					return Spec{}, fmt.Errorf("parse ocf spec: line %d: %s: %w", line, key, err)
-				}
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return Spec{}, fmt.Errorf("parse ocf spec: %w", err)
-		}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Spec{}, fmt.Errorf("parse ocf spec: %w", err)
+	}
+	if dec.More() {
+		return Spec{}, errors.New("parse ocf spec: trailing data after the JSON object")
 	}
 	n, err := s.Normalize()
 	if err != nil {

@@ -36,3 +36,30 @@ func CheckConfigID(kind, id string) error {
 
 // ValidConfigID reports whether CheckConfigID accepts id.
 func ValidConfigID(id string) bool { return CheckConfigID("config", id) == nil }
+
+// MaxNodeNameLen is the longest node name accepted, in bytes (a DNS label).
+const MaxNodeNameLen = 63
+
+// NodeNameRule says what CheckNodeName expects, for error messages that
+// name the field themselves.
+const NodeNameRule = "expected letters, digits and '-', at most 63, not starting or ending with '-'"
+
+// CheckNodeName checks a node name: 1 to MaxNodeNameLen letters, digits
+// and '-', not starting or ending with '-' (a DNS label, as PVE's node
+// names). The agent config, the API and the certificate tooling all use
+// it, so a name one accepts the others accept too. The error names the
+// value and says what was expected.
+func CheckNodeName(s string) error {
+	ok := len(s) > 0 && len(s) <= MaxNodeNameLen && s[0] != '-' && s[len(s)-1] != '-'
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-'
+	}
+	if !ok {
+		return fmt.Errorf("node name %q: %s", s, NodeNameRule)
+	}
+	return nil
+}
+
+// ValidNodeName reports whether CheckNodeName accepts s.
+func ValidNodeName(s string) bool { return CheckNodeName(s) == nil }

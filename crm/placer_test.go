@@ -9,6 +9,15 @@ import (
 	"haxd/ha"
 )
 
+// newCRMWith creates a CRM with PVE timing that places with basicPlacer
+// when basic is set, else with the default rulesPlacer.
+func newCRMWith(e *fakeEnv, basic bool) *CRM {
+	if basic {
+		return newBasicCRM(e, ha.PVETiming())
+	}
+	return New(e, ha.PVETiming())
+}
+
 // newBasicCRM creates a CRM whose manager places with basicPlacer.
 func newBasicCRM(e *fakeEnv, t ha.Timing) *CRM {
 	c := New(e, t)
@@ -120,12 +129,7 @@ func TestBasicPlacerAgreesWithRulesPlacer(t *testing.T) {
 				}{{"vm:101", "node1"}, {"vm:102", "node2"}, {"vm:103", "node2"}, {"vm:104", "node4"}, {"ct:105", "node4"}, {"vm:106", "node4"}} {
 					e.addService(s.sid, s.node, ha.RequestStarted)
 				}
-				var c *CRM
-				if basic {
-					c = newBasicCRM(e, ha.PVETiming())
-				} else {
-					c = New(e, ha.PVETiming())
-				}
+				c := newCRMWith(e, basic)
 				c.Step()
 				return append(e.takeLogs(), scripts[name](t, e, c)...)
 			}
