@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/gossip"
 	"haxd/ha"
 )
 
@@ -79,6 +80,11 @@ func TestFinishRejects(t *testing.T) {
 		{"unspecified bind without advertise_ip", func(c *Config) { c.AdvertiseIP = ""; c.GossipAddr = "0.0.0.0:7946" }, "advertise_ip: required when gossip_addr binds to 0.0.0.0", false},
 		{"bad advertise_ip", func(c *Config) { c.AdvertiseIP = "node1.lan" }, `advertise_ip "node1.lan": not an IP address`, false},
 		{"gossip host name", func(c *Config) { c.GossipAddr = "node1:7946" }, `gossip_addr "node1:7946": "node1" is not an IP address`, false},
+		{"event gap as long as a round", func(c *Config) { c.EventRoundGap = d("250ms") }, "event_round_gap 250ms: expected >= 0 and less than crm_round", false},
+		{"negative event gap", func(c *Config) { c.EventRoundGap = d("-1ms") }, "event_round_gap -1ms", false},
+		{"probe timeout not below the interval", func(c *Config) { c.GossipProbeTimeout = d("100ms") }, "gossip_probe_timeout 100ms, gossip_probe_interval 100ms", false},
+		{"zero probe interval", func(c *Config) { c.GossipProbeInterval = d("0s") }, "gossip_probe_timeout 50ms, gossip_probe_interval 0s", false},
+		{"zero suspicion mult", func(c *Config) { c.GossipSuspicionMult = 0 }, "gossip_suspicion_mult 0", false},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
@@ -171,6 +177,37 @@ func TestEncryptKeyFile(t *testing.T) {
 			t.Errorf("%s: key %q not read", tt.name, cfg.EncryptKey)
 		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "encrypt_key")):
 			t.Errorf("%s: err %v, want one containing %q", tt.name, err, tt.wantErr)
+		}
+	}
+}
+
+func TestGossipTimingByProfile(t *testing.T) {
+	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
+	tests := []struct {
+		name           string
+		mutate         func(*Config)
+		probe, timeout time.Duration
+		mult, maxMult  int
+	}{
+		{"fast", func(c *Config) {}, 100 * time.Millisecond, 50 * time.Millisecond, 2, 3},
+		{"pve keeps the gossip defaults", func(c *Config) { c.TimingProfile = "pve" }, 200 * time.Millisecond, 100 * time.Millisecond, 2, 3},
+		{"overrides", func(c *Config) {
+			c.GossipProbeInterval, c.GossipProbeTimeout = d("300ms"), d("150ms")
+			c.GossipSuspicionMult, c.GossipSuspicionMaxTimeoutMult = 4, 6
+		}, 300 * time.Millisecond, 150 * time.Millisecond, 4, 6},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.AdvertiseIP, cfg.EncryptKey = "node1", "10.0.0.1", goodKey
+		tt.mutate(&cfg)
+		if _, err := cfg.Finish(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		gc := gossip.LocalConfig("node1")
+		cfg.applyGossipTiming(&gc)
+		if gc.ProbeInterval != tt.probe || gc.ProbeTimeout != tt.timeout || gc.SuspicionMult != tt.mult || gc.SuspicionMaxTimeoutMult != tt.maxMult {
+			t.Errorf("%s: probe %v timeout %v mult %d max %d, want %v %v %d %d", tt.name,
+				gc.ProbeInterval, gc.ProbeTimeout, gc.SuspicionMult, gc.SuspicionMaxTimeoutMult, tt.probe, tt.timeout, tt.mult, tt.maxMult)
 		}
 	}
 }
