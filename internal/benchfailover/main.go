@@ -86,7 +86,7 @@ func main() {
 		}
 		extra = append([]string{"fence_config=" + bmcs.cfgPath, "fence_status_interval=50ms", "fence_retries=0"}, extra...)
 	}
-	cl, err := cluster.Start(ctx, cluster.Options{Binary: abs, Dir: dir, Nodes: 3, Timing: *timing, Extra: extra})
+	cl, err := cluster.Start(ctx, cluster.Options{Binary: abs, Dir: dir, Nodes: 3, Timing: *timing, Extra: extra, Metrics: true})
 	if err != nil {
 		fatal(err)
 	}
@@ -201,6 +201,9 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 		timing += fmt.Sprintf(" + fence device (%d of %d runs recovered on the confirmation)", fencedRuns, runs)
 	}
 	report(samples, timing, violations)
+	lost, fences := selfFences(cl)
+	fmt.Printf("surviving LRMs that lost their lock: %d; guard self-fences: %d (a killed node's own guard counts too)\n", lost, fences)
+	printLatencies(cl)
 	if len(lockTaken) > 0 {
 		fmt.Printf("\nphases (min / median / p95 / p99 / max): lock taken after the kill %s; start elsewhere after the takeover %s\n", spread(lockTaken), spread(starts))
 	}
@@ -309,6 +312,19 @@ func runSoak(ctx context.Context, cl *cluster.Cluster, d time.Duration) {
 	must(cl, err)
 	fmt.Printf("\n| soak | CPU hogs | fsyncs | LRM lost its lock | guard self-fences | needless recoveries | service runs (3 services) | invariant violations |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Printf("| %v | %d | %d | %d | %d | %d | %d | %d |\n", d, runtime.NumCPU(), fsyncs.Load(), lostLocks, guardFences, recoveries, len(runs), len(violations))
+	printLatencies(cl)
+}
+
+// selfFences counts, over every node's logs, LRMs that lost their lock
+// and guard self-fences.
+func selfFences(cl *cluster.Cluster) (lostLocks, guardFences int) {
+	for _, n := range cl.Nodes {
+		b, _ := os.ReadFile(n.Log)
+		lostLocks += strings.Count(string(b), "=> lost_agent_lock")
+		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
+		guardFences += strings.Count(string(g), "guard: self-fence,")
+	}
+	return lostLocks, guardFences
 }
 
 // loadAvg returns the 1, 5 and 15 minute load averages of the machine.
