@@ -71,22 +71,32 @@ func TestWatchCancelStopsWakeUps(t *testing.T) {
 func TestWatchSeesCommittedChanges(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	c.form()
-	l := c.leader()
-	f := c.follower(l)
-	ch, cancel := c.nodes[f].Watch(ChangeManagerStatus)
-	defer cancel()
-	term, ok := c.nodes[l].LeaderTerm()
-	if !ok {
-		t.Fatal("no leader term")
+	// Watch every node: under load the leadership may move before the
+	// write, and whichever node is a follower then must be woken.
+	chs := make([]<-chan struct{}, len(c.nodes))
+	for i, s := range c.nodes {
+		ch, cancel := s.Watch(ChangeManagerStatus)
+		defer cancel()
+		chs[i] = ch
 	}
-	ms := &ha.ManagerStatus{MasterNode: c.nodes[l].NodeID(), ServiceStatus: map[ha.SID]*ha.ServiceStatus{
-		"exec:a": {Node: c.nodes[f].NodeID(), State: ha.StateStarted},
-	}}
-	if err := c.nodes[l].WriteManagerStatus(c.ctx(5*time.Second), term, ms); err != nil {
-		t.Fatalf("write manager status: %v", err)
+	var l, f int
+	ok := eventually(10*time.Second, func() bool {
+		l = c.leader()
+		f = c.follower(l)
+		term, isLeader := c.nodes[l].LeaderTerm()
+		if !isLeader {
+			return false
+		}
+		ms := &ha.ManagerStatus{MasterNode: c.nodes[l].NodeID(), ServiceStatus: map[ha.SID]*ha.ServiceStatus{
+			"exec:a": {Node: c.nodes[f].NodeID(), State: ha.StateStarted},
+		}}
+		return c.nodes[l].WriteManagerStatus(c.ctx(5*time.Second), term, ms) == nil
+	})
+	if !ok {
+		t.Fatal("no manager status write succeeded in 10 s")
 	}
 	select {
-	case <-ch:
+	case <-chs[f]:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the follower's watcher was not woken by the applied manager status")
 	}

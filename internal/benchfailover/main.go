@@ -300,10 +300,11 @@ func runSoak(ctx context.Context, cl *cluster.Cluster, d time.Duration) {
 	// A self-fence shows as an LRM losing its lock or as the guard
 	// killing; a needless recovery as a service sent to fence; a service
 	// killed and restarted in place as more than one recorded run.
-	lostLocks, guardFences, recoveries := 0, 0, 0
+	lostLocks, guardFences, recoveries, suspected := 0, 0, 0, 0
 	for _, n := range cl.Nodes {
 		b, _ := os.ReadFile(n.Log)
 		lostLocks += strings.Count(string(b), "=> lost_agent_lock")
+		suspected += strings.Count(string(b), `msg="gossip member failed"`)
 		recoveries += strings.Count(string(b), "to 'fence'")
 		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
 		guardFences += strings.Count(string(g), "guard: self-fence")
@@ -312,6 +313,7 @@ func runSoak(ctx context.Context, cl *cluster.Cluster, d time.Duration) {
 	must(cl, err)
 	fmt.Printf("\n| soak | CPU hogs | fsyncs | LRM lost its lock | guard self-fences | needless recoveries | service runs (3 services) | invariant violations |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Printf("| %v | %d | %d | %d | %d | %d | %d | %d |\n", d, runtime.NumCPU(), fsyncs.Load(), lostLocks, guardFences, recoveries, len(runs), len(violations))
+	fmt.Printf("healthy members declared failed by gossip (all nodes' views): %d\n", suspected)
 	printLatencies(cl)
 }
 
