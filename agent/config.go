@@ -218,7 +218,7 @@ func (c *Config) applyGossipTiming(gc *gossip.Config) {
 	gc.ProbeInterval, gc.ProbeTimeout = def.ProbeInterval, def.ProbeTimeout
 	gc.SuspicionMult, gc.SuspicionMaxTimeoutMult = def.SuspicionMult, def.SuspicionMaxTimeoutMult
 	if c.TimingProfile != "pve" {
-		gc.ProbeInterval, gc.ProbeTimeout = FastGossipProbeInterval, FastGossipProbeTimeout
+		gc.ProbeInterval, gc.ProbeTimeout = fastGossipProbeInterval, fastGossipProbeTimeout
 	}
 	if c.GossipProbeInterval != nil {
 		gc.ProbeInterval = *c.GossipProbeInterval
@@ -239,8 +239,10 @@ func (c *Config) applyGossipTiming(gc *gossip.Config) {
 // (p95 536 ms) on loopback, with no false suspicion in 60 s with the
 // CPUs 4× oversubscribed.
 const (
-	FastGossipProbeInterval = 100 * time.Millisecond
-	FastGossipProbeTimeout  = 50 * time.Millisecond
+	// fastGossipProbeInterval is gossip_probe_interval in the fast profile.
+	fastGossipProbeInterval = 100 * time.Millisecond
+	// fastGossipProbeTimeout is gossip_probe_timeout in the fast profile.
+	fastGossipProbeTimeout = 50 * time.Millisecond
 )
 
 // eventRoundGap returns EventRoundGap or its default.
