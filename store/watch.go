@@ -86,7 +86,9 @@ func (s *Store) applied(op string) {
 // holds at most one, so a reader that was busy sees one wake-up for any
 // number of changes, and must then read the state it cares about (which
 // already includes every change that woke it). The channel is never
-// closed.
+// closed. A snapshot restore wakes nobody: a watcher must still poll,
+// the watch only saves it the wait. A new command that changes one of
+// these kinds of state must be added to opChange.
 func (s *Store) Watch(mask Change) (<-chan struct{}, func()) {
 	w := &watcher{mask: mask, ch: make(chan struct{}, 1)}
 	s.watch.mu.Lock()
