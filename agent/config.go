@@ -491,6 +491,18 @@ func (c *Config) Finish() (warnings []string, err error) {
 			}
 		}
 	}
+	if c.FenceConfig != "" {
+		gc := gossip.DefaultConfig(c.NodeName)
+		c.applyGossipTiming(&gc)
+		// A stall of about one probe plus the suspicion timeout makes
+		// gossip declare a healthy node failed for an instant (it
+		// refutes at once); fence_delay is what keeps the master from
+		// powering it off.
+		if silence := gc.ProbeInterval * time.Duration(1+gc.SuspicionMult); c.Timing.FenceDelay < 2*silence {
+			warnings = append(warnings, fmt.Sprintf("fence_delay (%v) is less than twice gossip's failure threshold (about %v of silence): a node that stalls that long under load may be declared failed and powered off by a fence device",
+				c.Timing.FenceDelay, silence))
+		}
+	}
 	return warnings, nil
 }
 

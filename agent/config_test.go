@@ -211,3 +211,33 @@ func TestGossipTimingByProfile(t *testing.T) {
 		}
 	}
 }
+
+func TestFenceDelayWarning(t *testing.T) {
+	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
+	tests := []struct {
+		name   string
+		fence  string
+		delay  *time.Duration
+		warned bool
+	}{
+		{"fence device, default fence_delay", "/etc/haxd/fence.cfg", nil, false},
+		{"fence device, fence_delay 0", "/etc/haxd/fence.cfg", d("0s"), true},
+		{"no fence device, fence_delay 0", "", d("0s"), false},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.AdvertiseIP, cfg.EncryptKey = "node1", "10.0.0.1", goodKey
+		cfg.FenceConfig, cfg.FenceDelay = tt.fence, tt.delay
+		warnings, err := cfg.Finish()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		warned := false
+		for _, w := range warnings {
+			warned = warned || strings.Contains(w, "fence_delay (0s) is less than twice gossip's failure threshold")
+		}
+		if warned != tt.warned {
+			t.Errorf("%s: warned = %v (%q), want %v", tt.name, warned, warnings, tt.warned)
+		}
+	}
+}
