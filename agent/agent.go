@@ -147,6 +147,9 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	if gcfg.BindPort, err = strconv.Atoi(gport); err != nil {
 		return fmt.Errorf("gossip_addr %q: port: %w", cfg.GossipAddr, err)
 	}
+	cfg.applyGossipTiming(&gcfg)
+	a.log.Info("gossip failure detector", "probe_interval", gcfg.ProbeInterval, "probe_timeout", gcfg.ProbeTimeout,
+		"suspicion_mult", gcfg.SuspicionMult, "suspicion_max_timeout_mult", gcfg.SuspicionMaxTimeoutMult)
 	gcfg.AdvertiseAddr = ""
 	if cfg.AdvertiseIP != "" {
 		gcfg.AdvertiseAddr = cfg.AdvertiseIP
@@ -260,8 +263,17 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	lrmDone := make(chan struct{})
 	crmStop := make(chan struct{})
 	lrmStop := make(chan struct{})
-	go a.runCRM(crmStop, crmDone)
-	go a.runLRM(life, lrmStop, lrmDone)
+	crmWake, lrmWake := newWaker(), newWaker()
+	go wakeOnGossip(life, g.Events(), crmWake)
+	go forwardWakes(life, a.n.devices.woken(), crmWake)
+	crmChanges, stopCRMWatch := st.Watch(store.ChangeResources | store.ChangeCommands)
+	defer stopCRMWatch()
+	go forwardWakes(life, crmChanges, crmWake)
+	lrmChanges, stopLRMWatch := st.Watch(store.ChangeManagerStatus)
+	defer stopLRMWatch()
+	go wakeOnAssignment(life, lrmChanges, st.ManagerStatus, cfg.NodeName, lrmWake)
+	go a.runCRM(crmStop, crmDone, crmWake)
+	go a.runLRM(life, lrmStop, lrmDone, lrmWake)
 	a.log.Info("agent started", "raft", st.Addr(), "gossip", g.LocalAddr(), "api", cfg.APISocket,
 		"lock_ttl", cfg.Timing.LockTTL, "watchdog_timeout", cfg.Timing.WatchdogTimeout)
 	a.lrmStep.Store(time.Now().UnixNano())
@@ -297,7 +309,11 @@ func (a *Agent) detectNodeShutdown() bool {
 }
 
 // runCRM steps the CRM once per CRMRound until stop, then shuts it down.
-func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
+// Between rounds it runs one at once when woken (a gossip member failed or
+// left, a fence job ended, the resources or commands changed) and, on the
+// leader, when another node's lock becomes takeable, never two rounds at
+// a time and never two starts closer than EventRoundGap.
+func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}, wake waker) {
 	defer close(done)
 	e := newEnv(a.n, "crm", nil)
 	c := crm.New(e, a.cfg.Timing)
@@ -308,22 +324,25 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}) {
 			return
 		}
 		a.n.metrics.crmRoundDone(time.Since(start))
-		select {
-		case <-stop:
+		sched := roundSchedule{period: a.cfg.Timing.CRMRound, gap: a.cfg.eventRoundGap(),
+			at: nextLockExpiry(a.n.store, a.n.name, time.Now())}
+		switch r := waitRound(start, sched, stop, wake); r {
+		case wakeStop:
 			if !stopping {
 				c.RequestShutdown()
 				stopping = true
 			}
-		case <-a.n.devices.woken():
-			// A fence job ended: act on it now, not a round later.
-		case <-time.After(time.Until(start.Add(a.cfg.Timing.CRMRound))):
+		case wakeAt, wakeEvent:
+			a.log.Debug("CRM round now, not at its next tick", "origin", a.n.name+"/crm", "why", r.String())
 		}
 	}
 }
 
 // runLRM steps the LRM at its own pace until stop, then follows the
-// shutdown request until the LRM exits.
-func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- struct{}) {
+// shutdown request until the LRM exits. A wake-up (the master's status
+// changed what concerns this node) runs a round at once, never two at a
+// time and never two starts closer than EventRoundGap.
+func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- struct{}, wake waker) {
 	defer close(done)
 	e := newEnv(a.n, "lrm", newWorkers(life, a.cfg.MaxWorkers))
 	feedCtx, stopFeed := context.WithCancel(life)
@@ -337,18 +356,19 @@ func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- s
 			return
 		}
 		a.lrmStep.Store(time.Now().UnixNano())
-		wait := time.Until(start.Add(l.Interval()))
+		period := l.Interval()
 		if stopping {
-			wait = min(wait, 100*time.Millisecond)
+			period = min(period, 100*time.Millisecond)
 		}
-		select {
-		case <-stop:
+		switch r := waitRound(start, roundSchedule{period: period, gap: a.cfg.eventRoundGap()}, stop, wake); r {
+		case wakeStop:
 			if !stopping {
 				l.RequestShutdown()
 				stopping = true
 				stop = nil
 			}
-		case <-time.After(wait):
+		case wakeEvent:
+			a.log.Debug("LRM round now, not at its next tick", "origin", a.n.name+"/lrm", "why", "the master's status changed for this node")
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/gossip"
 	"haxd/ha"
 )
 
@@ -86,6 +87,11 @@ func TestFinishRejects(t *testing.T) {
 		{"bad usage source", func(c *Config) { c.NodeUsageSource = "cgroups" }, `node_usage_source "cgroups": expected "proc" or "services"`, false},
 		{"negative usage threshold", func(c *Config) { c.UsageCPUThresholdMillicores = -1 }, "usage_cpu_threshold_millicores -1", false},
 		{"zero usage max interval", func(c *Config) { c.UsageMaxInterval = 0 }, "usage_max_interval 0s: expected a positive duration", false},
+		{"event gap as long as a round", func(c *Config) { c.EventRoundGap = d("250ms") }, "event_round_gap 250ms: expected >= 0 and less than crm_round", false},
+		{"negative event gap", func(c *Config) { c.EventRoundGap = d("-1ms") }, "event_round_gap -1ms", false},
+		{"probe timeout not below the interval", func(c *Config) { c.GossipProbeTimeout = d("100ms") }, "gossip_probe_timeout 100ms, gossip_probe_interval 100ms", false},
+		{"zero probe interval", func(c *Config) { c.GossipProbeInterval = d("0s") }, "gossip_probe_timeout 50ms, gossip_probe_interval 0s", false},
+		{"zero suspicion mult", func(c *Config) { c.GossipSuspicionMult = 0 }, "gossip_suspicion_mult 0", false},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
@@ -183,6 +189,67 @@ func TestEncryptKeyFile(t *testing.T) {
 			t.Errorf("%s: key %q not read", tt.name, cfg.EncryptKey)
 		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "encrypt_key")):
 			t.Errorf("%s: err %v, want one containing %q", tt.name, err, tt.wantErr)
+		}
+	}
+}
+
+func TestGossipTimingByProfile(t *testing.T) {
+	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
+	tests := []struct {
+		name           string
+		mutate         func(*Config)
+		probe, timeout time.Duration
+		mult, maxMult  int
+	}{
+		{"fast", func(c *Config) {}, 100 * time.Millisecond, 50 * time.Millisecond, 2, 3},
+		{"pve keeps the gossip defaults", func(c *Config) { c.TimingProfile = "pve" }, 200 * time.Millisecond, 100 * time.Millisecond, 2, 3},
+		{"overrides", func(c *Config) {
+			c.GossipProbeInterval, c.GossipProbeTimeout = d("300ms"), d("150ms")
+			c.GossipSuspicionMult, c.GossipSuspicionMaxTimeoutMult = 4, 6
+		}, 300 * time.Millisecond, 150 * time.Millisecond, 4, 6},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.AdvertiseIP, cfg.EncryptKey = "node1", "10.0.0.1", goodKey
+		tt.mutate(&cfg)
+		if _, err := cfg.Finish(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		gc := gossip.LocalConfig("node1")
+		cfg.applyGossipTiming(&gc)
+		if gc.ProbeInterval != tt.probe || gc.ProbeTimeout != tt.timeout || gc.SuspicionMult != tt.mult || gc.SuspicionMaxTimeoutMult != tt.maxMult {
+			t.Errorf("%s: probe %v timeout %v mult %d max %d, want %v %v %d %d", tt.name,
+				gc.ProbeInterval, gc.ProbeTimeout, gc.SuspicionMult, gc.SuspicionMaxTimeoutMult, tt.probe, tt.timeout, tt.mult, tt.maxMult)
+		}
+	}
+}
+
+func TestFenceDelayWarning(t *testing.T) {
+	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
+	tests := []struct {
+		name   string
+		fence  string
+		delay  *time.Duration
+		warned bool
+	}{
+		{"fence device, default fence_delay", "/etc/haxd/fence.cfg", nil, false},
+		{"fence device, fence_delay 0", "/etc/haxd/fence.cfg", d("0s"), true},
+		{"no fence device, fence_delay 0", "", d("0s"), false},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.AdvertiseIP, cfg.EncryptKey = "node1", "10.0.0.1", goodKey
+		cfg.FenceConfig, cfg.FenceDelay = tt.fence, tt.delay
+		warnings, err := cfg.Finish()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		warned := false
+		for _, w := range warnings {
+			warned = warned || strings.Contains(w, "fence_delay (0s) is less than twice gossip's failure threshold")
+		}
+		if warned != tt.warned {
+			t.Errorf("%s: warned = %v (%q), want %v", tt.name, warned, warnings, tt.warned)
 		}
 	}
 }

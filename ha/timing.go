@@ -17,8 +17,9 @@ import (
 //	LockValidity + SelfFenceTime + WatchdogTimeout + ClockDriftMargin < LockTTL
 type Timing struct {
 	// CRMRound is the period of the master CRM's manage round; a failed
-	// node's lock is taken at the first round after it expired. PVE 10 s;
-	// fast 250 ms.
+	// node's lock is taken at the first round after it expired (the
+	// agent runs a round at the expiry itself, and on other events, see
+	// its event_round_gap). PVE 10 s; fast 250 ms.
 	CRMRound time.Duration
 	// LRMRound is the period of an active LRM's round (lock renewal and
 	// resource actions). PVE 10 s; fast 250 ms.

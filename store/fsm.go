@@ -132,6 +132,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 			f.hooks.lockReleased(released)
 		}
 	}
+	if w, ok := f.hooks.(applyWatcher); ok {
+		w.applied(cmd.Op)
+	}
 	return res
 }
 

@@ -39,6 +39,7 @@ type Store struct {
 	hadState bool
 
 	timers  lockTimers
+	watch   watchers
 	members members
 	pool    *fwdPool
 

@@ -155,6 +155,32 @@ func fencePhases(cl *cluster.Cluster, marks map[string]int64, node string, kille
 	return [4]time.Duration{unknown.Sub(killed), confirmed.Sub(unknown), taken.Sub(confirmed), running.Sub(taken)}, true
 }
 
+// killPhases reads the logs written since marks after node was killed at
+// killed: when another node became raft leader (zero when the leadership
+// did not change) and when the master took node's expired lock.
+func killPhases(cl *cluster.Cluster, marks map[string]int64, node string) (elected, taken time.Time) {
+	for _, n := range cl.Nodes {
+		if n.Name == node {
+			continue
+		}
+		b, err := os.ReadFile(n.Log)
+		if err != nil || marks[n.Log] > int64(len(b)) {
+			continue
+		}
+		for _, line := range strings.Split(string(b[marks[n.Log]:]), "\n") {
+			t, ok := lineTime(line)
+			switch {
+			case !ok:
+			case strings.Contains(line, `msg="became raft leader"`) && (elected.IsZero() || t.Before(elected)):
+				elected = t
+			case strings.Contains(line, expiredTakeover) && strings.Contains(line, "previous_owner="+node) && (taken.IsZero() || t.Before(taken)):
+				taken = t
+			}
+		}
+	}
+	return elected, taken
+}
+
 // lineTime parses the time= field of a slog text line.
 func lineTime(line string) (time.Time, bool) {
 	rest, ok := strings.CutPrefix(line, "time=")

@@ -6,11 +6,14 @@
 //	go run ./internal/benchfailover -haxd ./haxd -runs 5 -timing pve
 //	go run ./internal/benchfailover -haxd ./haxd -soak 10m
 //	go run ./internal/benchfailover -haxd ./haxd -runs 30 -fence
+//	go run ./internal/benchfailover -haxd ./haxd -runs 30 -kill leader
 //
 // Failover: a 3-node cluster runs one demo service (heartbeats with the
 // monotonic clock). Each run kills the node running it the hard way (SIGKILL
 // of agent, guard and service; never the raft leader, so the measurement is
-// the plain node-failure case) and measures from the kill to the first
+// the plain node-failure case; with -kill leader always the raft leader,
+// whose CRM is the master, so a new leader must be elected and restart
+// the lock timers first) and measures from the kill to the first
 // heartbeat of the service on another node. The killed node is then
 // restarted and the cluster settles before the next run. The invariant
 // check runs over all recorded heartbeats at the end.
@@ -51,9 +54,13 @@ func main() {
 	soak := flag.Duration("soak", 0, "run the no-fault soak for this long instead of failovers")
 	keep := flag.Bool("keep", false, "keep the cluster directory")
 	fenceMode := flag.Bool("fence", false, "fence through simulated IPMI BMCs and fence_ipmilan")
+	kill := flag.String("kill", "other", "whose node to kill: other (a node that is not the raft leader) or leader (the master's own node)")
 	var sets setFlags
 	flag.Var(&sets, "set", "agent config override key=value (repeatable)")
 	flag.Parse()
+	if *kill != "other" && *kill != "leader" {
+		fatal(fmt.Errorf("-kill %q: expected other or leader", *kill))
+	}
 	abs, err := filepath.Abs(*bin)
 	if err != nil {
 		fatal(err)
@@ -79,7 +86,7 @@ func main() {
 		}
 		extra = append([]string{"fence_config=" + bmcs.cfgPath, "fence_status_interval=50ms", "fence_retries=0"}, extra...)
 	}
-	cl, err := cluster.Start(ctx, cluster.Options{Binary: abs, Dir: dir, Nodes: 3, Timing: *timing, Extra: extra})
+	cl, err := cluster.Start(ctx, cluster.Options{Binary: abs, Dir: dir, Nodes: 3, Timing: *timing, Extra: extra, Metrics: true})
 	if err != nil {
 		fatal(err)
 	}
@@ -91,10 +98,10 @@ func main() {
 		runSoak(ctx, cl, *soak)
 		return
 	}
-	runFailovers(ctx, cl, *runs, *timing, bmcs)
+	runFailovers(ctx, cl, *runs, *timing, bmcs, *kill == "leader")
 }
 
-func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing string, bmcs *fenceBMCs) {
+func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing string, bmcs *fenceBMCs, killLeader bool) {
 	const sid = "exec:bench"
 	must(cl, retry(30*time.Second, func() error { return cl.AddDemoService(ctx, cl.Nodes[0], sid, "node2") }))
 	settle := 3 * time.Minute
@@ -104,16 +111,31 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 	var samples []time.Duration
 	fencedRuns := 0
 	var phases [][4]time.Duration
-	for i := range runs {
+	var elections, lockTaken, starts []time.Duration
+	fmt.Printf("load average at the start: %s\n", loadAvg())
+	attempts := 0
+	for len(samples) < runs {
+		attempts++
 		node := waitRunning(cl, sid, settle)
 		leader := leaderName(ctx, cl)
-		if node == leader {
+		switch {
+		case killLeader && node != leader:
+			// The master's own node dies with the service: move the
+			// service to the raft leader first.
+			_ = cl.Node(leader).Client().Relocate(ctx, apiMove(sid, leader))
+			waitUntil(cl, settle, func() bool { return cl.RunningOn(sid, 300*time.Millisecond) == leader })
+			node = leader
+		case !killLeader && node == leader:
 			// Keep the measurement to the plain node failure: move the
 			// service off the raft leader first.
 			target := firstOther(cl, leader)
 			_ = cl.Node(leader).Client().Relocate(ctx, apiMove(sid, target))
 			waitUntil(cl, settle, func() bool { return cl.RunningOn(sid, 300*time.Millisecond) == target })
 			node = target
+		}
+		if killLeader && leaderName(ctx, cl) != node {
+			// The leadership moved meanwhile: try again.
+			continue
 		}
 		victim := cl.Node(node)
 		confirmed, expired := countLogs(cl, fencedTakeover), countLogs(cl, expiredTakeover, "previous_owner="+node)
@@ -126,7 +148,20 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 		})
 		d := time.Since(killed)
 		samples = append(samples, d)
-		fmt.Printf("run %2d: killed %s, %s running on %s after %.2f s\n", i+1, node, sid, cl.RunningOn(sid, time.Second), d.Seconds())
+		fmt.Printf("run %2d: killed %s, %s running on %s after %.2f s (load %s)\n", len(samples), node, sid, cl.RunningOn(sid, time.Second), d.Seconds(), loadAvg())
+		if bmcs == nil {
+			waitUntil(cl, 10*time.Second, func() bool { _, taken := killPhases(cl, marks, node); return !taken.IsZero() })
+			elected, taken := killPhases(cl, marks, node)
+			if !elected.IsZero() {
+				elections = append(elections, elected.Sub(killed))
+				fmt.Printf("        new raft leader %.3f s, ", elected.Sub(killed).Seconds())
+			} else {
+				fmt.Printf("        ")
+			}
+			fmt.Printf("lock taken %.3f s, start elsewhere %.3f s\n", taken.Sub(killed).Seconds(), killed.Add(d).Sub(taken).Seconds())
+			lockTaken = append(lockTaken, taken.Sub(killed))
+			starts = append(starts, killed.Add(d).Sub(taken))
+		}
 		if bmcs != nil {
 			// Did the recovery come from the device's confirmation, or did
 			// the lock TTL run out first (the store logs either)?
@@ -141,7 +176,7 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 						p[0].Seconds(), p[1].Seconds(), p[2].Seconds(), p[3].Seconds())
 				}
 			} else {
-				fmt.Printf("run %2d: recovered after the lock TTL, not on a confirmation\n", i+1)
+				fmt.Printf("run %2d: recovered after the lock TTL, not on a confirmation\n", len(samples))
 			}
 			must(cl, bmcs.powerOn(node))
 		}
@@ -158,14 +193,38 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 	}
 	_, violations, err := cl.Check()
 	must(cl, err)
+	if killLeader {
+		timing += ", the leader's node killed"
+	}
+	fmt.Printf("\n%d attempts for %d runs; load average at the end: %s\n", attempts, runs, loadAvg())
 	if bmcs != nil {
 		timing += fmt.Sprintf(" + fence device (%d of %d runs recovered on the confirmation)", fencedRuns, runs)
 	}
 	report(samples, timing, violations)
+	lost, fences := selfFences(cl)
+	fmt.Printf("surviving LRMs that lost their lock: %d; guard self-fences: %d (a killed node's own guard counts too)\n", lost, fences)
+	printLatencies(cl)
+	if len(lockTaken) > 0 {
+		fmt.Printf("\nphases (min / median / p95 / p99 / max): lock taken after the kill %s; start elsewhere after the takeover %s\n", spread(lockTaken), spread(starts))
+	}
+	if len(elections) > 0 {
+		fmt.Printf("new raft leader after the kill (%d runs; min / median / p95 / p99 / max): %s\n", len(elections), spread(elections))
+	}
 	if len(phases) > 0 {
 		fmt.Printf("\nmedian of %d fenced runs: detect %.2f s | fence device %.2f s | record and take the lock %.3f s | start elsewhere %.2f s\n",
 			len(phases), medianPhase(phases, 0).Seconds(), medianPhase(phases, 1).Seconds(), medianPhase(phases, 2).Seconds(), medianPhase(phases, 3).Seconds())
 	}
+}
+
+// spread formats min / median / p95 / p99 / max of ds (nearest rank).
+func spread(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	pct := func(p float64) time.Duration {
+		i := int(float64(len(s))*p+0.999999) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return fmt.Sprintf("%.3f / %.3f / %.3f / %.3f / %.3f s", s[0].Seconds(), pct(0.5).Seconds(), pct(0.95).Seconds(), pct(0.99).Seconds(), s[len(s)-1].Seconds())
 }
 
 func report(samples []time.Duration, timing string, violations []string) {
@@ -241,10 +300,11 @@ func runSoak(ctx context.Context, cl *cluster.Cluster, d time.Duration) {
 	// A self-fence shows as an LRM losing its lock or as the guard
 	// killing; a needless recovery as a service sent to fence; a service
 	// killed and restarted in place as more than one recorded run.
-	lostLocks, guardFences, recoveries := 0, 0, 0
+	lostLocks, guardFences, recoveries, suspected := 0, 0, 0, 0
 	for _, n := range cl.Nodes {
 		b, _ := os.ReadFile(n.Log)
 		lostLocks += strings.Count(string(b), "=> lost_agent_lock")
+		suspected += strings.Count(string(b), `msg="gossip member failed"`)
 		recoveries += strings.Count(string(b), "to 'fence'")
 		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
 		guardFences += strings.Count(string(g), "guard: self-fence")
@@ -253,6 +313,33 @@ func runSoak(ctx context.Context, cl *cluster.Cluster, d time.Duration) {
 	must(cl, err)
 	fmt.Printf("\n| soak | CPU hogs | fsyncs | LRM lost its lock | guard self-fences | needless recoveries | service runs (3 services) | invariant violations |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Printf("| %v | %d | %d | %d | %d | %d | %d | %d |\n", d, runtime.NumCPU(), fsyncs.Load(), lostLocks, guardFences, recoveries, len(runs), len(violations))
+	fmt.Printf("healthy members declared failed by gossip (all nodes' views): %d\n", suspected)
+	printLatencies(cl)
+}
+
+// selfFences counts, over every node's logs, LRMs that lost their lock
+// and guard self-fences.
+func selfFences(cl *cluster.Cluster) (lostLocks, guardFences int) {
+	for _, n := range cl.Nodes {
+		b, _ := os.ReadFile(n.Log)
+		lostLocks += strings.Count(string(b), "=> lost_agent_lock")
+		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
+		guardFences += strings.Count(string(g), "guard: self-fence,")
+	}
+	return lostLocks, guardFences
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages of the machine.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func leaderName(ctx context.Context, cl *cluster.Cluster) string {
