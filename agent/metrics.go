@@ -36,6 +36,9 @@ type metrics struct {
 	raftStateChange  *prometheus.CounterVec
 	raftCommit       prometheus.Histogram
 	raftLastContact  prometheus.Histogram
+	raftLogBytes     prometheus.Counter
+	raftLogEntries   prometheus.Counter
+	raftLogBatches   prometheus.Counter
 }
 
 // latencyBuckets suit round trips through raft on a LAN (1 ms to 10 s).
@@ -77,6 +80,9 @@ func newMetrics(st *store.Store, nodeName string) *metrics {
 	m.raftStateChange = counterVec("haxd_raft_state_changes_total", "Raft state transitions of this node, by new state (raft's raft.state.*).", "state")
 	m.raftCommit = histogram("haxd_raft_commit_seconds", "Raft commit latency on the leader, from dispatch to commit (raft's raft.commitTime).", latencyBuckets)
 	m.raftLastContact = histogram("haxd_raft_leader_last_contact_seconds", "Time since the leader last heard from a follower (raft's raft.leader.lastContact).", latencyBuckets)
+	m.raftLogBytes = counter("haxd_raft_log_bytes_total", "Bytes of raft log entries this node wrote to its log store (raft-boltdb's raft.boltdb.logBatchSize).")
+	m.raftLogEntries = counter("haxd_raft_log_entries_total", "Raft log entries this node wrote to its log store (raft-boltdb's raft.boltdb.logsPerBatch).")
+	m.raftLogBatches = counter("haxd_raft_log_batches_total", "Log store write transactions of this node, one bbolt commit (and its fsyncs) each (raft-boltdb's raft.boltdb.logBatchSize samples).")
 	m.reg.MustRegister(&clusterCollector{st: st, node: nodeName})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -227,6 +233,11 @@ func (s *raftSink) AddSample(k []string, val float32) {
 		s.m.raftCommit.Observe(float64(val) / 1000)
 	case "raft.leader.lastContact":
 		s.m.raftLastContact.Observe(float64(val) / 1000)
+	case "raft.boltdb.logBatchSize":
+		s.m.raftLogBytes.Add(float64(val))
+		s.m.raftLogBatches.Inc()
+	case "raft.boltdb.logsPerBatch":
+		s.m.raftLogEntries.Add(float64(val))
 	}
 }
 
