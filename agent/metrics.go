@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	armonmetrics "github.com/armon/go-metrics"
 	gometrics "github.com/hashicorp/go-metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -246,9 +247,25 @@ func (s *raftSink) AddSampleWithLabels(k []string, val float32, _ []gometrics.La
 	s.AddSample(k, val)
 }
 
-// raftBridge installs the bridge as go-metrics' global sink: raft reports
-// only through that process-wide global, so the last agent started in a
-// process gets raft's metrics (one agent per process in production).
+// boltSink bridges raft-boltdb's calls, which go to the older
+// armon/go-metrics, into the same mapping as raftSink.
+type boltSink struct {
+	armonmetrics.BlackholeSink
+	raft *raftSink
+}
+
+// AddSample implements armon/go-metrics' MetricSink.
+func (s *boltSink) AddSample(k []string, val float32) { s.raft.AddSample(k, val) }
+
+// AddSampleWithLabels implements armon/go-metrics' MetricSink.
+func (s *boltSink) AddSampleWithLabels(k []string, val float32, _ []armonmetrics.Label) {
+	s.raft.AddSample(k, val)
+}
+
+// raftBridge installs the bridge as go-metrics' global sink (and as
+// armon/go-metrics' for raft-boltdb): raft reports only through that
+// process-wide global, so the last agent started in a process gets raft's
+// metrics (one agent per process in production).
 var raftBridge sync.Mutex
 
 func (m *metrics) bridgeRaft() error {
@@ -258,6 +275,14 @@ func (m *metrics) bridgeRaft() error {
 	cfg.EnableHostname = false
 	cfg.EnableRuntimeMetrics = false
 	cfg.EnableServiceLabel = false
-	_, err := gometrics.NewGlobal(cfg, &raftSink{m: m})
+	sink := &raftSink{m: m}
+	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+		return err
+	}
+	acfg := armonmetrics.DefaultConfig("")
+	acfg.EnableHostname = false
+	acfg.EnableRuntimeMetrics = false
+	acfg.EnableServiceLabel = false
+	_, err := armonmetrics.NewGlobal(acfg, &boltSink{raft: sink})
 	return err
 }

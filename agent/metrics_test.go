@@ -30,7 +30,8 @@ func TestRaftSinkCountsLogStoreWrites(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMetrics(nil, "node1")
-			s := &raftSink{m: m}
+			// raft-boltdb reports through armon/go-metrics: boltSink.
+			s := &boltSink{raft: &raftSink{m: m}}
 			for k, vals := range tc.samples {
 				for _, v := range vals {
 					s.AddSample(strings.Split(k, "."), v)
