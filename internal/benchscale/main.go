@@ -23,19 +23,23 @@
 //     that window.
 //  3. `haxd ha status` run -status-runs times against a follower and the
 //     master: wall time of the CLI, median and max.
-//  4. A second window of -strace-window with `strace -f -c -e
-//     trace=fsync,fdatasync` attached to the master's agent and one
-//     follower's: fsync calls per second. strace stops the traced agent
-//     at every syscall, which slows it (it may even lose its lock under
-//     load): this window is kept apart from the CPU window, the cluster
-//     settles again after it, and lost locks in it are counted apart.
-//     The log-store writes of step 2 are bbolt commits of two fdatasync
-//     calls each, the undisturbed cross-check.
-//  5. Failover: the follower (never the master) holding the most services
+//  4. Failover: the follower (never the master) holding the most services
 //     is killed the hard way (agent, guard and services, SIGKILL); the
 //     time from the kill to the first heartbeat of the first and of the
 //     last of its services on another node. Then the invariant check
 //     runs over every heartbeat recorded in the cell.
+//  5. The killed node is restarted; once every node is online again and
+//     after -settle, a window of -strace-window with `strace -f -c -e
+//     trace=fsync,fdatasync` attached to the master's agent and one
+//     follower's: fsync calls per second. strace stops the traced agent
+//     at every syscall, which slows it (under load it may lose its lock,
+//     counted apart), so this window comes last. The log-store writes of
+//     step 2 (bbolt commits, two fdatasync calls each) are the
+//     undisturbed cross-check. The invariant check runs again.
+//
+// A cell that fails (a timeout, services not recovered) is recorded with
+// its error and what it measured up to then, and the grid goes on; a
+// rerun retries it.
 //
 // The 1-minute load average of the machine is recorded with every window.
 // Each finished cell is appended to OUT/results.json at once; a rerun
@@ -131,13 +135,18 @@ func main() {
 		fatal(err)
 	}
 	for _, c := range grid {
-		if !o.force && slices.ContainsFunc(rs, func(r Result) bool { return r.Nodes == c[0] && r.Services == c[1] }) {
+		if !o.force && slices.ContainsFunc(rs, func(r Result) bool { return r.Nodes == c[0] && r.Services == c[1] && r.Error == "" }) {
 			fmt.Printf("cell %dx%d: in %s already, skipped (-force reruns it)\n", c[0], c[1], filepath.Join(o.out, resultsJSON))
 			continue
 		}
 		r, err := runCell(ctx, o, c[0], c[1])
+		if ctx.Err() != nil {
+			fmt.Printf("cell %dx%d: interrupted, not recorded\n", c[0], c[1])
+			break
+		}
 		if err != nil {
-			fatal(fmt.Errorf("cell %dx%d: %w", c[0], c[1], err))
+			r.Error = err.Error()
+			fmt.Printf("cell %dx%d FAILED: %v\n", c[0], c[1], err)
 		}
 		rs = slices.DeleteFunc(rs, func(x Result) bool { return x.Nodes == r.Nodes && x.Services == r.Services })
 		rs = append(rs, r)
@@ -148,9 +157,6 @@ func main() {
 			fatal(err)
 		}
 		fmt.Println(markdownHeader() + markdownRow(r))
-		if ctx.Err() != nil {
-			break
-		}
 	}
 	fmt.Printf("\nresults: %s\n", o.out)
 }

@@ -83,6 +83,8 @@ type Result struct {
 	GuardFencesStrace int      `json:"guard_self_fences_strace"`
 	MasterChanges     int      `json:"master_changes"`
 	Notes             []string `json:"notes,omitempty"`
+	// Error is why the cell failed; empty when it completed.
+	Error string `json:"error,omitempty"`
 }
 
 func loadResults(dir string) ([]Result, error) {
@@ -131,6 +133,17 @@ func writeOutputs(dir string, rs []Result) error {
 	md.WriteString(markdownHeader())
 	for _, r := range rs {
 		md.WriteString(markdownRow(r))
+	}
+	for _, r := range rs {
+		for _, n := range r.Notes {
+			fmt.Fprintf(&md, "\n- %d × %d: %s", r.Nodes, r.Services, n)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(&md, "\n- %d × %d FAILED: %s", r.Nodes, r.Services, r.Error)
+		}
+	}
+	if !strings.HasSuffix(md.String(), "|\n") {
+		md.WriteString("\n") // end the notes' last line
 	}
 	if err := os.WriteFile(filepath.Join(dir, resultsMD), []byte(md.String()), 0o644); err != nil {
 		return err
@@ -210,11 +223,15 @@ func markdownHeader() string {
 }
 
 func markdownRow(r Result) string {
-	return fmt.Sprintf("| %d × %d | %s | %.1f–%.1f / %.1f | %.0f/s | %.1f / %.1f (%.1f) | %.0f / %.0f | %.0f | %.1f | %.1f | %.1f / %.1f | %.0f / %.0f | %.2f | %.0f (%.0f) | %.2f / %.2f (%d) | %d | %d / %d (%d / %d) |\n",
+	failover := fmt.Sprintf("%.2f / %.2f (%d)", r.FailoverFirstSeconds, r.FailoverLastSeconds, r.FailoverServices)
+	if r.FailoverRecovered < r.FailoverServices {
+		failover = fmt.Sprintf("**%d of %d recovered**", r.FailoverRecovered, r.FailoverServices)
+	}
+	return fmt.Sprintf("| %d × %d | %s | %.1f–%.1f / %.1f | %.0f/s | %.1f / %.1f (%.1f) | %.0f / %.0f | %.0f | %.1f | %.1f | %.1f / %.1f | %.0f / %.0f | %.2f | %.0f (%.0f) | %s | %d | %d / %d (%d / %d) |\n",
 		r.Nodes, r.Services, r.Commit, min(r.LoadWindow[0], r.LoadWindow[1]), max(r.LoadWindow[0], r.LoadWindow[1]), r.LoadFailover,
 		r.AddPerSecond, r.CPUMasterPct, r.CPUFollowerMedianPct, r.CPUFollowerMaxPct, r.RSSMasterMiB, r.RSSMaxMiB,
 		r.RaftBytesPerSecond, r.RaftEntriesPerSecond, r.LogWritesPerSecond, r.FsyncMasterPerSecond, r.FsyncFollowerPerSecond,
 		r.DiskWriteMasterBytesPerSecond/1024, r.DiskWriteMedianBytesPerSecond/1024, r.CRMRoundMeanMs,
-		r.StatusMedianMs, r.StatusMaxMs, r.FailoverFirstSeconds, r.FailoverLastSeconds, r.FailoverServices, r.Violations,
+		r.StatusMedianMs, r.StatusMaxMs, failover, r.Violations,
 		r.LostLocks, r.GuardFences, r.LostLocksStrace, r.GuardFencesStrace)
 }
