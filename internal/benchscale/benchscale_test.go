@@ -153,3 +153,23 @@ func TestLoadResultsBadFile(t *testing.T) {
 		t.Errorf("loadResults of an empty dir: %v, %v", rs, err)
 	}
 }
+
+// TestMarkdownFailedCell: a cell whose failover did not recover every
+// service says so instead of printing times, and its error is listed
+// under the table.
+func TestMarkdownFailedCell(t *testing.T) {
+	r := Result{Nodes: 3, Services: 100, Commit: "abc", FailoverServices: 34, FailoverRecovered: 0,
+		Error: "failover: only 0 of the 34 services of node2 ran elsewhere"}
+	row := markdownRow(r)
+	if !strings.Contains(row, "**0 of 34 recovered**") || strings.Contains(row, "0.00 / 0.00") {
+		t.Errorf("row of a failed failover: %s", row)
+	}
+	dir := t.TempDir()
+	if err := writeOutputs(dir, []Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, resultsMD))
+	if !strings.Contains(string(md), "\n- 3 × 100 FAILED: failover: only 0 of the 34") {
+		t.Errorf("results.md does not list the error:\n%s", md)
+	}
+}

@@ -39,9 +39,20 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 		fmt.Printf("[%s %dx%d load %.1f] %s\n", time.Now().UTC().Format("15:04:05"), n, m, loadAvg(), fmt.Sprintf(format, args...))
 	}
 	logf("starting %d agents (%s profile) in %s", n, o.timing, dir)
-	cl, err := cluster.Start(ctx, cluster.Options{Binary: o.haxd, Dir: dir, Nodes: n, Timing: o.timing, Metrics: true})
-	if err != nil {
-		return r, fmt.Errorf("start the cluster: %w", err)
+	// cluster.Start gives each agent 20 s to answer; a loaded machine
+	// starting 25 agents may need more: try again, in a fresh directory.
+	var cl *cluster.Cluster
+	for try := 1; ; try++ {
+		cdir := filepath.Join(dir, fmt.Sprintf("try%d", try))
+		cl, err = cluster.Start(ctx, cluster.Options{Binary: o.haxd, Dir: cdir, Nodes: n, Timing: o.timing, Metrics: true})
+		if err == nil {
+			break
+		}
+		if try == 3 || ctx.Err() != nil {
+			return r, fmt.Errorf("start the cluster (%d tries): %w", try, err)
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("cluster start try %d failed: %v", try, err))
+		logf("cluster start try %d failed (%v); trying again", try, err)
 	}
 	defer cl.Destroy()
 	if err := waitQuorate(ctx, cl, 3*time.Minute); err != nil {
@@ -228,7 +239,13 @@ func addServices(ctx context.Context, o options, cl *cluster.Cluster, sids []str
 				start := time.Now()
 				var err error
 				for try := 0; ; try++ {
-					if err = addOne(ctx, o, cl.Binary(), node, sids[i], spec); err == nil || try == 5 || ctx.Err() != nil {
+					err = addOne(ctx, o, cl.Binary(), node, sids[i], spec)
+					if err != nil && try > 0 && strings.Contains(err.Error(), "already defined") {
+						// An earlier try whose outcome was unknown (a
+						// leader change, a timeout) did add it.
+						err = nil
+					}
+					if err == nil || try == 5 || ctx.Err() != nil {
 						break
 					}
 					time.Sleep(500 * time.Millisecond)
