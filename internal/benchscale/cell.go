@@ -39,12 +39,13 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 		fmt.Printf("[%s %dx%d load %.1f] %s\n", time.Now().UTC().Format("15:04:05"), n, m, loadAvg(), fmt.Sprintf(format, args...))
 	}
 	logf("starting %d agents (%s profile) in %s", n, o.timing, dir)
-	// cluster.Start gives each agent 20 s to answer; a loaded machine
-	// starting 25 agents may need more: try again, in a fresh directory.
+	// Many agents on a loaded machine are slow to answer: give each 20 s
+	// + 2 s per node, and try twice more, in a fresh directory.
 	var cl *cluster.Cluster
 	for try := 1; ; try++ {
 		cdir := filepath.Join(dir, fmt.Sprintf("try%d", try))
-		cl, err = cluster.Start(ctx, cluster.Options{Binary: o.haxd, Dir: cdir, Nodes: n, Timing: o.timing, Metrics: true})
+		cl, err = cluster.Start(ctx, cluster.Options{Binary: o.haxd, Dir: cdir, Nodes: n, Timing: o.timing, Metrics: true,
+			APITimeout: 20*time.Second + time.Duration(n)*2*time.Second})
 		if err == nil {
 			break
 		}
@@ -364,6 +365,7 @@ func steadyWindow(ctx context.Context, o options, cl *cluster.Cluster, r *Result
 		r.Notes = append(r.Notes, fmt.Sprintf("master changed during the window: %s -> %s", r.Master, now))
 	}
 	secs := t1.Sub(t0).Seconds()
+	r.WindowMeasured = secs
 	var follCPU, follRSS, raftBytes, raftEntries, logWrites, disk []float64
 	for _, n := range cl.Nodes {
 		a, b := p0[n.Name], p1[n.Name]

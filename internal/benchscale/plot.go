@@ -45,9 +45,15 @@ func writePlot(path string, rs []Result) error {
 		unit  func(float64) string
 	}{
 		{"FAILOVER TIME S (SOLID LAST, DASHED FIRST)", func(r Result) [2]float64 {
+			if r.FailoverServices == 0 || r.FailoverRecovered < r.FailoverServices {
+				return [2]float64{-1, -1} // not measured, or not every service recovered
+			}
 			return [2]float64{r.FailoverLastSeconds, r.FailoverFirstSeconds}
 		}, func(v float64) string { return fmt.Sprintf("%.1f", v) }},
 		{"RAFT LOG BYTES/S (MEDIAN NODE)", func(r Result) [2]float64 {
+			if r.WindowMeasured == 0 && r.RaftBytesPerSecond == 0 {
+				return [2]float64{-1, -1} // the cell failed before its window (results from before WindowMeasured have rates)
+			}
 			return [2]float64{r.RaftBytesPerSecond, -1}
 		}, humanBytes},
 	}
@@ -127,17 +133,18 @@ func plotPanel(img *image.RGBA, box image.Rectangle, title string, rs []Result, 
 		}
 		for k := range 2 {
 			var px0, py0 int
-			for j, r := range pts {
+			prev := false
+			for _, r := range pts {
 				v := val(r)[k]
 				if v < 0 {
 					continue
 				}
 				x, y := px(float64(r.Services)), py(v)
 				fill(img, image.Rect(x-3, y-3, x+4, y+4), c)
-				if j > 0 {
+				if prev {
 					line(img, px0, py0, x, y, c, k == 1)
 				}
-				px0, py0 = x, y
+				px0, py0, prev = x, y, true
 			}
 		}
 	}

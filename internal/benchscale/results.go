@@ -40,6 +40,9 @@ type Result struct {
 	AddLatencyMaxMs    float64 `json:"add_latency_max_ms"`
 	AllRunningSeconds  float64 `json:"all_running_seconds"`
 
+	// WindowMeasured is the length of the steady-state window in
+	// seconds; 0 when the cell failed before it.
+	WindowMeasured       float64    `json:"window_measured_seconds"`
 	LoadWindow           [2]float64 `json:"load_window"`
 	CPUMasterPct         float64    `json:"cpu_master_pct"`
 	CPUFollowerMedianPct float64    `json:"cpu_follower_median_pct"`
