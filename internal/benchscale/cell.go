@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,14 +68,14 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 		sids[i] = fmt.Sprintf("exec:s%05d", i+1)
 	}
 	addStart := time.Now()
-	lat, err := addServices(ctx, o, cl, sids)
+	lat, err := addServices(ctx, o, cl, sids, &r.AddRetries)
 	if err != nil {
 		return r, err
 	}
 	r.AddSeconds = time.Since(addStart).Seconds()
 	r.AddPerSecond = float64(m) / r.AddSeconds
 	r.AddLatencyMedianMs, r.AddLatencyMaxMs = median(lat)*1000, slices.Max(lat)*1000
-	logf("added %d services in %.1f s (%.0f/s; one add: median %.0f ms, max %.0f ms)", m, r.AddSeconds, r.AddPerSecond, r.AddLatencyMedianMs, r.AddLatencyMaxMs)
+	logf("added %d services in %.1f s (%.0f/s; one add: median %.0f ms, max %.0f ms; %d retries)", m, r.AddSeconds, r.AddPerSecond, r.AddLatencyMedianMs, r.AddLatencyMaxMs, r.AddRetries)
 	if err := waitAllBeating(ctx, cl, sids, 3*time.Minute+time.Duration(m)*300*time.Millisecond, o.interval); err != nil {
 		return r, err
 	}
@@ -226,10 +227,12 @@ func masterNode(ctx context.Context, cl *cluster.Cluster) (string, error) {
 // addServices adds every sid, round-robin over the nodes (each added
 // through the API socket of the node it is placed on), o.addWorkers at a
 // time, and returns each add's latency in seconds.
-func addServices(ctx context.Context, o options, cl *cluster.Cluster, sids []string) ([]float64, error) {
+func addServices(ctx context.Context, o options, cl *cluster.Cluster, sids []string, retries *int) ([]float64, error) {
 	spec := fmt.Sprintf(`{"command":%q,"args":["demo-service","--dir",%q,"--interval",%q],"stop_timeout":"5s"}`,
 		o.heartbeat, cl.HeartbeatDir, o.interval.String())
 	lat := make([]float64, len(sids))
+	var addRetries atomic.Int64
+	defer func() { *retries = int(addRetries.Load()) }()
 	work := make(chan int)
 	errs := make(chan error, o.addWorkers)
 	var wg sync.WaitGroup
@@ -239,17 +242,22 @@ func addServices(ctx context.Context, o options, cl *cluster.Cluster, sids []str
 				node := cl.Nodes[i%len(cl.Nodes)]
 				start := time.Now()
 				var err error
+				// A loaded cluster answers some adds with an unknown
+				// outcome (a leader change, a timeout): try again for up
+				// to two minutes.
+				giveUp := time.Now().Add(2 * time.Minute)
 				for try := 0; ; try++ {
 					err = addOne(ctx, o, cl.Binary(), node, sids[i], spec)
 					if err != nil && try > 0 && strings.Contains(err.Error(), "already defined") {
-						// An earlier try whose outcome was unknown (a
-						// leader change, a timeout) did add it.
+						// An earlier try whose outcome was unknown did
+						// add it.
 						err = nil
 					}
-					if err == nil || try == 5 || ctx.Err() != nil {
+					if err == nil || time.Now().After(giveUp) || ctx.Err() != nil {
 						break
 					}
-					time.Sleep(500 * time.Millisecond)
+					addRetries.Add(1)
+					time.Sleep(time.Second)
 				}
 				if err != nil {
 					errs <- fmt.Errorf("add %s on %s: %w", sids[i], node.Name, err)

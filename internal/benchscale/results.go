@@ -38,7 +38,10 @@ type Result struct {
 	AddPerSecond       float64 `json:"add_per_second"`
 	AddLatencyMedianMs float64 `json:"add_latency_median_ms"`
 	AddLatencyMaxMs    float64 `json:"add_latency_max_ms"`
-	AllRunningSeconds  float64 `json:"all_running_seconds"`
+	// AddRetries counts adds tried again after an error (an unknown
+	// outcome under load).
+	AddRetries        int     `json:"add_retries"`
+	AllRunningSeconds float64 `json:"all_running_seconds"`
 
 	// WindowMeasured is the length of the steady-state window in
 	// seconds; 0 when the cell failed before it.
