@@ -158,11 +158,15 @@ func TestLoadResultsBadFile(t *testing.T) {
 // service says so instead of printing times, and its error is listed
 // under the table.
 func TestMarkdownFailedCell(t *testing.T) {
-	r := Result{Nodes: 3, Services: 100, Commit: "abc", FailoverServices: 34, FailoverRecovered: 0,
+	r := Result{Nodes: 3, Services: 100, Commit: "abc", WindowMeasured: 60, FailoverServices: 34, FailoverRecovered: 0,
 		Error: "failover: only 0 of the 34 services of node2 ran elsewhere"}
 	row := markdownRow(r)
 	if !strings.Contains(row, "**0 of 34 recovered**") || strings.Contains(row, "0.00 / 0.00") {
 		t.Errorf("row of a failed failover: %s", row)
+	}
+	early := Result{Nodes: 9, Services: 500, Commit: "abc", AddPerSecond: 12, Error: "only 0 of 500 services beating"}
+	if row := markdownRow(early); !strings.Contains(row, "failed before the window") || strings.Contains(row, "0.00") {
+		t.Errorf("row of a cell that failed before its window: %s", row)
 	}
 	dir := t.TempDir()
 	if err := writeOutputs(dir, []Result{r}); err != nil {
