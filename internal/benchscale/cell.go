@@ -155,10 +155,19 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 		r.LostLocksStrace, r.GuardFencesStrace = lost1-lost0, guard1-guard0
 		logf("strace: %.1f fsync/s on the master (%s), %.1f on %s; during it and 5 s after: LRM lost its lock %d times, guard self-fences %d",
 			r.FsyncMasterPerSecond, r.Master, r.FsyncFollowerPerSecond, r.FsyncFollower, r.LostLocksStrace, r.GuardFencesStrace)
+		before := map[string]bool{}
+		for _, v := range violations {
+			before[v] = true
+		}
 		if _, violations, err = cl.Check(); err != nil {
 			return r, fmt.Errorf("invariant check: %w", err)
 		}
 		r.Violations = len(violations)
+		for _, v := range violations {
+			if !before[v] {
+				fmt.Println("VIOLATION (found after the restart of "+r.Victim+"):", v)
+			}
+		}
 	}
 	r.MasterChanges = masterChanges(cl)
 	logf("invariant violations %d; before the strace window: LRM lost its lock %d, guard self-fences %d; master changes %d", r.Violations, r.LostLocks, r.GuardFences, r.MasterChanges)
