@@ -234,8 +234,8 @@ func markdownRow(r Result) string {
 		if r.AddPerSecond > 0 {
 			add = fmt.Sprintf("%.0f/s", r.AddPerSecond)
 		}
-		return fmt.Sprintf("| %d × %d | %s | — | %s | failed before the window (see below) | — | — | — | — | — | — | — | — | — | %d | %d / %d (%d / %d) |\n",
-			r.Nodes, r.Services, r.Commit, add, r.Violations, r.LostLocks, r.GuardFences, r.LostLocksStrace, r.GuardFencesStrace)
+		return fmt.Sprintf("| %d × %d | %s | — | %s | failed before the window (see below) | — | — | — | — | — | — | — | — | — | — | — |\n",
+			r.Nodes, r.Services, r.Commit, add)
 	}
 	failover := fmt.Sprintf("%.2f / %.2f (%d)", r.FailoverFirstSeconds, r.FailoverLastSeconds, r.FailoverServices)
 	if r.FailoverRecovered < r.FailoverServices {
