@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	armonmetrics "github.com/armon/go-metrics"
 	gometrics "github.com/hashicorp/go-metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,6 +38,9 @@ type metrics struct {
 	raftStateChange  *prometheus.CounterVec
 	raftCommit       prometheus.Histogram
 	raftLastContact  prometheus.Histogram
+	raftLogBytes     prometheus.Counter
+	raftLogEntries   prometheus.Counter
+	raftLogBatches   prometheus.Counter
 }
 
 // latencyBuckets suit round trips through raft on a LAN (1 ms to 10 s).
@@ -83,6 +87,9 @@ func newMetrics(st *store.Store, nodeName string) *metrics {
 	m.raftStateChange = counterVec("haxd_raft_state_changes_total", "Raft state transitions of this node, by new state (raft's raft.state.*).", "state")
 	m.raftCommit = histogram("haxd_raft_commit_seconds", "Raft commit latency on the leader, from dispatch to commit (raft's raft.commitTime).", latencyBuckets)
 	m.raftLastContact = histogram("haxd_raft_leader_last_contact_seconds", "Time since the leader last heard from a follower (raft's raft.leader.lastContact).", latencyBuckets)
+	m.raftLogBytes = counter("haxd_raft_log_bytes_total", "Bytes of raft log entries this node wrote to its log store (raft-boltdb's raft.boltdb.logBatchSize).")
+	m.raftLogEntries = counter("haxd_raft_log_entries_total", "Raft log entries this node wrote to its log store (raft-boltdb's raft.boltdb.logsPerBatch).")
+	m.raftLogBatches = counter("haxd_raft_log_batches_total", "Log store write transactions of this node, one bbolt commit (and its fsyncs) each (raft-boltdb's raft.boltdb.logBatchSize samples).")
 	m.reg.MustRegister(&clusterCollector{st: st, node: nodeName})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -239,6 +246,11 @@ func (s *raftSink) AddSample(k []string, val float32) {
 		s.m.raftCommit.Observe(float64(val) / 1000)
 	case "raft.leader.lastContact":
 		s.m.raftLastContact.Observe(float64(val) / 1000)
+	case "raft.boltdb.logBatchSize":
+		s.m.raftLogBytes.Add(float64(val))
+		s.m.raftLogBatches.Inc()
+	case "raft.boltdb.logsPerBatch":
+		s.m.raftLogEntries.Add(float64(val))
 	}
 }
 
@@ -247,9 +259,25 @@ func (s *raftSink) AddSampleWithLabels(k []string, val float32, _ []gometrics.La
 	s.AddSample(k, val)
 }
 
-// raftBridge installs the bridge as go-metrics' global sink: raft reports
-// only through that process-wide global, so the last agent started in a
-// process gets raft's metrics (one agent per process in production).
+// boltSink bridges raft-boltdb's calls, which go to the older
+// armon/go-metrics, into the same mapping as raftSink.
+type boltSink struct {
+	armonmetrics.BlackholeSink
+	raft *raftSink
+}
+
+// AddSample implements armon/go-metrics' MetricSink.
+func (s *boltSink) AddSample(k []string, val float32) { s.raft.AddSample(k, val) }
+
+// AddSampleWithLabels implements armon/go-metrics' MetricSink.
+func (s *boltSink) AddSampleWithLabels(k []string, val float32, _ []armonmetrics.Label) {
+	s.raft.AddSample(k, val)
+}
+
+// raftBridge installs the bridge as go-metrics' global sink (and as
+// armon/go-metrics' for raft-boltdb): raft reports only through that
+// process-wide global, so the last agent started in a process gets raft's
+// metrics (one agent per process in production).
 var raftBridge sync.Mutex
 
 func (m *metrics) bridgeRaft() error {
@@ -259,6 +287,14 @@ func (m *metrics) bridgeRaft() error {
 	cfg.EnableHostname = false
 	cfg.EnableRuntimeMetrics = false
 	cfg.EnableServiceLabel = false
-	_, err := gometrics.NewGlobal(cfg, &raftSink{m: m})
+	sink := &raftSink{m: m}
+	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+		return err
+	}
+	acfg := armonmetrics.DefaultConfig("")
+	acfg.EnableHostname = false
+	acfg.EnableRuntimeMetrics = false
+	acfg.EnableServiceLabel = false
+	_, err := armonmetrics.NewGlobal(acfg, &boltSink{raft: sink})
 	return err
 }

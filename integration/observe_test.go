@@ -154,6 +154,8 @@ func TestMetricsAndWebhooksOnNodeKill(t *testing.T) {
 		`haxd_recoveries_total`:                                                           func(v float64) bool { return v == 1 },
 		`haxd_recovery_duration_seconds_count`:                                            func(v float64) bool { return v == 1 },
 		`haxd_raft_commit_seconds_count`:                                                  func(v float64) bool { return v > 0 },
+		`haxd_raft_log_bytes_total`:                                                       func(v float64) bool { return v > 0 },
+		`haxd_raft_log_batches_total`:                                                     func(v float64) bool { return v > 0 },
 		`haxd_lock_renewals_total{lock="own",result="ok"}`:                                func(v float64) bool { return v > 0 },
 		`haxd_lock_renewals_total{lock="other",result="ok"}`:                              func(v float64) bool { return v >= 1 },
 		`haxd_crm_round_seconds_count`:                                                    func(v float64) bool { return v > 0 },

@@ -56,6 +56,9 @@ type Options struct {
 	// Metrics gives every node a metrics_addr on a free loopback port
 	// (Node.Metrics): metrics and the status page.
 	Metrics bool
+	// APITimeout is how long Start and WaitReady wait for an agent's API
+	// to answer; default 20 s (many agents on a loaded machine need more).
+	APITimeout time.Duration
 }
 
 // GossipPort and RaftPort are the ports used on every node's own address
@@ -233,7 +236,11 @@ func (c *Cluster) StartAgent(n *Node) error {
 }
 
 func (c *Cluster) waitSocket(ctx context.Context, n *Node) error {
-	deadline := time.Now().Add(20 * time.Second)
+	wait := c.opts.APITimeout
+	if wait <= 0 {
+		wait = 20 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		cl := api.NewClient(n.Socket)
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -250,7 +257,7 @@ func (c *Cluster) waitSocket(ctx context.Context, n *Node) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("agent %s: API did not answer within 20s; see %s", n.Name, n.Log)
+	return fmt.Errorf("agent %s: API did not answer within %v; see %s", n.Name, wait, n.Log)
 }
 
 // Client returns an API client of n.
@@ -378,7 +385,7 @@ func (c *Cluster) Resume(n *Node) {
 	}
 }
 
-// WaitReady waits until n's API answers (at most 20 s), e.g. after
+// WaitReady waits until n's API answers (at most Options.APITimeout), e.g. after
 // StartAgent restarted it.
 func (c *Cluster) WaitReady(ctx context.Context, n *Node) error { return c.waitSocket(ctx, n) }
 
