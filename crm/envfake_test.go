@@ -18,13 +18,16 @@ import (
 // log line as "<level> <message>" (PVE level names cut to 4 characters) and
 // every notification as "<subject>: <text>".
 type fakeEnv struct {
-	node      string
-	now       time.Time
-	logs      []string
-	uid       int
-	quorate   bool
-	clusterOK bool
-	members   map[string]ha.NodeInfo
+	// stealAnswerLost makes that many steals commit and then fail, as a
+	// store write whose answer is lost does.
+	stealAnswerLost int
+	node            string
+	now             time.Time
+	logs            []string
+	uid             int
+	quorate         bool
+	clusterOK       bool
+	members         map[string]ha.NodeInfo
 
 	managerLock bool // whether AcquireManagerLock succeeds
 	agentLock   map[string]bool
@@ -165,7 +168,14 @@ func (e *fakeEnv) SetRequestedState(sid ha.SID, st ha.RequestedState) error {
 func (e *fakeEnv) StealService(sid ha.SID, from, to string) error {
 	e.steals = append(e.steals, fmt.Sprintf("%s %s->%s", sid, from, to))
 	if c := e.resources[sid]; c != nil {
+		if c.Node != from {
+			return fmt.Errorf("steal %s from %s: it is on %s: conflicting state", sid, from, c.Node)
+		}
 		c.Node = to
+	}
+	if e.stealAnswerLost > 0 {
+		e.stealAnswerLost--
+		return fmt.Errorf("steal %s: outcome unknown", sid)
 	}
 	return nil
 }

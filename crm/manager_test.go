@@ -910,3 +910,35 @@ func TestRecoveryNeedsTheFencedNodesLockAtTheSteal(t *testing.T) {
 		})
 	}
 }
+
+// A steal that the store committed but whose answer was lost (found by the
+// scale benchmark: "outcome unknown", then "it is on node3: conflicting
+// state" every round and no service recovered) is finished on the node
+// the store names, without a second steal and without an error.
+func TestRecoveryFinishesAStealWhoseAnswerWasLost(t *testing.T) {
+	e := threeNodes()
+	e.addService("vm:103", "node3", ha.RequestStarted)
+	e.ms = &ha.ManagerStatus{
+		MasterNode: "node2",
+		NodeStatus: map[string]ha.NodeState{"node1": ha.NodeOnline, "node2": ha.NodeOnline, "node3": ha.NodeUnknown},
+		ServiceStatus: map[ha.SID]*ha.ServiceStatus{
+			"vm:103": {State: ha.StateRecovery, Node: "node3", UID: "old"},
+		},
+	}
+	e.members["node3"] = ha.NodeInfo{Online: false}
+	e.agentLock["node3"] = true
+	e.stealAnswerLost = 1
+	c := startMaster(t, e)
+	logs := e.takeLogs()
+	for i := 0; i < 3; i++ {
+		logs = append(logs, round(t, e, c)...)
+	}
+	sd := e.sd(t, "vm:103")
+	if sd.State != ha.StateStarted || sd.Node != e.resources["vm:103"].Node || sd.Node == "node3" {
+		t.Errorf("vm:103 %s on %s (store: %s), want started on the node the store names; logs:\n%s", sd.State, sd.Node, e.resources["vm:103"].Node, strings.Join(logs, "\n"))
+	}
+	if len(e.steals) != 1 {
+		t.Errorf("steals %v, want exactly one", e.steals)
+	}
+	assertLogs(t, logs, []string{"info service 'vm:103' was already moved from fenced node 'node3' to node '" + sd.Node + "' by an earlier steal, finishing its recovery there"})
+}

@@ -342,6 +342,17 @@ func (m *manager) requestStop(sid ha.SID, sd *ha.ServiceStatus, res *ha.LRMResul
 // fenced (fence → recovery happens nowhere else).
 func (m *manager) recovery(sid ha.SID, cd *ha.ResourceConfig, sd *ha.ServiceStatus) {
 	fenced := sd.Node
+	if cd.Node != "" && cd.Node != fenced {
+		// An earlier round's steal was committed but its answer was lost
+		// (a leader change, a timeout): the store already moved the
+		// service, under the lock and term checks of that steal. Sending
+		// it again would be refused as a conflict every round; finish the
+		// recovery on the node the store names instead.
+		m.log.info(fmt.Sprintf("service '%s' was already moved from fenced node '%s' to node '%s' by an earlier steal, finishing its recovery there", sid, fenced, cd.Node), ha.KeySID, sid)
+		sd.Node = cd.Node
+		m.changeState(sid, sd, requestedOrStop(cd), stateParams{node: cd.Node})
+		return
+	}
 	n, logs := m.place.selectNode(sid, prefBestScore)
 	m.logLines(logs)
 	if n == "" {
