@@ -555,11 +555,22 @@ func TestLockRenewalGoesThroughALeaderCrash(t *testing.T) {
 // committed before it (agent.env.AcquireAgentLock waits so before the LRM
 // acts on an acquisition).
 func TestAcquisitionIndexIsReachedByTheRequestersReplica(t *testing.T) {
-	c := newCluster(t, 3, nil)
+	// The requester is the non-voter: held back, it must not become the
+	// leader (an election under load would otherwise stall the test).
+	c := newCluster(t, 3, func(cfg *Config) { cfg.Voters = 2 })
 	c.form()
 	l := c.leader()
-	c.waitServers(l, 3, 0)
-	a := c.follower(l)
+	a := -1
+	for _, sv := range c.waitServers(l, 2, 1) {
+		for i, n := range c.nodes {
+			if !sv.Voter && n.NodeID() == sv.ID {
+				a = i
+			}
+		}
+	}
+	if a < 0 {
+		t.Fatal("no non-voter")
+	}
 	L, A := c.nodes[l], c.nodes[a]
 	ctx := c.ctx(20 * time.Second)
 	lock := AgentLock(A.NodeID())
