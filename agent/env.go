@@ -257,31 +257,42 @@ func (e *env) ReleaseManagerLock() bool {
 	return true
 }
 
-func (e *env) AcquireAgentLock(node string) bool {
-	if why := e.n.unwritable(); why != "" && node == e.n.name {
+// AcquireAgentLock takes or renews node's agent lock in the store. For
+// the own lock it computes the validity once, from the first send
+// (LockGrant.ValidUntil and the feeder's validUntil are the same instant),
+// and an acquisition (store.LockResult.New: the lock was free or released
+// by this node) counts only once the local replica applied
+// store.LockResult.Index, within the same deadline: the lock may have
+// been taken from this node and its services stolen meanwhile, and the
+// LRM acts on the replica right after this call. A later round needs no
+// such wait: it starts with a read barrier (UpdateClusterState).
+func (e *env) AcquireAgentLock(node string) (ha.LockGrant, bool) {
+	own := node == e.n.name
+	if why := e.n.unwritable(); why != "" && own {
 		// Stepped out (watchDisk): no renewal, so the lock lapses and the
 		// services are recovered elsewhere.
 		e.log.Debug("not renewing the agent lock: data dir not writable", "err", why)
-		return false
+		return ha.LockGrant{}, false
 	}
 	bound := e.opTimeout()
-	if v := e.n.cfg.Timing.LockValidity; node == e.n.name && v > 0 {
+	if v := e.n.cfg.Timing.LockValidity; own && v > 0 {
 		// A renewal that returns after the validity does not count (the
 		// LRM checks), so waiting longer (a dead leader that does not
 		// answer) only delays the next attempt with the new leader.
 		bound = v
 	}
 	var term uint64
-	if node != e.n.name {
+	if !own {
 		term = e.term // fencing another node: a CRM-only, term-fenced write
 	}
 	sent := time.Now()
+	offset := e.n.wallOffset()
 	deadline := sent.Add(bound)
 	var res store.LockResult
 	var err error
 	for {
 		ctx, cancel := e.watched(context.WithDeadline(context.Background(), deadline))
-		if node == e.n.name {
+		if own {
 			res, err = e.n.store.AcquireOwnLock(ctx, store.AgentLock(node), e.n.name, e.n.fencer.isArmed())
 		} else {
 			res, err = e.n.store.AcquireLock(ctx, store.AgentLock(node), e.n.name, term)
@@ -291,24 +302,39 @@ func (e *env) AcquireAgentLock(node string) bool {
 		// A renewal of the own lock that went to a leader that was then
 		// replaced or lost is sent again, to the next leader, within the
 		// same deadline. The validity still counts from the first send.
-		if err == nil || node != e.n.name || !changed {
+		if err == nil || !own || !changed {
 			break
 		}
 	}
-	if err == nil && node == e.n.name {
-		e.n.validUntil.Store(int64(sent.Sub(e.n.base) + e.n.cfg.Timing.LockValidity))
+	if err == nil && own && res.New {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		if werr := e.n.store.WaitApplied(ctx, res.Index); werr != nil {
+			e.log.Warn("agent lock taken, but this node's replica did not catch up with it in time: not acting on it",
+				"lock", node, "index", res.Index, "err", werr)
+			err = fmt.Errorf("acquisition at index %d: %w", res.Index, werr)
+		}
+		cancel()
 	}
-	e.n.metrics.lockRenewal(node == e.n.name, err == nil, time.Since(sent))
+	var grant ha.LockGrant
+	if err == nil && own {
+		v := e.n.cfg.Timing.LockValidity
+		validUntil := sent.Add(v)
+		e.n.validUntil.Store(int64(validUntil.Sub(e.n.base)))
+		if v > 0 {
+			grant.ValidUntil = validUntil.Add(offset) // on Now's clock
+		}
+	}
+	e.n.metrics.lockRenewal(own, err == nil, time.Since(sent))
 	if err != nil {
 		if !errors.Is(err, store.ErrLockHeld) {
 			e.log.Debug("agent lock", "lock", node, "err", err)
 		}
-		return false
+		return ha.LockGrant{}, false
 	}
 	if res.New {
 		e.log.Info(fmt.Sprintf("got lock 'ha_agent_%s_lock'", node))
 	}
-	return true
+	return grant, true
 }
 
 func (e *env) ReleaseAgentLock(node string, running bool) bool {

@@ -113,15 +113,15 @@ func (e *fakeEnv) NodeInfo() map[string]ha.NodeInfo {
 }
 func (e *fakeEnv) AcquireManagerLock() bool { return e.quorate && e.managerLock }
 func (e *fakeEnv) ReleaseManagerLock() bool { e.released++; return true }
-func (e *fakeEnv) AcquireAgentLock(node string) bool {
+func (e *fakeEnv) AcquireAgentLock(node string) (ha.LockGrant, bool) {
 	e.agentCalls = append(e.agentCalls, node)
 	e.fenceCalls = append(e.fenceCalls, "lock "+node)
 	if e.releasedRunning[node] && node != e.node {
 		// The lock's own rule: released with services running, it is
 		// refused to everyone but its node.
-		return false
+		return ha.LockGrant{}, false
 	}
-	return e.agentLock[node]
+	return ha.LockGrant{}, e.agentLock[node]
 }
 func (e *fakeEnv) FenceNode(node string) ha.FenceResult {
 	e.fenceCalls = append(e.fenceCalls, "fence "+node)

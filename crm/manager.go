@@ -509,7 +509,7 @@ func (m *manager) fenceNode(node string) bool {
 		m.env.Notify(ha.NotifyFence, fmt.Sprintf("Try to fence node '%s'", node))
 	}
 	fr := m.env.FenceNode(node)
-	if !m.env.AcquireAgentLock(node) {
+	if !m.holdsAgentLock(node) {
 		if m.unprotected(node) {
 			m.unfence(node)
 		}
@@ -559,3 +559,11 @@ func (m *manager) fail(err error) {
 
 // joinNodes renders a node list as the logs do.
 func joinNodes(nodes []string) string { return strings.Join(nodes, ", ") }
+
+// holdsAgentLock takes or refreshes node's agent lock for this master
+// (ha.Env.AcquireAgentLock) and reports whether it holds it; the grant's
+// validity is the holder LRM's business, not the master's.
+func (m *manager) holdsAgentLock(node string) bool {
+	_, ok := m.env.AcquireAgentLock(node)
+	return ok
+}

@@ -363,7 +363,7 @@ func (m *manager) recovery(sid ha.SID, cd *ha.ResourceConfig, sd *ha.ServiceStat
 		}
 		return
 	}
-	if n != fenced && !m.env.AcquireAgentLock(fenced) {
+	if n != fenced && !m.holdsAgentLock(fenced) {
 		// The proof of fencing is the fenced node's agent lock held by
 		// this master at the moment of the steal, not a lock some master
 		// took rounds ago: the service may have waited here for a target

@@ -75,7 +75,18 @@ type Env interface {
 	// nothing running, can be taken by another node: a lock released with
 	// services running (ReleaseAgentLock with running set) is refused to
 	// everyone but its own node until that node takes it again.
-	AcquireAgentLock(node string) bool
+	//
+	// For its own node's lock the grant carries the end of the lock's
+	// validity (LockGrant.ValidUntil), the one value both the LRM and the
+	// watchdog feeder go by. An acquisition of the own lock (it was free,
+	// or released by this node; not a renewal) succeeds only once this
+	// node's view of the replicated state (ReadManagerStatus,
+	// ReadResources, ...) shows every write committed before the lock was
+	// granted: the lock may have been taken from this node meanwhile and
+	// its services stolen, and an LRM acting on an older view would start
+	// a service that now runs elsewhere. An implementation that cannot
+	// bring its view up to date within the validity fails the acquisition.
+	AcquireAgentLock(node string) (LockGrant, bool)
 	// ReleaseAgentLock releases node's agent lock held by this node.
 	// running tells the lock whether services of the node may still run
 	// (a disarm, an LRM restart, anything but a clean stop of every
@@ -150,6 +161,17 @@ type Env interface {
 	ResourceAgent(typ string) ResourceAgent
 	// Workers runs resource actions for the LRM.
 	Workers() Workers
+}
+
+// LockGrant is what a successful Env.AcquireAgentLock tells its caller.
+type LockGrant struct {
+	// ValidUntil is the end of the lock's validity for its holder, on the
+	// Now clock: the instant this node sent the request plus
+	// Timing.LockValidity (a renewal answered later than that does not
+	// count). The LRM's lapse check and the agent's watchdog feeder both
+	// use this one value. Zero when Timing.LockValidity is 0 (the pve
+	// profile) and for another node's lock.
+	ValidUntil time.Time
 }
 
 // FenceStatus is the progress of fencing a node through fence devices.

@@ -20,7 +20,9 @@
 // Timing.LockValidity > 0 (the real agent), a renewal counts only if it
 // returned within LockValidity of the moment it was sent, and the LRM treats
 // the lock as lost once env.Now() is past the send time of the last
-// successful renewal plus LockValidity, even if no renewal failed yet: an
+// successful renewal plus LockValidity (ha.LockGrant.ValidUntil, computed
+// once by the Env, which feeds the watchdog by the same value), even if no
+// renewal failed yet: an
 // active or maintenance LRM in that situation goes to lost_agent_lock
 // without trying to renew, and no new resource action is started. This keeps
 // the safety inequality of ha.Timing: the watchdog is fed only while the

@@ -26,6 +26,17 @@ type fakeEnv struct {
 
 	// lockHolder is the node holding the agent lock ("" = free).
 	lockHolder string
+	// validity is the lock validity the env grants (LockGrant.ValidUntil
+	// = the clock at the call plus validity); 0 grants none.
+	validity time.Duration
+	// committed, when set, is the manager status as committed in the
+	// store, and ms is this node's replica, which lags behind it until a
+	// read barrier (UpdateClusterState) or an acquisition of the lock
+	// catches it up (the ha.Env contract of AcquireAgentLock).
+	committed *ha.ManagerStatus
+	// beforeGrant, when set, runs in AcquireAgentLock before the lock is
+	// granted: writes committed before the acquisition.
+	beforeGrant func()
 	// acquireDelay advances the clock during each acquisition.
 	acquireDelay time.Duration
 	acquires     int
@@ -90,21 +101,57 @@ func (e *fakeEnv) Logger() *slog.Logger        { return slog.New(e.logs) }
 func (e *fakeEnv) Notify(subject, text string) { e.logs.add("emai", subject+": "+text) }
 func (e *fakeEnv) UID() string                 { return "uid" }
 func (e *fakeEnv) Quorate() bool               { return e.quorate }
-func (e *fakeEnv) UpdateClusterState() bool    { return e.clusterState }
+func (e *fakeEnv) UpdateClusterState() bool {
+	if e.clusterState {
+		e.catchUp()
+	}
+	return e.clusterState
+}
+
+// catchUp brings the replica up to the committed state.
+func (e *fakeEnv) catchUp() {
+	if e.committed != nil {
+		e.ms = cloneStatus(e.committed)
+	}
+}
+
+// cloneStatus copies ms deeply enough for the fake: the service entries.
+func cloneStatus(ms *ha.ManagerStatus) *ha.ManagerStatus {
+	c := *ms
+	c.NodeStatus = maps.Clone(ms.NodeStatus)
+	c.ServiceStatus = map[ha.SID]*ha.ServiceStatus{}
+	for sid, sd := range ms.ServiceStatus {
+		cp := *sd
+		c.ServiceStatus[sid] = &cp
+	}
+	return &c
+}
 func (e *fakeEnv) NodeInfo() map[string]ha.NodeInfo {
 	return map[string]ha.NodeInfo{e.node: {Online: e.quorate}}
 }
 func (e *fakeEnv) AcquireManagerLock() bool { return false }
 func (e *fakeEnv) ReleaseManagerLock() bool { return false }
 
-func (e *fakeEnv) AcquireAgentLock(node string) bool {
+func (e *fakeEnv) AcquireAgentLock(node string) (ha.LockGrant, bool) {
 	e.acquires++
+	sent := e.now
 	e.now = e.now.Add(e.acquireDelay)
+	if e.beforeGrant != nil {
+		e.beforeGrant()
+	}
 	if !e.quorate || (e.lockHolder != "" && e.lockHolder != node) {
-		return false
+		return ha.LockGrant{}, false
+	}
+	if e.lockHolder != node {
+		// An acquisition: the view shows everything committed before it.
+		e.catchUp()
 	}
 	e.lockHolder = node
-	return true
+	var g ha.LockGrant
+	if e.validity > 0 {
+		g.ValidUntil = sent.Add(e.validity)
+	}
+	return g, true
 }
 
 func (e *fakeEnv) FenceNode(string) ha.FenceResult { return ha.FenceResult{} }

@@ -53,7 +53,8 @@ type LRM struct {
 	watchdogOpen bool
 	// lockHeld reports whether the last acquisition succeeded and the lock
 	// was neither released nor given up since; lockValidUntil is when it
-	// stops being valid (only used when Timing.LockValidity > 0).
+	// stops being valid (ha.LockGrant.ValidUntil; only used when
+	// Timing.LockValidity > 0).
 	lockHeld       bool
 	lockValidUntil time.Time
 
@@ -403,14 +404,18 @@ func (l *LRM) hasConfiguredService() bool {
 
 // acquireLock takes or refreshes this node's agent lock and, on success,
 // opens or feeds the watchdog (§4.8). The environment retries for a bounded
-// time. With Timing.LockValidity > 0 a renewal that returns later than
-// LockValidity after it was sent does not count.
+// time. With Timing.LockValidity > 0 a renewal answered after the end of
+// its validity (LockGrant.ValidUntil: its send time plus LockValidity, the
+// value the agent's watchdog feeder uses too) does not count. After an
+// acquisition the environment has brought this node's view up to date
+// (ha.Env.AcquireAgentLock), and work re-reads the manager status before
+// acting on it.
 func (l *LRM) acquireLock() bool {
-	sent := l.env.Now()
-	if !l.env.AcquireAgentLock(l.node) {
+	grant, ok := l.env.AcquireAgentLock(l.node)
+	if !ok {
 		return false
 	}
-	if v := l.timing.LockValidity; v > 0 && l.env.Now().After(sent.Add(v)) {
+	if v := l.timing.LockValidity; v > 0 && l.env.Now().After(grant.ValidUntil) {
 		l.log.Warn(fmt.Sprintf("agent lock renewal took longer than the lock validity (%v), not feeding the watchdog", v))
 		return false
 	}
@@ -427,7 +432,7 @@ func (l *LRM) acquireLock() bool {
 		l.watchdogOpen = true
 	}
 	l.lockHeld = true
-	l.lockValidUntil = sent.Add(l.timing.LockValidity)
+	l.lockValidUntil = grant.ValidUntil
 	return true
 }
 

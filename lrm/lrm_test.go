@@ -890,6 +890,11 @@ func TestQueueReplacesQueuedButNotRunningJobs(t *testing.T) {
 
 func TestLockValidity(t *testing.T) {
 	fast := func(o *Options) { o.Timing = ha.FastTiming() }
+	newFakeEnv := func() *fakeEnv {
+		e := newFakeEnv()
+		e.validity = ha.FastTiming().LockValidity
+		return e
+	}
 	t.Run("slow renewal does not count", func(t *testing.T) {
 		e := newFakeEnv()
 		l := activeLRM(t, e, fast)
@@ -1151,5 +1156,63 @@ func TestFailedReleaseKeepsTheWatchdogArmed(t *testing.T) {
 	}
 	if n := len(e.releaseRunning); n == 0 || !e.releaseRunning[n-1] {
 		t.Errorf("releases %v: the last must say services may run", e.releaseRunning)
+	}
+}
+
+// TestAcquisitionDoesNotActOnAStaleView is the regression test of the
+// model's BUG_STALE_VIEW: the agent is stopped (SIGSTOP) right after its
+// round's read barrier, long enough for the master to take its lock, steal
+// its services to node2 and let its hold time out; after SIGCONT the LRM
+// takes its lock again while its replica (paused with the agent) still
+// shows the services on node1. The acquisition brings the view up to date
+// (the ha.Env contract), so the LRM must start nothing here.
+func TestAcquisitionDoesNotActOnAStaleView(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(e *fakeEnv) *LRM
+	}{
+		{"new LRM after a restart", func(e *fakeEnv) *LRM {
+			e.addService(vm1, "node1", ha.StateStarted, "u1")
+			return newTestLRM(t, e)
+		}},
+		{"lost_agent_lock, lock taken over by the master", func(e *fakeEnv) *LRM {
+			l := activeLRM(t, e)
+			e.lockHolder = "master" // the master's proof of fencing
+			step(t, l, e)
+			if l.State() != ha.LRMLostAgentLock {
+				t.Fatalf("setup: state %s, want lost_agent_lock", l.State())
+			}
+			// A start of vm:102 on node1 reached the replica while the
+			// lock was lost (the LRM does not act in lost_agent_lock).
+			e.addService(vm2, "node1", ha.StateStarted, "u2")
+			step(t, l, e)
+			e.agent.running[vm1] = false // the watchdog fenced the node
+			e.lockHolder = ""            // the master's hold timed out
+			return l
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newFakeEnv()
+			l := tt.setup(e)
+			e.committed = cloneStatus(e.ms)
+			e.beforeGrant = func() {
+				if e.lockHolder != "" {
+					return
+				}
+				for sid, sd := range e.committed.ServiceStatus {
+					e.committed.ServiceStatus[sid] = &ha.ServiceStatus{State: ha.StateStarted, Node: "node2", UID: sd.UID + "-stolen"}
+				}
+				e.beforeGrant = nil
+			}
+			e.agent.calls = nil
+			step(t, l, e)
+			if l.State() != ha.LRMActive || e.lockHolder != "node1" {
+				t.Fatalf("state %s lock %q, want active holding the lock", l.State(), e.lockHolder)
+			}
+			if e.agent.running[vm1] || e.agent.running[vm2] || len(e.agent.calls) != 0 {
+				t.Errorf("started on node1 from a stale view (calls %q) while the master moved the services to node2", e.agent.calls)
+			}
+		})
 	}
 }

@@ -26,11 +26,25 @@
  *                       checking that the master holds that node's lock by
  *                       a proof (today's opStealService checks term and
  *                       location only)
- *   BUG_ARM_AFTER_ACQUIRE the LRM opens its watchdog only after the
- *                       acquisition was answered in time (today's
- *                       lrm.acquireLock; PVE's order), so a committed
- *                       acquisition answered late leaves the lock held
- *                       without a watchdog
+ *   BUG_ARM_AFTER_ACQUIRE retaking a lock released with services running
+ *                       clears the "released" record at once. The LRM
+ *                       opens its watchdog only after the acquisition was
+ *                       answered in time (lrm.acquireLock, PVE's order),
+ *                       so a committed acquisition answered late leaves
+ *                       the lock held without a watchdog; the fixed store
+ *                       keeps the record until a renewal sent with the
+ *                       watchdog armed (store.AcquireOwnLock)
+ *   BUG_UNVERIFIED_RENEWAL a leader answers a pure renewal from its memory
+ *                       (no log entry) without first verifying that it
+ *                       still leads, so a deposed leader answers a renewal
+ *                       sent after the re-election and the current
+ *                       leader's timer is not restarted (implies
+ *                       MEMORY_RENEWAL)
+ *   MEMORY_RENEWAL      model the renewal answered from the leader's
+ *                       memory (the fixed form: answered only after a
+ *                       quorum round that started after the request
+ *                       arrived confirmed the leadership) and the nodes'
+ *                       stale idea of who leads
  *   NO_CRM_UNPROTECTED  drop the CRM's own check (manager.unprotected), to
  *                       show that the store rule alone suffices
  *   ONLY_DOUBLE_ACTIVE  check only the double-active assertion (so that a
@@ -84,8 +98,14 @@
 #define ACK_OK 1
 #define ACK_REFUSED 2
 
+#ifdef BUG_UNVERIFIED_RENEWAL
+#define MEMORY_RENEWAL
+#endif
+
 /* ---- the replicated store (committed state) ---- */
 byte owner[N];   /* agent lock of node i: FREE, SELF (node i), MASTER */
+bool rel[N];     /* held by node i but still recorded as released with
+                  * services running (LockInfo.Released): no proof */
 byte why[N];     /* for a free lock: how it became free */
 byte ttl[N];     /* leader's lock timer: ticks until a takeover is allowed */
 byte drift[N];   /* fast ticks of the leader's clock since the timer restart */
@@ -102,6 +122,14 @@ bool rsn[N];     /* the release is a disarm (1) or an agent restart (0) */
 bool waiting[N]; /* LRM blocked in AcquireAgentLock */
 byte pend[N];    /* validity left counted from the send of that renewal */
 bool req[N];     /* renewal in flight to the leader */
+bool reqarm[N];  /* that renewal was sent with the watchdog armed */
+#ifdef MEMORY_RENEWAL
+bool stale[N];   /* node i still takes a deposed leader for the leader */
+bool reqold[N];  /* the renewal in flight went to a deposed leader */
+#define CLEARREQ(i) req[i] = 0; reqarm[i] = 0; reqold[i] = 0
+#else
+#define CLEARREQ(i) req[i] = 0; reqarm[i] = 0
+#endif
 byte ack[N];     /* answer in flight back */
 byte valid[N];   /* the node's validity (feeder's validUntil), ticks left */
 bool feedp[N];   /* a feed decided, not yet sent */
@@ -165,15 +193,37 @@ inline assert_single(i) {
 /* The store's leader applies node i's pending renewal (store.acquireLocal
  * and the opLock case of fsm.apply): a free lock or the node's own is
  * granted and its timer restarted at the full TTL; a lock the master took
- * is refused until its timer ran out. */
+ * is refused until its timer ran out. A lock released with services
+ * running and taken back by a request sent unarmed stays recorded as
+ * released (no proof for the master) until a request sent armed. */
 inline apply_renewal(i) {
-	req[i] = 0;
 	if
 	:: owner[i] == MASTER && ttl[i] > 0 -> ack[i] = ACK_REFUSED
+#ifdef MEMORY_RENEWAL
+	/* a request that reached a deposed leader (the node's idea of the
+	 * leader is stale): it cannot commit anything */
+	:: reqold[i] && !(owner[i] == SELF && !rel[i]) -> ack[i] = ACK_REFUSED
+	/* a pure renewal answered from that leader's memory */
+#ifdef BUG_UNVERIFIED_RENEWAL
+	:: reqold[i] && owner[i] == SELF && !rel[i] -> ack[i] = ACK_OK	/* the current leader's timer runs on */
+#else
+	:: reqold[i] && owner[i] == SELF && !rel[i] -> ack[i] = ACK_REFUSED	/* VerifyLeader fails */
+#endif
+	:: !reqold[i] && owner[i] == SELF && !rel[i] ->	/* the current leader, verified */
+		ttl[i] = T; drift[i] = 0; ack[i] = ACK_OK
+	:: !reqold[i] && !(owner[i] == MASTER && ttl[i] > 0) && !(owner[i] == SELF && !rel[i]) ->
+#else
 	:: else ->
+#endif
+#ifdef BUG_ARM_AFTER_ACQUIRE
+		rel[i] = 0;
+#else
+		rel[i] = ((owner[i] == FREE && why[i] == R_RUNNING) || (owner[i] == SELF && rel[i])) && !reqarm[i];
+#endif
 		owner[i] = SELF; proof[i] = 0; ttl[i] = T; drift[i] = 0; why[i] = R_NEVER;
 		ack[i] = ACK_OK
 	fi;
+	CLEARREQ(i);
 	if :: !waiting[i] -> ack[i] = NOACK :: else -> skip fi	/* nobody waits for it */
 }
 
@@ -182,7 +232,7 @@ inline apply_renewal(i) {
 inline flush_renewal(i) {
 	if
 	:: req[i] -> apply_renewal(i); ack[i] = NOACK
-	:: req[i] && nf > 0 -> req[i] = 0; nf--
+	:: req[i] && nf > 0 -> CLEARREQ(i); nf--
 	:: else -> skip
 	fi
 }
@@ -194,7 +244,7 @@ inline release(i, ok) {
 	flush_renewal(i);
 	if
 	:: owner[i] == SELF ->
-		owner[i] = FREE; ttl[i] = 0; drift[i] = 0; proof[i] = 0;
+		owner[i] = FREE; ttl[i] = 0; drift[i] = 0; proof[i] = 0; rel[i] = 0;
 		if
 		:: up[i] -> why[i] = R_RUNNING
 		:: else -> why[i] = R_CLEAN
@@ -227,13 +277,10 @@ end:	do
 	:: atomic { !paused[i] && IDLE(i) && !req[i] && VLOC(i) == i && VSST(i) != FENCE &&
 		((ls[i] == WAIT && !VDIS(i) && VSST(i) == STARTED) ||
 		 (ls[i] == ACTIVE && valid[i] > 0) || ls[i] == LOST) ->
-#ifndef BUG_ARM_AFTER_ACQUIRE
-		/* open the watchdog before asking for the lock: a committed
-		 * acquisition whose answer comes late must not leave the node
-		 * holding its lock without an armed watchdog */
-		if :: !armed[i] -> armed[i] = 1; gfenced[i] = 0; wd[i] = W :: else -> skip fi;
+#ifdef MEMORY_RENEWAL
+		reqold[i] = stale[i];
 #endif
-		waiting[i] = 1; pend[i] = V; req[i] = 1; ack[i] = NOACK }
+		waiting[i] = 1; pend[i] = V; req[i] = 1; reqarm[i] = armed[i]; ack[i] = NOACK }
 	/* the answer within the validity (lrm.acquireLock): success opens or
 	 * feeds the watchdog (WatchdogOpen / WatchdogUpdate) */
 	:: atomic { !paused[i] && waiting[i] && ack[i] != NOACK && pend[i] > 0 ->
@@ -330,7 +377,11 @@ end:	do
 	/* the leader applies the renewal (the answer may be lost), or the
 	 * request is lost */
 	:: atomic { req[i] -> apply_renewal(i) }
-	:: atomic { req[i] && nf > 0 -> req[i] = 0; nf-- }
+	:: atomic { req[i] && nf > 0 -> CLEARREQ(i); nf-- }
+#ifdef MEMORY_RENEWAL
+	/* the node learns who leads now (raft's leader address) */
+	:: atomic { stale[i] -> stale[i] = 0 }
+#endif
 	/* the leader's clock runs fast on this lock, within the drift margin */
 	:: atomic { ttl[i] > 0 && drift[i] < D -> ttl[i]--; drift[i]++ }
 	/* the node's replica catches up (raft apply on a follower) */
@@ -346,7 +397,7 @@ end:	do
 	:: atomic { nf > 0 && (ls[i] != WAIT || armed[i] || up[i] || waiting[i] || paused[i] || ph[i] != 0 || startp[i] || feedp[i]) ->
 		nf--;
 		up[i] = 0; ls[i] = WAIT; ph[i] = 0; waiting[i] = 0; pend[i] = 0;
-		req[i] = 0; ack[i] = NOACK; valid[i] = 0; feedp[i] = 0; startp[i] = 0;
+		CLEARREQ(i); ack[i] = NOACK; valid[i] = 0; feedp[i] = 0; startp[i] = 0;
 		armed[i] = 0; gfenced[i] = 0; wd[i] = 0; kill[i] = 0; paused[i] = 0 }
 	od
 }
@@ -393,7 +444,13 @@ end:	do
 	:: atomic { nf > 0 ->
 		nf--; i = 0;
 		do
-		:: i < N -> if :: owner[i] != FREE -> ttl[i] = T; drift[i] = 0 :: else -> skip fi; i++
+		:: i < N -> if :: owner[i] != FREE -> ttl[i] = T; drift[i] = 0 :: else -> skip fi;
+#ifdef MEMORY_RENEWAL
+			/* every node still knows the old leader, and a request in
+			 * flight went to it */
+			stale[i] = 1; if :: req[i] -> reqold[i] = 1 :: else -> skip fi;
+#endif
+			i++
 		:: else -> break
 		od;
 		i = 0 }
@@ -408,7 +465,7 @@ end:	do
 	:: atomic { !disarm && sst == FENCE ->
 		j = loc;
 		if
-		:: owner[j] == SELF && ttl[j] == 0 ->	/* timed out after being held */
+		:: owner[j] == SELF && ttl[j] == 0 && !rel[j] ->	/* timed out after being held */
 			owner[j] = MASTER; ttl[j] = T; drift[j] = 0; proof[j] = 1; sst = RECOVERY
 		:: owner[j] == MASTER -> ttl[j] = T; drift[j] = 0; sst = RECOVERY	/* a refresh */
 		:: owner[j] == FREE && why[j] != R_RUNNING ->	/* never held, or released idle */

@@ -86,8 +86,20 @@ func agentLock(node string) string { return "ha_agent_" + node + "_lock" }
 
 func (e *env) AcquireManagerLock() bool { return e.s.acquireLock(e, managerLock) }
 func (e *env) ReleaseManagerLock() bool { return e.s.releaseLock(e, managerLock, false) }
-func (e *env) AcquireAgentLock(node string) bool {
-	return e.s.acquireLock(e, agentLock(node))
+
+// AcquireAgentLock: the simulator's daemons read the one shared state,
+// so a node's view is always current after an acquisition (ha.Env). The
+// grant's validity counts from the call, on the daemon's clock.
+func (e *env) AcquireAgentLock(node string) (ha.LockGrant, bool) {
+	sent := e.Now()
+	if !e.s.acquireLock(e, agentLock(node)) {
+		return ha.LockGrant{}, false
+	}
+	var g ha.LockGrant
+	if v := e.s.timing.LockValidity; v > 0 && node == e.node.name {
+		g.ValidUntil = sent.Add(v)
+	}
+	return g, true
 }
 func (e *env) ReleaseAgentLock(node string, running bool) bool {
 	return e.s.releaseLock(e, agentLock(node), running)

@@ -275,21 +275,21 @@ func TestLocks(t *testing.T) {
 		do   func() bool
 		want bool
 	}{
-		{"free lock is taken", func() bool { return at(n1, 0).AcquireAgentLock("node1") }, true},
-		{"holder refreshes", func() bool { return at(n1, 100).AcquireAgentLock("node1") }, true},
-		{"other node fails while held", func() bool { return at(n2, 220).AcquireAgentLock("node1") }, false},
-		{"other node takes it once expired (> 120 s)", func() bool { return at(n2, 221).AcquireAgentLock("node1") }, true},
+		{"free lock is taken", func() bool { _, ok := at(n1, 0).AcquireAgentLock("node1"); return ok }, true},
+		{"holder refreshes", func() bool { _, ok := at(n1, 100).AcquireAgentLock("node1"); return ok }, true},
+		{"other node fails while held", func() bool { _, ok := at(n2, 220).AcquireAgentLock("node1"); return ok }, false},
+		{"other node takes it once expired (> 120 s)", func() bool { _, ok := at(n2, 221).AcquireAgentLock("node1"); return ok }, true},
 		{"old holder cannot release it", func() bool { return at(n1, 222).ReleaseAgentLock("node1", false) }, false},
 		{"new holder releases it", func() bool { return at(n2, 223).ReleaseAgentLock("node1", false) }, true},
 		{"releasing a free lock fails", func() bool { return at(n2, 224).ReleaseAgentLock("node1", false) }, false},
-		{"node1 takes its free lock", func() bool { return at(n1, 225).AcquireAgentLock("node1") }, true},
+		{"node1 takes its free lock", func() bool { _, ok := at(n1, 225).AcquireAgentLock("node1"); return ok }, true},
 		{"node1 releases it with services running", func() bool { return at(n1, 226).ReleaseAgentLock("node1", true) }, true},
 		{"it is recorded so", func() bool { return n2.AgentLockReleasedRunning("node1") }, true},
-		{"another node cannot take it, however late", func() bool { return at(n2, 2000).AcquireAgentLock("node1") }, false},
+		{"another node cannot take it, however late", func() bool { _, ok := at(n2, 2000).AcquireAgentLock("node1"); return ok }, false},
 		{"nor release it", func() bool { return at(n2, 2001).ReleaseAgentLock("node1", false) }, false},
-		{"node1 takes it back", func() bool { return at(n1, 2002).AcquireAgentLock("node1") }, true},
+		{"node1 takes it back", func() bool { _, ok := at(n1, 2002).AcquireAgentLock("node1"); return ok }, true},
 		{"which clears the record", func() bool { return n2.AgentLockReleasedRunning("node1") }, false},
-		{"then it times out as usual", func() bool { return at(n2, 2123).AcquireAgentLock("node1") }, true},
+		{"then it times out as usual", func() bool { _, ok := at(n2, 2123).AcquireAgentLock("node1"); return ok }, true},
 	}
 	for _, st := range steps {
 		if got := st.do(); got != st.want {
@@ -314,7 +314,7 @@ func TestStealServiceNeedsTheAgentLock(t *testing.T) {
 		t.Fatalf("steal without lock: err %v, violation %v", err, s.violation)
 	}
 	s.violation = nil
-	if !n1.AcquireAgentLock("node2") {
+	if _, ok := n1.AcquireAgentLock("node2"); !ok {
 		t.Fatal("could not take the free agent lock")
 	}
 	if err := n1.StealService("vm:101", "node2", "node1"); err != nil || s.violation != nil {

@@ -7,8 +7,11 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"haxd/ha"
 )
@@ -543,4 +546,84 @@ func TestLockRenewalGoesThroughALeaderCrash(t *testing.T) {
 		t.Fatalf("renew across the leader crash: %+v, %v; want a refresh", res, err)
 	}
 	t.Logf("renewal waited %v for the new leader", time.Since(start))
+}
+
+// TestAcquisitionIndexIsReachedByTheRequestersReplica: a lock answered
+// to a follower carries the index of its committed entry; the follower's
+// replica may lag behind it (here its FSM is held back), and WaitApplied
+// returns only once the replica shows that entry and every write
+// committed before it (agent.env.AcquireAgentLock waits so before the LRM
+// acts on an acquisition).
+func TestAcquisitionIndexIsReachedByTheRequestersReplica(t *testing.T) {
+	// The requester is the non-voter: held back, it must not become the
+	// leader (an election under load would otherwise stall the test).
+	c := newCluster(t, 3, func(cfg *Config) { cfg.Voters = 2 })
+	c.form()
+	l := c.leader()
+	a := -1
+	for _, sv := range c.waitServers(l, 2, 1) {
+		for i, n := range c.nodes {
+			if !sv.Voter && n.NodeID() == sv.ID {
+				a = i
+			}
+		}
+	}
+	if a < 0 {
+		t.Fatal("no non-voter")
+	}
+	L, A := c.nodes[l], c.nodes[a]
+	ctx := c.ctx(20 * time.Second)
+	lock := AgentLock(A.NodeID())
+
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	hold := func(*raft.Log) { <-release }
+	A.fsm.beforeApply.Store(&hold)
+
+	// A write committed before the acquisition (a steal, say), then the
+	// acquisition; A's FSM applies neither yet.
+	before := &ha.LRMStatus{State: ha.LRMActive, Mode: ha.ModeActive, Timestamp: 42}
+	if err := L.WriteLRMStatus(ctx, "n9", before); err != nil {
+		t.Fatalf("write before the acquisition: %v", err)
+	}
+	res, err := A.AcquireOwnLock(ctx, lock, A.NodeID(), true)
+	if err != nil || !res.New {
+		t.Fatalf("A takes its free lock: %+v, %v", res, err)
+	}
+	if li, held := L.fsm.lock(lock); !held || res.Index == 0 || li.Index != res.Index {
+		t.Fatalf("result index %d, leader's lock %+v: want the committed entry's index", res.Index, li)
+	}
+	if got := A.fsm.applied.Load(); got >= res.Index {
+		t.Fatalf("A's FSM applied %d >= %d although held back: the test shows nothing", got, res.Index)
+	}
+	if _, held := A.fsm.lock(lock); held {
+		t.Fatal("A's replica shows the lock although its FSM is held back")
+	}
+
+	// Raft counts the entries applied once it queued them for the FSM:
+	// not enough for a read.
+	if !eventually(10*time.Second, func() bool { return A.raft.AppliedIndex() >= res.Index }) {
+		t.Fatalf("raft on A never passed index %d (at %d)", res.Index, A.raft.AppliedIndex())
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err = A.WaitApplied(short, res.Index)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitApplied on a lagging replica: err = %v, want a deadline error", err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- A.WaitApplied(ctx, res.Index) }()
+	unblock()
+	if err := <-done; err != nil {
+		t.Fatalf("WaitApplied after the replica caught up: %v", err)
+	}
+	if li, held := A.fsm.lock(lock); !held || li.Owner != A.NodeID() || li.Index != res.Index {
+		t.Errorf("A's replica after WaitApplied: lock %+v held %v, want owned by A at %d", li, held, res.Index)
+	}
+	if got, err := A.LRMStatus("n9"); err != nil || got.Timestamp != before.Timestamp {
+		t.Errorf("A's replica after WaitApplied misses the earlier write: %+v, %v", got, err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -52,6 +53,9 @@ type state struct {
 type snapshotDoc struct {
 	Version int    `json:"version"`
 	State   *state `json:"state"`
+	// Applied is the index of the last entry the FSM had applied when
+	// the snapshot was taken (fsm.applied); 0 in older snapshots.
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 // lockHooks lets the store's lock timers follow the FSM. The hooks run on
@@ -73,6 +77,14 @@ type fsm struct {
 	st     *state
 	hooks  lockHooks
 	logger *slog.Logger
+	// applied is the index of the last command entry the FSM applied (or
+	// the one a restored snapshot recorded). Raft's own
+	// AppliedIndex runs ahead of it: raft counts an entry applied once it
+	// queued it for the FSM goroutine (see Store.WaitApplied).
+	applied atomic.Uint64
+	// beforeApply, when set, runs at the start of Apply on the FSM
+	// goroutine (tests: a replica that lags behind raft).
+	beforeApply atomic.Pointer[func(*raft.Log)]
 }
 
 func newFSM(hooks lockHooks, logger *slog.Logger) *fsm {
@@ -109,6 +121,10 @@ func ok(v any) *result {
 
 // Apply applies one committed log entry and returns a *result.
 func (f *fsm) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
+	if h := f.beforeApply.Load(); h != nil {
+		(*h)(l)
+	}
 	var cmd command
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {
 		f.logger.Error("skip undecodable log entry", "index", l.Index, "err", err)
@@ -406,6 +422,7 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			}
 		}
 		st.Locks[c.Name] = out.LockInfo
+		out.Index = l.Index
 		return ok(out), c.Name, ""
 
 	case opFenceConfirmed:
@@ -446,7 +463,7 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	b, err := json.Marshal(snapshotDoc{Version: commandVersion, State: f.st})
+	b, err := json.Marshal(snapshotDoc{Version: commandVersion, State: f.st, Applied: f.applied.Load()})
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
@@ -480,6 +497,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.st = st
 	names := slices.Sorted(maps.Keys(st.Locks))
 	f.mu.Unlock()
+	f.applied.Store(doc.Applied)
 	if f.hooks != nil {
 		f.hooks.locksRestored(names)
 	}

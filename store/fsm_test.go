@@ -142,11 +142,11 @@ func TestFSMLockCompareAndSwap(t *testing.T) {
 		owner   string // expected owner at the end, "" for free
 	}{
 		{"free lock is granted", []entry{
-			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}, val: `{"name":"L","owner":"a","index":1,"acquired":1,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}, val: `{"name":"L","owner":"a","acquired":1,"new":true,"index":1}`},
 		}, []string{"renewed L"}, "a"},
 		{"owner refreshes, the index moves", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "a", ExpectOwner: "a"}, val: `{"name":"L","owner":"a","index":2,"acquired":1,"new":false}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a", ExpectOwner: "a"}, val: `{"name":"L","owner":"a","acquired":1,"new":false,"index":2}`},
 		}, []string{"renewed L", "renewed L"}, "a"},
 		{"another holder without takeover is refused", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
@@ -154,7 +154,7 @@ func TestFSMLockCompareAndSwap(t *testing.T) {
 		}, []string{"renewed L"}, "a"},
 		{"takeover of the checked renewal succeeds", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 1}, val: `{"name":"L","owner":"b","index":2,"acquired":2,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 1}, val: `{"name":"L","owner":"b","acquired":2,"new":true,"index":2}`},
 		}, []string{"renewed L", "renewed L"}, "b"},
 		{"takeover loses against a renewal committed after the check", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
@@ -200,8 +200,8 @@ func TestFSMLockCompareAndSwap(t *testing.T) {
 		{"its owner takes it back armed as a new lock", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
 			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "a", Armed: true}, val: `{"name":"L","owner":"a","index":3,"acquired":3,"new":true}`},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 3}, val: `{"name":"L","owner":"b","index":4,"acquired":4,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a", Armed: true}, val: `{"name":"L","owner":"a","acquired":3,"new":true,"index":3}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 3}, val: `{"name":"L","owner":"b","acquired":4,"new":true,"index":4}`},
 		}, []string{"renewed L", "released L", "renewed L", "renewed L"}, "b"},
 		// The answer to an unarmed retake can be lost after it committed
 		// (the LRM then never arms its watchdog): the lock stays no proof
@@ -210,10 +210,10 @@ func TestFSMLockCompareAndSwap(t *testing.T) {
 		{"its owner takes it back unarmed: still released until an armed renewal", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},
 			{op: opUnlock, data: unlockCmd{Name: "L", Holder: "a", Running: true}},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}, val: `{"name":"L","owner":"a","index":3,"acquired":3,"released":true,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}, val: `{"name":"L","owner":"a","acquired":3,"released":true,"new":true,"index":3}`},
 			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 3}, want: ErrLockReleasedRunning},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "a", Armed: true}, val: `{"name":"L","owner":"a","index":5,"acquired":5,"new":true}`},
-			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 5}, val: `{"name":"L","owner":"b","index":6,"acquired":6,"new":true}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "a", Armed: true}, val: `{"name":"L","owner":"a","acquired":5,"new":true,"index":5}`},
+			{op: opLock, data: lockCmd{Name: "L", Holder: "b", Takeover: true, ExpectOwner: "a", ExpectIndex: 5}, val: `{"name":"L","owner":"b","acquired":6,"new":true,"index":6}`},
 		}, []string{"renewed L", "released L", "renewed L", "renewed L", "renewed L"}, "b"},
 		{"its owner releases it clean later: free for anyone", []entry{
 			{op: opLock, data: lockCmd{Name: "L", Holder: "a"}},

@@ -559,14 +559,59 @@ func (s *Store) Barrier(ctx context.Context) error {
 	if err := json.Unmarshal(res.Value, &idx); err != nil {
 		return fmt.Errorf("read barrier: decode index: %w", err)
 	}
-	for s.raft.AppliedIndex() < idx {
+	if err := s.WaitApplied(ctx, idx); err != nil {
+		return fmt.Errorf("read barrier: %w", err)
+	}
+	return nil
+}
+
+// applyPoll is how often WaitApplied looks at the FSM's progress.
+const applyPoll = 2 * time.Millisecond
+
+// WaitApplied waits until this node's replica reflects every entry of
+// the raft log up to index, or ctx ends. Raft's own AppliedIndex is not
+// enough: raft counts an entry applied once it queued it for the FSM
+// goroutine, before the FSM changed the state.
+func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
+	for !s.appliedThrough(index) {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("read barrier: wait for index %d (applied %d): %w", idx, s.raft.AppliedIndex(), ctx.Err())
-		case <-time.After(2 * time.Millisecond):
+			return fmt.Errorf("wait for index %d (applied %d, fsm %d): %w", index, s.raft.AppliedIndex(), s.fsm.applied.Load(), ctx.Err())
+		case <-time.After(applyPoll):
 		}
 	}
 	return nil
+}
+
+// appliedThrough reports whether the FSM's state reflects every entry up
+// to index: the FSM applied an entry at or past index, or raft committed
+// and handed over everything up to index and the entries after the FSM's
+// last one are raft's own (no-ops, barriers, configurations), which do
+// not change the FSM's state.
+func (s *Store) appliedThrough(index uint64) bool {
+	fsmAt := s.fsm.applied.Load()
+	if fsmAt >= index {
+		return true
+	}
+	if s.raft.AppliedIndex() < index {
+		return false
+	}
+	first, err := s.bolt.FirstIndex()
+	if err != nil {
+		return false
+	}
+	// Entries compacted away are in a snapshot this node took from, or
+	// restored into, its FSM.
+	for i := max(fsmAt+1, first); i <= index; i++ {
+		var l raft.Log
+		if err := s.bolt.GetLog(i, &l); err != nil {
+			return false
+		}
+		if l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
 }
 
 // idempotent reports whether repeating op has the same effect as one
