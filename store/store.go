@@ -158,6 +158,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	s.mux = newMux(ln, adv, s.handleForward, s.ready, logger)
 	s.mux.forwardStream = s.handleForwardStream
 	s.pool = newFwdPool(cfg.TLS, logger)
+	opts := &sockOpts{rtoMin: cfg.TCPRTOMin, logger: logger}
+	s.mux.opts, s.pool.opts = opts, opts
 	if cfg.TLS != nil {
 		s.mux.tls = cfg.TLS
 		s.mux.memberAt = s.memberAt
