@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -46,6 +47,11 @@ type Store struct {
 	// up. Until then the port is open but every request is answered "not
 	// ready" (forwards) or held (raft connections).
 	ready chan struct{}
+
+	// writeFail is signalled when raft fails to write its stores
+	// (failWatch); stoodDown is set while the node stands down (StandDown).
+	writeFail chan struct{}
+	stoodDown atomic.Bool
 
 	healthMu  sync.Mutex
 	unhealthy map[raft.ServerID]bool
@@ -94,7 +100,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		logger = discardLogger()
 	}
 	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1),
-		ready: make(chan struct{})}
+		ready: make(chan struct{}), writeFail: make(chan struct{}, 1)}
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -192,7 +198,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, bolt, bolt, snaps, s.trans)
+	watched := &failWatch{LogStore: bolt, StableStore: bolt, failed: s.writeFailed}
+	r, err := raft.NewRaft(rc, s.fsm, watched, watched, snaps, s.trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
