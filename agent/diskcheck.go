@@ -54,7 +54,8 @@ func (n *node) unwritable() string {
 }
 
 // watchDisk probes the data dir every interval, and at once when raft
-// reports a failed write, until ctx ends. A node that cannot write steps
+// reports a failed write, until ctx ends; a raft write that failed within
+// the last interval counts as a failed probe. A node that cannot write steps
 // out cleanly instead of half-working (a leader that wins elections and
 // cannot commit, an LRM whose renewals sometimes pass): while the probe
 // fails it renews no agent lock, so its LRM loses the lock and its guard
@@ -72,6 +73,11 @@ func (a *Agent) watchDisk(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		err := probeDataDir(a.cfg.DataDir)
+		if err == nil {
+			// The probe is small: a nearly full disk takes it and still
+			// refuses the write with which raft's log grows.
+			err = a.n.store.WriteFailedWithin(interval)
+		}
 		was := a.n.unwritable()
 		switch {
 		case err != nil && was == "":

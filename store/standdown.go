@@ -50,6 +50,9 @@ func (s *Store) writeFailed(err error) {
 	if !s.stoodDown.Load() {
 		s.logger.Warn("raft could not write its log or state to the data dir", "err", err)
 	}
+	s.failMu.Lock()
+	s.lastFail, s.lastFailErr = s.clock.Now(), err
+	s.failMu.Unlock()
 	select {
 	case s.writeFail <- struct{}{}:
 	default:
@@ -60,6 +63,22 @@ func (s *Store) writeFailed(err error) {
 // store (a full or failing disk). A node's disk check should then look at
 // once whether it must step out (StandDown) instead of at its next probe.
 func (s *Store) WriteFailed() <-chan struct{} { return s.writeFail }
+
+// WriteFailedWithin returns the last error raft got writing its log or
+// stable store if it came within d, else nil. Raft's writes are the
+// ground truth of a usable data dir: a nearly full disk can take a small
+// probe file and still refuse the larger write with which the log grows,
+// and while a full node follows, every entry the leader sends it fails
+// again, so a failure within the last check interval means it is still
+// full.
+func (s *Store) WriteFailedWithin(d time.Duration) error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.lastFailErr == nil || s.clock.Now().Sub(s.lastFail) > d {
+		return nil
+	}
+	return fmt.Errorf("raft could not write its log %v ago: %w", s.clock.Now().Sub(s.lastFail).Round(time.Millisecond), s.lastFailErr)
+}
 
 // StandDown takes this node out of raft's leadership race until StandAgain:
 // when it leads it hands leadership to another voter, and it stops timing

@@ -81,7 +81,8 @@ func (failingLogs) SetUint64([]byte, uint64) error { return errDiskFull }
 // WriteFailed, without blocking when nobody listens; successful writes
 // signal nothing.
 func TestFailWatchSignalsFailedWrites(t *testing.T) {
-	s := &Store{logger: testLogger(t, 0), writeFail: make(chan struct{}, 1)}
+	clock := newFakeClock()
+	s := &Store{logger: testLogger(t, 0), clock: clock, writeFail: make(chan struct{}, 1)}
 	ok := &failWatch{LogStore: raft.NewInmemStore(), StableStore: raft.NewInmemStore(), failed: s.writeFailed}
 	if err := ok.StoreLogs([]*raft.Log{{Index: 1}}); err != nil {
 		t.Fatal(err)
@@ -93,6 +94,9 @@ func TestFailWatchSignalsFailedWrites(t *testing.T) {
 	case <-s.WriteFailed():
 		t.Fatal("signalled after successful writes")
 	default:
+	}
+	if err := s.WriteFailedWithin(time.Hour); err != nil {
+		t.Fatalf("WriteFailedWithin = %v before any failure", err)
 	}
 	bad := failingLogs{raft.NewInmemStore()}
 	w := &failWatch{LogStore: bad, StableStore: bad, failed: s.writeFailed}
@@ -113,5 +117,13 @@ func TestFailWatchSignalsFailedWrites(t *testing.T) {
 		default:
 			t.Errorf("%s failed and WriteFailed was not signalled", name)
 		}
+	}
+	clock.Advance(time.Second)
+	if err := s.WriteFailedWithin(time.Second); !errors.Is(err, errDiskFull) {
+		t.Errorf("WriteFailedWithin(1s) a second after the failure = %v, want the failure", err)
+	}
+	clock.Advance(time.Millisecond)
+	if err := s.WriteFailedWithin(time.Second); err != nil {
+		t.Errorf("WriteFailedWithin(1s) past a second after the failure = %v, want nil", err)
 	}
 }

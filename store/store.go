@@ -52,6 +52,10 @@ type Store struct {
 	// (failWatch); stoodDown is set while the node stands down (StandDown).
 	writeFail chan struct{}
 	stoodDown atomic.Bool
+	// failMu guards the last failed write of raft's stores.
+	failMu      sync.Mutex
+	lastFail    time.Time
+	lastFailErr error
 
 	healthMu  sync.Mutex
 	unhealthy map[raft.ServerID]bool
