@@ -44,6 +44,14 @@ func probeDataDir(dir string) error {
 	return nil
 }
 
+// standDown takes the store out of raft's leadership race because of err
+// (store.StandDown; idempotent).
+func (a *Agent) standDown(err error) {
+	if serr := a.n.store.StandDown("data dir not writable: " + err.Error()); serr != nil {
+		a.log.Warn("data dir not writable: standing down from raft leadership failed; retrying", "err", serr)
+	}
+}
+
 // unwritable returns why the data dir cannot be written, or "" when it
 // can (as of the last probe).
 func (n *node) unwritable() string {
@@ -83,8 +91,12 @@ func (a *Agent) watchDisk(ctx context.Context, interval time.Duration) {
 		case err != nil && was == "":
 			reason := err.Error()
 			a.n.diskErr.Store(&reason)
-			a.publishTags()
 			a.log.Error("data dir not writable: stepping out (no agent lock renewals, no CRM master role, no raft leadership or candidacy) so that this node's services are recovered elsewhere", "data_dir", a.cfg.DataDir, "err", err)
+			// Out of the raft race first: gossiping the tag can wait
+			// seconds for its broadcast on a loaded machine, and raft
+			// makes this node a candidate within a heartbeat timeout.
+			a.standDown(err)
+			a.publishTags()
 		case err == nil && was != "":
 			// Writable again. Stand for election again first: with every
 			// voter out (all disks were full) no leader could answer the
@@ -110,9 +122,7 @@ func (a *Agent) watchDisk(ctx context.Context, interval time.Duration) {
 		if err != nil {
 			// Every round: a leader elected before the stand-down took
 			// effect hands over again.
-			if serr := a.n.store.StandDown("data dir not writable: " + err.Error()); serr != nil {
-				a.log.Warn("data dir not writable: standing down from raft leadership failed; retrying", "err", serr)
-			}
+			a.standDown(err)
 		}
 		// Raft could not write: probe now, not at the next tick (once
 		// out, the ticker is enough).
