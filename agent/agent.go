@@ -117,6 +117,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	scfg.BindAddr = cfg.RaftAddr
 	scfg.Voters = cfg.RaftVoters
 	scfg.LockTTL = cfg.Timing.LockTTL
+	cfg.applyStoreTimings(&scfg)
 	scfg.TLS = storeTLS
 	if cfg.AdvertiseIP != "" {
 		_, port, _ := net.SplitHostPort(cfg.RaftAddr)

@@ -16,6 +16,7 @@ import (
 	"haxd/fencedev"
 	"haxd/gossip"
 	"haxd/ha"
+	"haxd/store"
 )
 
 // Config is the configuration of one `haxd agent`. It is read from one file
@@ -223,6 +224,54 @@ type Config struct {
 	// its data dir; a node that cannot steps out (see watchDisk). Default
 	// DefaultDiskCheckInterval.
 	DiskCheckInterval *time.Duration `cfg:"disk_check_interval"`
+
+	// The store's raft and forwarding timings (store.Config has the full
+	// story of each; docs/safety.md, lossy networks, why they are sized
+	// against TCP's retransmit times). They enter no safety inequality,
+	// only liveness: the agent warns at start when they do not fit the HA
+	// timing (store.Config.CheckTiming). Defaults: store.DefaultConfig.
+
+	// RaftHeartbeatTimeout is raft's follower timeout without contact
+	// from the leader (randomized 1-2x). Default 200ms.
+	RaftHeartbeatTimeout time.Duration `cfg:"raft_heartbeat_timeout"`
+	// RaftElectionTimeout is raft's candidate timeout; >=
+	// raft_heartbeat_timeout. Default 200ms.
+	RaftElectionTimeout time.Duration `cfg:"raft_election_timeout"`
+	// RaftLeaderLeaseTimeout is how long the raft leader stays leader
+	// without contact with a quorum; <= raft_heartbeat_timeout. Default
+	// 200ms.
+	RaftLeaderLeaseTimeout time.Duration `cfg:"raft_leader_lease_timeout"`
+	// RaftCommitTimeout is raft's longest delay before a heartbeat carries
+	// a new commit index. Default 50ms.
+	RaftCommitTimeout time.Duration `cfg:"raft_commit_timeout"`
+	// ForwardHedgeDelay is how long a forwarded lock request waits before
+	// a second copy goes on another connection; 0 disables it. Default
+	// 250ms.
+	ForwardHedgeDelay time.Duration `cfg:"forward_hedge_delay"`
+	// TCPRTOMin is the minimum TCP retransmission timeout of the store
+	// port's connections (Linux 6.15+); 0 keeps the kernel's (200ms).
+	// Default 20ms.
+	TCPRTOMin time.Duration `cfg:"tcp_rto_min"`
+}
+
+// applyStoreTimings copies the store's raft and forwarding timings into s.
+func (c *Config) applyStoreTimings(s *store.Config) {
+	s.HeartbeatTimeout = c.RaftHeartbeatTimeout
+	s.ElectionTimeout = c.RaftElectionTimeout
+	s.LeaderLeaseTimeout = c.RaftLeaderLeaseTimeout
+	s.CommitTimeout = c.RaftCommitTimeout
+	s.ForwardHedgeDelay = c.ForwardHedgeDelay
+	s.TCPRTOMin = c.TCPRTOMin
+}
+
+// validateStoreTimings checks the store's timings as the store will,
+// with the effective lock TTL, so that a bad value stops the agent
+// before it starts anything.
+func (c *Config) validateStoreTimings(t ha.Timing) error {
+	s := store.DefaultConfig()
+	s.NodeID, s.DataDir, s.LockTTL = c.NodeName, c.DataDir, t.LockTTL
+	c.applyStoreTimings(&s)
+	return s.Validate()
 }
 
 // diskCheckInterval returns DiskCheckInterval or its default.
@@ -281,6 +330,7 @@ func (c *Config) eventRoundGap() time.Duration {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	fo := fencedev.DefaultOptions()
+	sd := store.DefaultConfig()
 	return Config{
 		NodeName:                      host,
 		DataDir:                       "/var/lib/haxd",
@@ -308,6 +358,13 @@ func DefaultConfig() Config {
 		UsageMaxInterval:            10 * time.Minute,
 
 		ShutdownDetectTimeout: DefaultShutdownDetectTimeout,
+
+		RaftHeartbeatTimeout:   sd.HeartbeatTimeout,
+		RaftElectionTimeout:    sd.ElectionTimeout,
+		RaftLeaderLeaseTimeout: sd.LeaderLeaseTimeout,
+		RaftCommitTimeout:      sd.CommitTimeout,
+		ForwardHedgeDelay:      sd.ForwardHedgeDelay,
+		TCPRTOMin:              sd.TCPRTOMin,
 		DiskCheckInterval: func() *time.Duration {
 			d := DefaultDiskCheckInterval
 			return &d
@@ -504,6 +561,9 @@ func (c *Config) Finish() (warnings []string, err error) {
 		return nil, err
 	}
 	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if err := c.validateStoreTimings(t); err != nil {
 		return nil, err
 	}
 	for _, a := range []*string{&c.GossipAddr, &c.RaftAddr, &c.APIAddr} {

@@ -9,6 +9,7 @@ import (
 
 	"haxd/gossip"
 	"haxd/ha"
+	"haxd/store"
 )
 
 const goodKey = "AAECAwQFBgcICQoLDA0ODw=="
@@ -92,6 +93,12 @@ func TestFinishRejects(t *testing.T) {
 		{"probe timeout not below the interval", func(c *Config) { c.GossipProbeTimeout = d("100ms") }, "gossip_probe_timeout 100ms, gossip_probe_interval 100ms", false},
 		{"zero probe interval", func(c *Config) { c.GossipProbeInterval = d("0s") }, "gossip_probe_timeout 50ms, gossip_probe_interval 0s", false},
 		{"zero suspicion mult", func(c *Config) { c.GossipSuspicionMult = 0 }, "gossip_suspicion_mult 0", false},
+		{"raft lease above heartbeat", func(c *Config) { c.RaftLeaderLeaseTimeout = 300 * time.Millisecond }, "raft_leader_lease_timeout (300ms): must be <= raft_heartbeat_timeout (200ms)", false},
+		{"raft election below heartbeat", func(c *Config) { c.RaftElectionTimeout = 100 * time.Millisecond }, "raft_election_timeout (100ms): must be >= raft_heartbeat_timeout", false},
+		{"zero raft commit timeout", func(c *Config) { c.RaftCommitTimeout = 0 }, "raft_commit_timeout: expected a positive duration", false},
+		{"negative hedge", func(c *Config) { c.ForwardHedgeDelay = -time.Millisecond }, "forward_hedge_delay: expected >= 0", false},
+		{"tcp_rto_min above the kernel's", func(c *Config) { c.TCPRTOMin = 300 * time.Millisecond }, "tcp_rto_min: expected 0 (the kernel's) or 5ms to 200ms, found 300ms", false},
+		{"tcp_rto_min below a tick", func(c *Config) { c.TCPRTOMin = time.Millisecond }, "tcp_rto_min", false},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
@@ -102,6 +109,32 @@ func TestFinishRejects(t *testing.T) {
 		_, err := cfg.Finish()
 		if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ha.ErrUnsafeTiming) != tt.unsafe {
 			t.Errorf("%s: Finish() = %v, want error containing %q (unsafe=%v)", tt.name, err, tt.want, tt.unsafe)
+		}
+	}
+}
+
+// The store timings parse from the config file, reach the store's
+// config, and default to the store's defaults.
+func TestStoreTimings(t *testing.T) {
+	cfg := DefaultConfig()
+	var got store.Config
+	cfg.applyStoreTimings(&got)
+	def := store.DefaultConfig()
+	if got.HeartbeatTimeout != def.HeartbeatTimeout || got.ElectionTimeout != def.ElectionTimeout ||
+		got.LeaderLeaseTimeout != def.LeaderLeaseTimeout || got.CommitTimeout != def.CommitTimeout ||
+		got.ForwardHedgeDelay != def.ForwardHedgeDelay || got.TCPRTOMin != def.TCPRTOMin {
+		t.Errorf("default agent config gives store timings %+v, want the store's defaults", got)
+	}
+	text := "raft_heartbeat_timeout = 300ms\nraft_election_timeout = 400ms\nraft_leader_lease_timeout = 250ms\n" +
+		"raft_commit_timeout = 20ms\nforward_hedge_delay = 0s\ntcp_rto_min = 0s\n"
+	if err := ParseConfig("test.conf", []byte(text), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.applyStoreTimings(&got)
+	want := []time.Duration{300 * time.Millisecond, 400 * time.Millisecond, 250 * time.Millisecond, 20 * time.Millisecond, 0, 0}
+	for i, v := range []time.Duration{got.HeartbeatTimeout, got.ElectionTimeout, got.LeaderLeaseTimeout, got.CommitTimeout, got.ForwardHedgeDelay, got.TCPRTOMin} {
+		if v != want[i] {
+			t.Errorf("store timing %d = %v, want %v (config %q)", i, v, want[i], text)
 		}
 	}
 }

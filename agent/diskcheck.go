@@ -44,6 +44,14 @@ func probeDataDir(dir string) error {
 	return nil
 }
 
+// standDown takes the store out of raft's leadership race because of err
+// (store.StandDown; idempotent).
+func (a *Agent) standDown(err error) {
+	if serr := a.n.store.StandDown("data dir not writable: " + err.Error()); serr != nil {
+		a.log.Warn("data dir not writable: standing down from raft leadership failed; retrying", "err", serr)
+	}
+}
+
 // unwritable returns why the data dir cannot be written, or "" when it
 // can (as of the last probe).
 func (n *node) unwritable() string {
@@ -53,35 +61,53 @@ func (n *node) unwritable() string {
 	return ""
 }
 
-// watchDisk probes the data dir every interval until ctx ends. A node
-// that cannot write steps out cleanly instead of half-working (a leader
-// that wins elections and cannot commit, an LRM whose renewals sometimes
-// pass): while the probe fails it renews no agent lock, so its LRM loses
-// the lock and its guard fences its services; it gossips that it stepped
-// out, so the master counts it offline, fences it (takes its lock once it
-// expired) and recovers its services elsewhere; its CRM does not act as
-// master; and
-// when it leads raft it hands leadership to another voter (its log then
-// falls behind, so raft's election rule keeps it from leading again). It
-// stands again once a probe succeeds and its store is in step with the
-// leader (a read barrier succeeds).
+// watchDisk probes the data dir every interval, and at once when raft
+// reports a failed write, until ctx ends; a raft write that failed within
+// the last interval counts as a failed probe. A node that cannot write steps
+// out cleanly instead of half-working (a leader that wins elections and
+// cannot commit, an LRM whose renewals sometimes pass): while the probe
+// fails it renews no agent lock, so its LRM loses the lock and its guard
+// fences its services; it gossips that it stepped out, so the master
+// counts it offline, fences it (takes its lock once it expired) and
+// recovers its services elsewhere; its CRM does not act as master; and its
+// store stands down (store.StandDown): a leader hands leadership to
+// another voter, and the node stops standing for raft election, so that
+// the healthy nodes elect a leader among themselves once, within about a
+// raft heartbeat timeout, and their renewals go on. It stands again once a
+// probe succeeds and its store is in step with the leader (a read barrier
+// succeeds).
 func (a *Agent) watchDisk(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		err := probeDataDir(a.cfg.DataDir)
+		if err == nil {
+			// The probe is small: a nearly full disk takes it and still
+			// refuses the write with which raft's log grows.
+			err = a.n.store.WriteFailedWithin(interval)
+		}
 		was := a.n.unwritable()
 		switch {
 		case err != nil && was == "":
 			reason := err.Error()
 			a.n.diskErr.Store(&reason)
+			a.log.Error("data dir not writable: stepping out (no agent lock renewals, no CRM master role, no raft leadership or candidacy) so that this node's services are recovered elsewhere", "data_dir", a.cfg.DataDir, "err", err)
+			// Out of the raft race first: gossiping the tag can wait
+			// seconds for its broadcast on a loaded machine, and raft
+			// makes this node a candidate within a heartbeat timeout.
+			a.standDown(err)
 			a.publishTags()
-			a.log.Error("data dir not writable: stepping out (no agent lock renewals, no CRM master role, no raft leadership) so that this node's services are recovered elsewhere", "data_dir", a.cfg.DataDir, "err", err)
 		case err == nil && was != "":
-			// Writable again, but raft may have failed appends meanwhile:
-			// stand again only once this node's store is in step with the
-			// leader, or it would take its lock back and be given services
-			// while its own reads hang.
+			// Writable again. Stand for election again first: with every
+			// voter out (all disks were full) no leader could answer the
+			// barrier below. But raft may have failed appends meanwhile:
+			// stand for the agent lock only once this node's store is in
+			// step with the leader, or it would take its lock back and be
+			// given services while its own reads hang.
+			if serr := a.n.store.StandAgain(); serr != nil {
+				a.log.Warn("data dir writable again, but standing for raft election again failed: staying out", "err", serr)
+				break
+			}
 			bctx, cancel := context.WithTimeout(ctx, interval)
 			berr := a.n.store.Barrier(bctx)
 			cancel()
@@ -93,17 +119,22 @@ func (a *Agent) watchDisk(ctx context.Context, interval time.Duration) {
 			a.publishTags()
 			a.log.Info("data dir writable again and the store in step: standing for the agent lock and leadership again", "data_dir", a.cfg.DataDir)
 		}
-		if err != nil && a.n.store.IsLeader() {
-			if terr := a.n.store.TransferLeadership(); terr != nil {
-				a.log.Warn("data dir not writable: handing raft leadership to another voter failed; retrying", "err", terr)
-			} else {
-				a.log.Warn("data dir not writable: handed raft leadership to another voter")
-			}
+		if err != nil {
+			// Every round: a leader elected before the stand-down took
+			// effect hands over again.
+			a.standDown(err)
+		}
+		// Raft could not write: probe now, not at the next tick (once
+		// out, the ticker is enough).
+		var failed <-chan struct{}
+		if a.n.unwritable() == "" {
+			failed = a.n.store.WriteFailed()
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-failed:
 		}
 	}
 }

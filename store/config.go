@@ -8,6 +8,10 @@ import (
 	"haxd/ha"
 )
 
+// MaxTCPRTOMin is the largest TCPRTOMin: Linux's own minimum
+// retransmission timeout, which the socket option can only lower.
+const MaxTCPRTOMin = 200 * time.Millisecond
+
 // Config configures one store node. Start from DefaultConfig (production)
 // or LocalConfig (tests on loopback) and set NodeID and DataDir.
 type Config struct {
@@ -34,18 +38,27 @@ type Config struct {
 	// also runs on every leadership or membership change. Default 1 s.
 	AutopilotInterval time.Duration
 
-	// HeartbeatTimeout is raft's follower timeout without contact from the
-	// leader before it starts an election. A failover takes about 1 to 2.6
-	// times this value (research/timings.md: 200 ms gave median 404 ms, max
-	// 520 ms), which must fit in ha.Timing.ElectionTimeout. Default 200 ms.
+	// HeartbeatTimeout (config key raft_heartbeat_timeout) is raft's
+	// follower timeout without contact from the leader before it stands
+	// for election (randomized between 1 and 2 times the value); the
+	// leader sends a heartbeat every tenth of it. A failover takes about 1
+	// to 2.6 times this value (research/timings.md: 200 ms gave median
+	// 404 ms, max 520 ms), which must fit in ha.Timing.ElectionTimeout.
+	// Default 200 ms.
 	HeartbeatTimeout time.Duration
-	// ElectionTimeout is raft's candidate timeout without winning. Must be
-	// >= HeartbeatTimeout. Default 200 ms.
+	// ElectionTimeout (raft_election_timeout) is raft's candidate timeout
+	// without winning. Must be >= HeartbeatTimeout. Default 200 ms.
 	ElectionTimeout time.Duration
-	// LeaderLeaseTimeout is how long a leader stays leader without contact
-	// with a quorum. Must be <= HeartbeatTimeout. Default 100 ms.
+	// LeaderLeaseTimeout (raft_leader_lease_timeout) is how long a leader
+	// stays leader without contact with a quorum; past it the leader steps
+	// down and every write, lock renewals included, waits for an election.
+	// Each follower's contact is one TCP connection, so one lost segment
+	// stalls it for a retransmit timeout: the lease must outlast two
+	// retransmits (3 x TCPRTOMin) or the leader steps down under packet
+	// loss (docs/safety.md, lossy networks). It guards no lock: a deposed
+	// leader commits nothing. Must be <= HeartbeatTimeout. Default 200 ms.
 	LeaderLeaseTimeout time.Duration
-	// CommitTimeout is raft's longest delay before a heartbeat carries a new
+	// CommitTimeout (raft_commit_timeout) is raft's longest delay before a heartbeat carries a new
 	// commit index to followers. Default 50 ms.
 	CommitTimeout time.Duration
 
@@ -80,6 +93,17 @@ type Config struct {
 	// lost segment does not cost a renewal (docs/safety.md). 0 disables
 	// it. Default 250 ms.
 	ForwardHedgeDelay time.Duration
+	// TCPRTOMin is the minimum TCP retransmission timeout set on every
+	// connection of the store port, raft's and forwarding ones, accepted
+	// and dialed (TCP_RTO_MIN_US, Linux 6.15 and later; the kernel rounds
+	// it to its clock tick). Linux's own minimum is 200 ms, as long as
+	// raft's heartbeat timeout and leader lease: one lost segment then
+	// stalls a follower's contact past the lease. On a LAN, whose round
+	// trips are well below a millisecond, 20 ms lets a segment be lost
+	// three times in a row (20+40+80 ms) within the lease. A kernel
+	// without the option is logged once and keeps its own. 0 leaves the
+	// kernel's minimum; otherwise 5 ms to 200 ms. Default 20 ms.
+	TCPRTOMin time.Duration
 	// TransportTimeout is the raft transport's I/O deadline per RPC (scaled
 	// up by raft for snapshot installs). Default 10 s.
 	TransportTimeout time.Duration
@@ -111,7 +135,7 @@ func DefaultConfig() Config {
 		AutopilotInterval:  time.Second,
 		HeartbeatTimeout:   200 * time.Millisecond,
 		ElectionTimeout:    200 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond,
+		LeaderLeaseTimeout: 200 * time.Millisecond,
 		CommitTimeout:      50 * time.Millisecond,
 		SnapshotInterval:   120 * time.Second,
 		SnapshotThreshold:  8192,
@@ -120,6 +144,7 @@ func DefaultConfig() Config {
 		LockTTL:            ha.FastTiming().LockTTL,
 		ApplyTimeout:       5 * time.Second,
 		ForwardHedgeDelay:  250 * time.Millisecond,
+		TCPRTOMin:          20 * time.Millisecond,
 		TransportTimeout:   10 * time.Second,
 		MaxPool:            3,
 	}
@@ -168,10 +193,10 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"autopilot_interval", c.AutopilotInterval},
-		{"heartbeat_timeout", c.HeartbeatTimeout},
-		{"election_timeout", c.ElectionTimeout},
-		{"leader_lease_timeout", c.LeaderLeaseTimeout},
-		{"commit_timeout", c.CommitTimeout},
+		{"raft_heartbeat_timeout", c.HeartbeatTimeout},
+		{"raft_election_timeout", c.ElectionTimeout},
+		{"raft_leader_lease_timeout", c.LeaderLeaseTimeout},
+		{"raft_commit_timeout", c.CommitTimeout},
 		{"snapshot_interval", c.SnapshotInterval},
 		{"lock_ttl", c.LockTTL},
 		{"apply_timeout", c.ApplyTimeout},
@@ -183,14 +208,17 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond || c.LeaderLeaseTimeout < 5*time.Millisecond {
-		return fmt.Errorf("store config: raft timeouts must be at least 5ms, found heartbeat %v, election %v, leader lease %v",
+		return fmt.Errorf("store config raft_heartbeat_timeout, raft_election_timeout, raft_leader_lease_timeout: must be at least 5ms, found %v, %v, %v",
 			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout)
 	}
 	if c.ElectionTimeout < c.HeartbeatTimeout {
-		return fmt.Errorf("store config election_timeout (%v): must be >= heartbeat_timeout (%v)", c.ElectionTimeout, c.HeartbeatTimeout)
+		return fmt.Errorf("store config raft_election_timeout (%v): must be >= raft_heartbeat_timeout (%v)", c.ElectionTimeout, c.HeartbeatTimeout)
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
-		return fmt.Errorf("store config leader_lease_timeout (%v): must be <= heartbeat_timeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+		return fmt.Errorf("store config raft_leader_lease_timeout (%v): must be <= raft_heartbeat_timeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.TCPRTOMin != 0 && (c.TCPRTOMin < 5*time.Millisecond || c.TCPRTOMin > MaxTCPRTOMin) {
+		return fmt.Errorf("store config tcp_rto_min: expected 0 (the kernel's) or 5ms to %v, found %v", MaxTCPRTOMin, c.TCPRTOMin)
 	}
 	if c.ForwardHedgeDelay < 0 {
 		return fmt.Errorf("store config forward_hedge_delay: expected >= 0, found %v", c.ForwardHedgeDelay)
@@ -213,17 +241,41 @@ func (c Config) Validate() error {
 }
 
 // CheckTiming compares the store's timings with the HA timings the agent
-// runs with. LockTTL must equal t.LockTTL (error). A raft failover takes
-// up to about 2.6 heartbeat timeouts (research/timings.md: max 520 ms at
-// 200 ms); a t.ElectionTimeout shorter than that gives a warning, as the
-// LRMs' lock validity is sized on it.
+// runs with. LockTTL must equal t.LockTTL (error). None of the store's
+// timings enters the safety inequality (ha.Timing.Validate): a lock is
+// timed by whichever node leads, from the last renewal it committed, and
+// a deposed leader commits nothing. They decide liveness, and warnings
+// say when they cannot give it:
+//
+//   - a raft failover takes up to about 2.6 heartbeat timeouts
+//     (research/timings.md: max 520 ms at 200 ms); a t.ElectionTimeout
+//     shorter than that is warned about, as the LRMs' lock validity is
+//     sized on it;
+//   - a leader lease shorter than two TCP retransmits (3 x tcp_rto_min,
+//     or 3 x 200 ms where tcp_rto_min is 0) makes the leader step down
+//     when one follower's segments are lost twice, and every renewal then
+//     waits for an election;
+//   - a hedge delay plus one retransmit that does not fit in the renewal
+//     budget (lock_validity minus lrm_round) cannot save a renewal.
 func (c Config) CheckTiming(t ha.Timing) (warnings []string, err error) {
 	if c.LockTTL != t.LockTTL {
 		return nil, fmt.Errorf("store config lock_ttl (%v): must equal the HA timing lock_ttl (%v)", c.LockTTL, t.LockTTL)
 	}
 	if worst := c.HeartbeatTimeout * 26 / 10; t.ElectionTimeout > 0 && worst > t.ElectionTimeout {
-		warnings = append(warnings, fmt.Sprintf("raft failover may take up to %v (2.6 x heartbeat_timeout %v), longer than the HA timing election_timeout (%v)",
+		warnings = append(warnings, fmt.Sprintf("raft failover may take up to %v (2.6 x raft_heartbeat_timeout %v), longer than the HA timing election_timeout (%v)",
 			worst, c.HeartbeatTimeout, t.ElectionTimeout))
+	}
+	rto := c.TCPRTOMin
+	if rto == 0 {
+		rto = MaxTCPRTOMin
+	}
+	if c.LeaderLeaseTimeout < 3*rto {
+		warnings = append(warnings, fmt.Sprintf("raft_leader_lease_timeout (%v) is shorter than two TCP retransmits (3 x %v, tcp_rto_min %v): the raft leader steps down under packet loss",
+			c.LeaderLeaseTimeout, rto, c.TCPRTOMin))
+	}
+	if budget := t.LockValidity - t.LRMRound; t.LockValidity > 0 && c.ForwardHedgeDelay > 0 && c.ForwardHedgeDelay+rto >= budget {
+		warnings = append(warnings, fmt.Sprintf("forward_hedge_delay (%v) plus one TCP retransmit (%v) does not fit in the renewal budget lock_validity - lrm_round (%v): a hedged renewal comes too late",
+			c.ForwardHedgeDelay, rto, budget))
 	}
 	return warnings, nil
 }

@@ -74,6 +74,8 @@ func (fc *fwdConn) alive(now time.Time) bool {
 type fwdPool struct {
 	tls    *TLS
 	logger *slog.Logger
+	// opts are the TCP options of new connections (nil: none).
+	opts *sockOpts
 
 	mu     sync.Mutex
 	idle   map[string][]*fwdConn
@@ -105,7 +107,7 @@ func (p *fwdPool) get(ctx context.Context, addr, expect string, timeout time.Dur
 	if legacy && time.Now().Before(until) {
 		return p.dialOneShot(ctx, addr, expect, key, timeout)
 	}
-	c, err := dialKind(ctx, addr, connForwardStream, timeout, p.tls, expect)
+	c, err := dialKind(ctx, addr, connForwardStream, timeout, p.tls, expect, p.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +136,7 @@ func (p *fwdPool) get(ctx context.Context, addr, expect string, timeout time.Dur
 }
 
 func (p *fwdPool) dialOneShot(ctx context.Context, addr, expect, key string, timeout time.Duration) (*fwdConn, error) {
-	c, err := dialKind(ctx, addr, connForward, timeout, p.tls, expect)
+	c, err := dialKind(ctx, addr, connForward, timeout, p.tls, expect, p.opts)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,9 @@ type mux struct {
 	forwardStream func(c net.Conn, peer string)
 	ready         <-chan struct{}
 	logger        *slog.Logger
+	// opts are the TCP options set on every accepted and dialed
+	// connection (nil: none).
+	opts *sockOpts
 
 	// tls, when set, makes every connection mutual TLS (see TLS).
 	tls       *TLS
@@ -98,6 +101,7 @@ func (m *mux) acceptLoop() {
 			m.logger.Error("store listener stopped", "err", err)
 			return
 		}
+		m.opts.apply(c)
 		m.wg.Add(1)
 		go m.route(c)
 	}
@@ -199,20 +203,22 @@ func (m *mux) Addr() net.Addr { return m.advertise }
 // certificate must name the raft server at that address when the member
 // cache knows it.
 func (m *mux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialKind(context.Background(), string(address), connRaft, timeout, m.tls, m.memberAt(string(address)))
+	return dialKind(context.Background(), string(address), connRaft, timeout, m.tls, m.memberAt(string(address)), m.opts)
 }
 
 // dialKind connects to addr, with t (nil: plain TCP) performs the TLS
 // handshake expecting a certificate of node expect ("": any node of the
-// CA), and sends the connection kind. It gives up when ctx ends: a forward
+// CA), and sends the connection kind; opts (nil: none) are set on the TCP
+// connection before anything is sent. It gives up when ctx ends: a forward
 // to a leader that went silent must not outlive the caller's interest in
 // it.
-func dialKind(ctx context.Context, addr string, kind byte, timeout time.Duration, t *TLS, expect string) (net.Conn, error) {
+func dialKind(ctx context.Context, addr string, kind byte, timeout time.Duration, t *TLS, expect string, opts *sockOpts) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	opts.apply(c)
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	if t != nil {
 		tc := tls.Client(c, t.clientConfig(expect))

@@ -17,7 +17,7 @@ import (
 // forwardRaw sends one forwarded request to addr as another node would and
 // returns the decoded answer.
 func forwardRaw(addr string, req fwdRequest) (*result, error) {
-	c, err := dialKind(context.Background(), addr, connForward, time.Second, nil, "")
+	c, err := dialKind(context.Background(), addr, connForward, time.Second, nil, "", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -47,6 +48,15 @@ type Store struct {
 	// up. Until then the port is open but every request is answered "not
 	// ready" (forwards) or held (raft connections).
 	ready chan struct{}
+
+	// writeFail is signalled when raft fails to write its stores
+	// (failWatch); stoodDown is set while the node stands down (StandDown).
+	writeFail chan struct{}
+	stoodDown atomic.Bool
+	// failMu guards the last failed write of raft's stores.
+	failMu      sync.Mutex
+	lastFail    time.Time
+	lastFailErr error
 
 	healthMu  sync.Mutex
 	unhealthy map[raft.ServerID]bool
@@ -95,7 +105,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		logger = discardLogger()
 	}
 	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1),
-		ready: make(chan struct{})}
+		ready: make(chan struct{}), writeFail: make(chan struct{}, 1)}
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -203,6 +213,8 @@ func (s *Store) openNetwork(raftLog *hclogAdapter) error {
 	s.mux = newMux(ln, adv, s.handleForward, s.ready, s.logger)
 	s.mux.forwardStream = s.handleForwardStream
 	s.pool = newFwdPool(cfg.TLS, s.logger)
+	opts := &sockOpts{rtoMin: cfg.TCPRTOMin, logger: s.logger}
+	s.mux.opts, s.pool.opts = opts, opts
 	if cfg.TLS != nil {
 		s.mux.tls = cfg.TLS
 		s.mux.memberAt = s.memberAt
@@ -239,7 +251,8 @@ func (s *Store) startRaft(raftLog *hclogAdapter) (chan bool, chan raft.Observati
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, nil, fmt.Errorf("raft config: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, s.bolt, s.bolt, s.snaps, s.trans)
+	watched := &failWatch{LogStore: s.bolt, StableStore: s.bolt, failed: s.writeFailed}
+	r, err := raft.NewRaft(rc, s.fsm, watched, watched, s.snaps, s.trans)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start raft: %w", err)
 	}

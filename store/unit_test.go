@@ -84,6 +84,10 @@ func TestConfigValidate(t *testing.T) {
 			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Millisecond, time.Millisecond, time.Millisecond
 		}, "at least 5ms"},
 		{"no snapshots kept", func(c *Config) { c.SnapshotRetain = 0 }, "snapshot_retain"},
+		{"kernel's rto", func(c *Config) { c.TCPRTOMin = 0 }, ""},
+		{"rto min at the kernel's", func(c *Config) { c.TCPRTOMin = MaxTCPRTOMin }, ""},
+		{"rto min above the kernel's", func(c *Config) { c.TCPRTOMin = 201 * time.Millisecond }, "tcp_rto_min"},
+		{"rto min below a tick", func(c *Config) { c.TCPRTOMin = time.Millisecond }, "tcp_rto_min"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,25 +177,41 @@ func TestHclogAdapterGroupsRaftAttributes(t *testing.T) {
 
 func TestCheckTiming(t *testing.T) {
 	tests := []struct {
-		name      string
-		heartbeat time.Duration
-		ttl       time.Duration
-		timing    ha.Timing
-		wantErr   bool
-		warnings  int
+		name     string
+		mutate   func(*Config)
+		ttl      time.Duration
+		timing   ha.Timing
+		wantErr  bool
+		warnings []string // substrings, one per warning
 	}{
-		{"defaults match the fast profile", 200 * time.Millisecond, ha.FastTiming().LockTTL, ha.FastTiming(), false, 0},
-		{"slow raft for the fast profile", 500 * time.Millisecond, ha.FastTiming().LockTTL, ha.FastTiming(), false, 1},
-		{"pve profile has no election estimate", time.Second, 120 * time.Second, ha.PVETiming(), false, 0},
-		{"lock ttl differs", 200 * time.Millisecond, 2 * time.Second, ha.FastTiming(), true, 0},
+		{"defaults match the fast profile", func(*Config) {}, ha.FastTiming().LockTTL, ha.FastTiming(), false, nil},
+		{"slow raft for the fast profile", func(c *Config) {
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
+		},
+			ha.FastTiming().LockTTL, ha.FastTiming(), false, []string{"raft failover may take up to 1.3s"}},
+		{"pve profile has no election estimate", func(c *Config) { c.HeartbeatTimeout = time.Second }, 120 * time.Second, ha.PVETiming(), false, nil},
+		{"lock ttl differs", func(*Config) {}, 2 * time.Second, ha.FastTiming(), true, nil},
+		{"the kernel's rto outlasts the lease", func(c *Config) { c.TCPRTOMin = 0 }, ha.FastTiming().LockTTL, ha.FastTiming(), false,
+			[]string{"raft_leader_lease_timeout (200ms) is shorter than two TCP retransmits (3 x 200ms"}},
+		{"the old 100 ms lease", func(c *Config) { c.LeaderLeaseTimeout = 100 * time.Millisecond; c.TCPRTOMin = 50 * time.Millisecond }, ha.FastTiming().LockTTL, ha.FastTiming(), false,
+			[]string{"raft_leader_lease_timeout (100ms) is shorter than two TCP retransmits (3 x 50ms"}},
+		{"hedge too late", func(c *Config) { c.ForwardHedgeDelay = 740 * time.Millisecond }, ha.FastTiming().LockTTL, ha.FastTiming(), false,
+			[]string{"forward_hedge_delay (740ms) plus one TCP retransmit (20ms) does not fit in the renewal budget lock_validity - lrm_round (750ms)"}},
+		{"no hedge", func(c *Config) { c.ForwardHedgeDelay = 0 }, ha.FastTiming().LockTTL, ha.FastTiming(), false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()
-			c.HeartbeatTimeout, c.LockTTL = tt.heartbeat, tt.ttl
+			c.LockTTL = tt.ttl
+			tt.mutate(&c)
 			w, err := c.CheckTiming(tt.timing)
-			if (err != nil) != tt.wantErr || len(w) != tt.warnings {
-				t.Errorf("CheckTiming = %q, %v; want %d warnings, error %v", w, err, tt.warnings, tt.wantErr)
+			if (err != nil) != tt.wantErr || len(w) != len(tt.warnings) {
+				t.Fatalf("CheckTiming = %q, %v; want %d warnings, error %v", w, err, len(tt.warnings), tt.wantErr)
+			}
+			for i, want := range tt.warnings {
+				if !strings.Contains(w[i], want) {
+					t.Errorf("warning %d = %q, want it to contain %q", i, w[i], want)
+				}
 			}
 		})
 	}
