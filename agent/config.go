@@ -166,6 +166,9 @@ type Config struct {
 	ClockDriftMargin    *time.Duration `cfg:"clock_drift_margin"`
 	ElectionTimeout     *time.Duration `cfg:"election_timeout"`
 	FenceDelay          *time.Duration `cfg:"fence_delay"`
+	StatusRefresh       *time.Duration `cfg:"status_refresh"`
+	// ServiceCheckInterval overrides the profile's service_check_interval.
+	ServiceCheckInterval *time.Duration `cfg:"service_check_interval"`
 
 	// DiskCheckInterval is how often the agent checks that it can write to
 	// its data dir; a node that cannot steps out (see watchDisk). Default
@@ -358,7 +361,8 @@ func (c *Config) Finish() (warnings []string, err error) {
 		{c.CRMRound, &t.CRMRound}, {c.LRMRound, &t.LRMRound}, {c.LRMMaintenanceRound, &t.LRMMaintenanceRound},
 		{c.LockTTL, &t.LockTTL}, {c.LockValidity, &t.LockValidity}, {c.WatchdogTimeout, &t.WatchdogTimeout},
 		{c.SelfFenceTime, &t.SelfFenceTime}, {c.ClockDriftMargin, &t.ClockDriftMargin},
-		{c.ElectionTimeout, &t.ElectionTimeout}, {c.FenceDelay, &t.FenceDelay},
+		{c.ElectionTimeout, &t.ElectionTimeout}, {c.FenceDelay, &t.FenceDelay}, {c.StatusRefresh, &t.StatusRefresh},
+		{c.ServiceCheckInterval, &t.ServiceCheckInterval},
 	} {
 		if o.v != nil {
 			*o.dst = *o.v

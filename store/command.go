@@ -264,6 +264,13 @@ type LockResult struct {
 	// New is true when the lock was free or taken over, false for a
 	// refresh by its owner (PVE logs "got lock" only for new ones).
 	New bool `json:"new"`
+	// Index is the raft index the requester's replica must have applied
+	// before it acts on the lock (Store.WaitApplied): for a request that
+	// went through the log, the index of its committed entry, so that the
+	// replica then shows every write committed before the lock was
+	// granted (a steal of the holder's service, above all). It shadows
+	// LockInfo.Index in JSON; for a logged request the two are equal.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // AgentLock returns the name of node's agent lock.

@@ -80,6 +80,13 @@ type Config struct {
 	// lost segment does not cost a renewal (docs/safety.md). 0 disables
 	// it. Default 250 ms.
 	ForwardHedgeDelay time.Duration
+	// RenewFromMemory lets the leader answer a lock renewal that changes
+	// nothing but the lock's timer from its memory, after verifying its
+	// term, instead of appending a log entry (docs/safety.md, "Renewals
+	// answered from the leader's memory"). Leave it off on a node whose
+	// master CRM records fence device confirmations: the confirmation's
+	// check needs every renewal to bump the lock's index. Default false.
+	RenewFromMemory bool
 	// TransportTimeout is the raft transport's I/O deadline per RPC (scaled
 	// up by raft for snapshot installs). Default 10 s.
 	TransportTimeout time.Duration

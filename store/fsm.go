@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -47,6 +48,9 @@ type state struct {
 type snapshotDoc struct {
 	Version int    `json:"version"`
 	State   *state `json:"state"`
+	// Applied is the index of the last entry the FSM had applied when
+	// the snapshot was taken (fsm.applied); 0 in older snapshots.
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 // lockHooks lets the store's lock timers follow the FSM. The hooks run on
@@ -68,6 +72,47 @@ type fsm struct {
 	st     *state
 	hooks  lockHooks
 	logger *slog.Logger
+	// applied is the index of the last command or configuration entry
+	// the FSM applied (or of a restored snapshot's). Raft's own
+	// AppliedIndex runs ahead of it: raft counts an entry applied once it
+	// queued it for the FSM goroutine (see Store.WaitApplied).
+	applied atomic.Uint64
+	// beforeApply, when set, runs at the start of Apply on the FSM
+	// goroutine (tests: a replica that lags behind raft).
+	beforeApply atomic.Pointer[func(*raft.Log)]
+
+	// statsMu guards stats, the count and size of the applied commands
+	// by operation (ApplyStats).
+	statsMu sync.Mutex
+	stats   map[string]OpStats
+}
+
+// OpStats counts the log entries of one operation this node applied.
+type OpStats struct {
+	// Entries is the number of entries applied.
+	Entries uint64
+	// Bytes is their total encoded size.
+	Bytes uint64
+}
+
+// count records one applied entry of op.
+func (f *fsm) count(op string, size int) {
+	f.statsMu.Lock()
+	defer f.statsMu.Unlock()
+	if f.stats == nil {
+		f.stats = map[string]OpStats{}
+	}
+	st := f.stats[op]
+	st.Entries++
+	st.Bytes += uint64(size)
+	f.stats[op] = st
+}
+
+// applyStats returns a copy of the per-operation counts.
+func (f *fsm) applyStats() map[string]OpStats {
+	f.statsMu.Lock()
+	defer f.statsMu.Unlock()
+	return maps.Clone(f.stats)
 }
 
 func newFSM(hooks lockHooks, logger *slog.Logger) *fsm {
@@ -82,7 +127,17 @@ func newState() *state {
 	}
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var (
+	_ raft.FSM                = (*fsm)(nil)
+	_ raft.ConfigurationStore = (*fsm)(nil)
+)
+
+// StoreConfiguration records that the FSM goroutine reached a
+// configuration entry (raft.ConfigurationStore); the state does not
+// change.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.applied.Store(index)
+}
 
 // refuse builds a refusal result.
 func refuse(sentinel error, format string, args ...any) *result {
@@ -104,11 +159,17 @@ func ok(v any) *result {
 
 // Apply applies one committed log entry and returns a *result.
 func (f *fsm) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
+	if h := f.beforeApply.Load(); h != nil {
+		(*h)(l)
+	}
 	var cmd command
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		f.count("undecodable", len(l.Data))
 		f.logger.Error("skip undecodable log entry", "index", l.Index, "err", err)
 		return refuse(ErrInvalid, "decode log entry %d", l.Index)
 	}
+	f.count(cmd.Op, len(l.Data))
 	if cmd.V != commandVersion {
 		f.logger.Error("skip log entry of unknown version", "index", l.Index, "version", cmd.V)
 		return refuse(ErrInvalid, "log entry %d: command version %d, this node knows %d", l.Index, cmd.V, commandVersion)
@@ -398,6 +459,7 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 			}
 		}
 		st.Locks[c.Name] = out.LockInfo
+		out.Index = l.Index
 		return ok(out), c.Name, ""
 
 	case opFenceConfirmed:
@@ -432,7 +494,7 @@ func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released s
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	b, err := json.Marshal(snapshotDoc{Version: commandVersion, State: f.st})
+	b, err := json.Marshal(snapshotDoc{Version: commandVersion, State: f.st, Applied: f.applied.Load()})
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
@@ -466,6 +528,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.st = st
 	names := slices.Sorted(maps.Keys(st.Locks))
 	f.mu.Unlock()
+	f.applied.Store(doc.Applied)
 	if f.hooks != nil {
 		f.hooks.locksRestored(names)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -40,7 +41,26 @@ type Store struct {
 
 	timers  lockTimers
 	members members
-	pool    *fwdPool
+
+	// lockMu serializes the leader's lock decisions with their entries:
+	// a lock request holds it from the check of the state until its entry
+	// is applied (or its wait ends; lockPending then still counts it).
+	lockMu sync.Mutex
+	// lockPending counts lock and unlock entries appended and not yet
+	// resolved by raft; a renewal is answered from memory only at 0.
+	lockPending atomic.Int64
+	// barrierTerm is the last term in which this node, as leader,
+	// committed a barrier: from then on its commit index covers every
+	// entry committed before (readIndex).
+	barrierTerm atomic.Uint64
+	// checks coalesces the leader's term checks (verifyTerm).
+	checks termChecks
+	// memRenewals counts renewals answered from memory (MemoryRenewals).
+	memRenewals atomic.Uint64
+	// peerTermHook, when set (tests only), answers the term checks in
+	// place of the other voters.
+	peerTermHook atomic.Pointer[func(raft.Server) (uint64, error)]
+	pool         *fwdPool
 
 	// ready is closed at the end of Open, once raft and the FSM are set
 	// up. Until then the port is open but every request is answered "not
@@ -525,14 +545,71 @@ func (s *Store) Barrier(ctx context.Context) error {
 	if err := json.Unmarshal(res.Value, &idx); err != nil {
 		return fmt.Errorf("read barrier: decode index: %w", err)
 	}
-	for s.raft.AppliedIndex() < idx {
+	if err := s.WaitApplied(ctx, idx); err != nil {
+		return fmt.Errorf("read barrier: %w", err)
+	}
+	return nil
+}
+
+// applyPoll is how often WaitApplied looks at the FSM's progress.
+const applyPoll = 2 * time.Millisecond
+
+// WaitApplied waits until this node's replica reflects every entry of
+// the raft log up to index, or ctx ends. Raft's own AppliedIndex is not
+// enough: raft counts an entry applied once it queued it for the FSM
+// goroutine, before the FSM changed the state.
+func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
+	for !s.appliedThrough(index) {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("read barrier: wait for index %d (applied %d): %w", idx, s.raft.AppliedIndex(), ctx.Err())
-		case <-time.After(2 * time.Millisecond):
+			return fmt.Errorf("wait for index %d (applied %d, fsm %d): %w", index, s.raft.AppliedIndex(), s.fsm.applied.Load(), ctx.Err())
+		case <-time.After(applyPoll):
 		}
 	}
 	return nil
+}
+
+// appliedThrough reports whether the FSM's state reflects every entry up
+// to index: the FSM applied an entry at or past index, or raft committed
+// and handed over everything up to index and the entries after the FSM's
+// last one are raft's own (no-ops, barriers), which change no state.
+func (s *Store) appliedThrough(index uint64) bool {
+	fsmAt := s.fsm.applied.Load()
+	if fsmAt >= index {
+		return true
+	}
+	if s.raft.AppliedIndex() < index {
+		return false
+	}
+	first, err := s.bolt.FirstIndex()
+	if err != nil {
+		return false
+	}
+	// Entries compacted away are in a snapshot this node took from, or
+	// restored into, its FSM.
+	snapAt := uint64(0)
+	for i := max(fsmAt+1, first); i <= index; i++ {
+		var l raft.Log
+		if err := s.bolt.GetLog(i, &l); err != nil {
+			// Not in the log: covered only by a snapshot this node
+			// restored (a node that installed one from the leader has
+			// no log below it; its FSM's index is the snapshot's last
+			// command, which may come before raft's own entries).
+			if snapAt == 0 {
+				if snaps, err := s.snaps.List(); err == nil && len(snaps) > 0 {
+					snapAt = snaps[0].Index
+				}
+			}
+			if i <= snapAt {
+				continue
+			}
+			return false
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false
+		}
+	}
+	return true
 }
 
 // idempotent reports whether repeating op has the same effect as one
@@ -831,3 +908,16 @@ func (s *Store) Lock(name string) (LockInfo, bool) { return s.fsm.lock(name) }
 
 // Locks returns every held lock by name.
 func (s *Store) Locks() map[string]LockInfo { return s.fsm.locks() }
+
+// ApplyStats returns, per operation, the log entries this node's FSM
+// applied since it started and their size: what the replicated log
+// costs (raft's own entries, barriers and no-ops, are not commands and
+// are not counted; see RaftIndexes).
+func (s *Store) ApplyStats() map[string]OpStats { return s.fsm.applyStats() }
+
+// RaftIndexes returns this node's last log index, commit index and
+// applied index. The growth of the last index over time is the log's
+// entry rate, commands and raft's own entries together.
+func (s *Store) RaftIndexes() (last, commit, applied uint64) {
+	return s.raft.LastIndex(), s.raft.CommitIndex(), s.raft.AppliedIndex()
+}
