@@ -243,10 +243,13 @@ func (s *Store) applyCommand(ctx context.Context, b []byte, cmd *command) *resul
 		}
 	}
 	f := s.raft.Apply(b, timeoutOf(ctx))
+	var err error
 	if cmd.Op == opLock || cmd.Op == opUnlock {
-		s.trackLockEntry(f)
+		err = s.waitLockEntry(ctx, f)
+	} else {
+		err = waitFuture(ctx, f)
 	}
-	if err := waitFuture(ctx, f); err != nil {
+	if err != nil {
 		return raftRefusal(err, "apply %s", cmd.Op)
 	}
 	res, isResult := f.Response().(*result)

@@ -259,12 +259,22 @@ func (s *Store) renewFromMemory(ctx context.Context, req *lockRequest, term uint
 // its memory as leader since it started.
 func (s *Store) MemoryRenewals() uint64 { return s.memRenewals.Load() }
 
-// trackLockEntry counts f as a lock entry in flight until raft resolves
-// it, whatever the caller's context does.
-func (s *Store) trackLockEntry(f raft.Future) {
+// waitLockEntry is waitFuture for a lock or unlock entry: it counts the
+// entry in flight (lockPending) until raft resolves it, whatever ctx does.
+// One goroutine waits for f (a raft future is not safe for concurrent
+// waiters).
+func (s *Store) waitLockEntry(ctx context.Context, f raft.Future) error {
 	s.lockPending.Add(1)
+	done := make(chan error, 1)
 	go func() {
-		_ = f.Error()
+		err := f.Error()
 		s.lockPending.Add(-1)
+		done <- err
 	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for raft: %w", ctx.Err())
+	}
 }
