@@ -56,7 +56,7 @@ var layers = map[string]layer{
 	"lrm":           {deps: []string{"ha"}, core: true},
 	"sim":           {deps: []string{"ha", "crm", "crm/placement", "lrm"}},
 	// Adapters.
-	"api":              {deps: []string{"ha", "unixsock"}},
+	"api":              {deps: []string{"ha", "pki", "unixsock"}},
 	"fence":            {deps: []string{"clock", "unixsock"}, modules: true},
 	"fencedev":         {deps: []string{"ha"}},
 	"gossip":           {deps: []string{"ha", "logdedup"}, modules: true},
@@ -74,14 +74,17 @@ var layers = map[string]layer{
 		"gossip", "pki", "store", "resource", "resource/exec", "resource/ocf", "resource/systemd", "agent",
 		"internal/cluster", "internal/invariant"}, modules: true},
 	// Test, benchmark and demo support.
-	"integration":            {}, // tests only
-	"internal/invariant":     {modules: true},
-	"internal/netlab":        {},
-	"internal/bmcsim":        {},
-	"internal/spectest":      {deps: []string{"ha"}},
-	"internal/cluster":       {deps: []string{"api", "fence", "gossip", "pki", "ha", "clock", "unixsock", "logdedup", "internal/invariant"}, modules: true},
-	"internal/faultlab":      {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/cluster", "internal/invariant", "internal/netlab"}, modules: true},
-	"internal/benchfailover": {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/bmcsim", "internal/cluster", "internal/invariant"}, modules: true},
+	"integration":                   {}, // tests only
+	"internal/invariant":            {modules: true},
+	"internal/netlab":               {},
+	"internal/bmcsim":               {},
+	"internal/spectest":             {deps: []string{"ha"}},
+	"internal/cluster":              {deps: []string{"api", "fence", "gossip", "pki", "ha", "clock", "unixsock", "logdedup", "internal/invariant"}, modules: true},
+	"internal/faultlab":             {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/cluster", "internal/invariant", "internal/netlab"}, modules: true},
+	"internal/benchfailover":        {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/bmcsim", "internal/cluster", "internal/invariant"}, modules: true},
+	"internal/benchscale":           {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/cluster", "internal/invariant"}, modules: true},
+	"internal/benchscale/heartbeat": {deps: []string{"internal/invariant"}, modules: true},
+	"internal/idlecost":             {deps: []string{"api", "ha", "fence", "gossip", "pki", "clock", "unixsock", "logdedup", "internal/cluster", "internal/invariant"}, modules: true},
 }
 
 // listedPackage is what `go list -deps` says of one package.

@@ -119,6 +119,9 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	scfg.LockTTL = cfg.Timing.LockTTL
 	cfg.applyStoreTimings(&scfg)
 	scfg.TLS = storeTLS
+	// Renewals answered from the leader's memory, unless this node's
+	// master CRM may record fence device confirmations (docs/safety.md).
+	scfg.RenewFromMemory = fr == nil
 	if cfg.AdvertiseIP != "" {
 		_, port, _ := net.SplitHostPort(cfg.RaftAddr)
 		scfg.AdvertiseAddr = net.JoinHostPort(cfg.AdvertiseIP, port)

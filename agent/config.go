@@ -192,6 +192,9 @@ type Config struct {
 	ClockDriftMargin    *time.Duration `cfg:"clock_drift_margin"`
 	ElectionTimeout     *time.Duration `cfg:"election_timeout"`
 	FenceDelay          *time.Duration `cfg:"fence_delay"`
+	StatusRefresh       *time.Duration `cfg:"status_refresh"`
+	// ServiceCheckInterval overrides the profile's service_check_interval.
+	ServiceCheckInterval *time.Duration `cfg:"service_check_interval"`
 
 	// GossipProbeInterval is the period of gossip's failure detector: every
 	// interval the node probes one other member. A hard failure is seen
@@ -520,7 +523,8 @@ func (c *Config) Finish() (warnings []string, err error) {
 		{c.CRMRound, &t.CRMRound}, {c.LRMRound, &t.LRMRound}, {c.LRMMaintenanceRound, &t.LRMMaintenanceRound},
 		{c.LockTTL, &t.LockTTL}, {c.LockValidity, &t.LockValidity}, {c.WatchdogTimeout, &t.WatchdogTimeout},
 		{c.SelfFenceTime, &t.SelfFenceTime}, {c.ClockDriftMargin, &t.ClockDriftMargin},
-		{c.ElectionTimeout, &t.ElectionTimeout}, {c.FenceDelay, &t.FenceDelay},
+		{c.ElectionTimeout, &t.ElectionTimeout}, {c.FenceDelay, &t.FenceDelay}, {c.StatusRefresh, &t.StatusRefresh},
+		{c.ServiceCheckInterval, &t.ServiceCheckInterval},
 	} {
 		if o.v != nil {
 			*o.dst = *o.v

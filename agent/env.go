@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -353,8 +355,19 @@ func (e *env) AgentLockReleasedRunning(node string) bool {
 
 func (e *env) ReadManagerStatus() (*ha.ManagerStatus, error) { return e.n.store.ManagerStatus() }
 
+// WriteManagerStatus writes ms, unless the replica already holds the
+// same status (all but the timestamp) written less than
+// Timing.StatusRefresh before ms's timestamp: an idle master costs no
+// raft entry per round (see unchangedStatus).
 func (e *env) WriteManagerStatus(ms *ha.ManagerStatus) error {
 	prev, _ := e.n.store.ManagerStatus()
+	if prev != nil && ms != nil {
+		p, n := *prev, *ms
+		p.Timestamp, n.Timestamp = 0, 0
+		if unchangedStatus(&p, &n, prev.Timestamp, ms.Timestamp, e.n.cfg.Timing.StatusRefresh) {
+			return nil
+		}
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
 	err := e.n.store.WriteManagerStatus(ctx, e.term, ms)
@@ -366,10 +379,57 @@ func (e *env) WriteManagerStatus(ms *ha.ManagerStatus) error {
 
 func (e *env) ReadLRMStatus(node string) (*ha.LRMStatus, error) { return e.n.store.LRMStatus(node) }
 
+// WriteLRMStatus writes st, unless the replica already holds the same
+// status (all but the timestamp) written less than Timing.StatusRefresh
+// before st's timestamp (see unchangedStatus).
 func (e *env) WriteLRMStatus(st *ha.LRMStatus) error {
+	if prev, err := e.n.store.LRMStatus(e.n.name); err == nil && st != nil {
+		p, n := *prev, *st
+		p.Timestamp, n.Timestamp = 0, 0
+		if onlyDropsResults(&p, &n) {
+			// Results of requests the master no longer asks for are
+			// dropped with the next write: nobody reads a result whose
+			// UID is gone (UIDs are never reused).
+			n.Results = p.Results
+		}
+		if unchangedStatus(&p, &n, prev.Timestamp, st.Timestamp, e.n.cfg.Timing.StatusRefresh) {
+			return nil
+		}
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
 	return e.n.store.WriteLRMStatus(ctx, e.n.name, st)
+}
+
+// onlyDropsResults reports whether next differs from prev at most by
+// results it no longer has.
+func onlyDropsResults(prev, next *ha.LRMStatus) bool {
+	if prev.State != next.State || prev.Mode != next.Mode {
+		return false
+	}
+	for uid, r := range next.Results {
+		if pr, has := prev.Results[uid]; !has || pr != r {
+			return false
+		}
+	}
+	return true
+}
+
+// unchangedStatus reports whether a status write may be skipped: the
+// replica's status prev (its timestamp cleared, written at prevTS, Unix
+// seconds) equals next (its timestamp cleared), and next's timestamp
+// nextTS is less than refresh after prevTS. The replica holds only
+// committed writes, so a skipped write leaves the store as truthful as
+// the write would: the content is there, and the timestamp is less than
+// refresh old (the status view's stale bound allows for it,
+// api.StaleAfter). refresh 0 skips nothing.
+func unchangedStatus(prev, next any, prevTS, nextTS int64, refresh time.Duration) bool {
+	if refresh <= 0 || prevTS == 0 || nextTS < prevTS || time.Duration(nextTS-prevTS)*time.Second >= refresh {
+		return false
+	}
+	a, errA := json.Marshal(prev)
+	b, errB := json.Marshal(next)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
 }
 
 func (e *env) ReadResources() (map[ha.SID]*ha.ResourceConfig, error) {
@@ -404,7 +464,15 @@ func (e *env) ReadDatacenter() (*ha.Datacenter, error) {
 	return &dc, nil
 }
 
+// ReadCRMCommands takes the queued commands in one term-fenced entry, or
+// none when the replica holds no command: the master's round made the
+// replica current with a barrier (AcquireManagerLock), and a command
+// queued after it is taken next round, so an idle master's round costs
+// no raft entry here.
 func (e *env) ReadCRMCommands() ([]string, error) {
+	if len(e.n.store.Commands()) == 0 {
+		return nil, nil
+	}
 	ctx, cancel := e.ctx()
 	defer cancel()
 	return e.n.store.TakeCommands(ctx, e.term)

@@ -166,6 +166,9 @@ var (
 	descService   = prometheus.NewDesc("haxd_service_state", "The CRM's state of each service: 1 for the current state, 0 for the others.", []string{"sid", "node", "state"}, nil)
 	descMaster    = prometheus.NewDesc("haxd_master", "1 on the node whose CRM wrote the last manager status, as this node's replica says.", []string{"node"}, nil)
 	descLastWrite = prometheus.NewDesc("haxd_manager_status_timestamp_seconds", "Unix time of the last manager status write.", nil, nil)
+	descApplied   = prometheus.NewDesc("haxd_raft_applied_entries_total", "Replicated commands this node applied since it started, by operation.", []string{"op"}, nil)
+	descAppliedB  = prometheus.NewDesc("haxd_raft_applied_bytes_total", "Encoded size of the replicated commands this node applied since it started, by operation.", []string{"op"}, nil)
+	descLastIndex = prometheus.NewDesc("haxd_raft_last_index", "This node's last raft log index (its growth is the log's entry rate, raft's own barrier and no-op entries included).", nil, nil)
 )
 
 var nodeStates = []ha.NodeState{ha.NodeOnline, ha.NodeUnknown, ha.NodeFence, ha.NodeMaintenance, ha.NodeGone}
@@ -175,13 +178,20 @@ var serviceStates = []ha.ServiceState{ha.StateRequestStart, ha.StateRequestStart
 
 // Describe implements prometheus.Collector.
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodeState, descNodeLRM, descService, descMaster, descLastWrite} {
+	for _, d := range []*prometheus.Desc{descNodeState, descNodeLRM, descService, descMaster, descLastWrite, descApplied, descAppliedB, descLastIndex} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	stats := c.st.ApplyStats()
+	for _, op := range slices.Sorted(maps.Keys(stats)) {
+		ch <- prometheus.MustNewConstMetric(descApplied, prometheus.CounterValue, float64(stats[op].Entries), op)
+		ch <- prometheus.MustNewConstMetric(descAppliedB, prometheus.CounterValue, float64(stats[op].Bytes), op)
+	}
+	last, _, _ := c.st.RaftIndexes()
+	ch <- prometheus.MustNewConstMetric(descLastIndex, prometheus.GaugeValue, float64(last))
 	ms, err := c.st.ManagerStatus()
 	if err != nil || ms == nil {
 		return

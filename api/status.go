@@ -149,11 +149,14 @@ func (st *Status) staleAfter() int64 {
 // StaleAfter returns the age beyond which a status timestamp reads as
 // stale for timing t: a node whose LRM has not written for longer than
 // this has missed several rounds and is past the fence delay, so it is
-// probably dead. It is the larger of three slowest LRM rounds and the
-// fence delay, in whole seconds plus one for the timestamps' resolution.
-// PVE's status uses a constant 30 s; with PVE timings this gives 61 s.
+// probably dead. It is the largest of three slowest LRM rounds, the
+// fence delay, and the status refresh plus one round (an unchanged
+// status is rewritten only that often, ha.Timing.StatusRefresh), in whole
+// seconds plus one for the timestamps' resolution. PVE's status uses a
+// constant 30 s; with PVE timings this gives 61 s.
 func StaleAfter(t ha.Timing) int64 {
-	d := max(3*max(t.LRMRound, t.LRMMaintenanceRound), t.FenceDelay)
+	round := max(t.LRMRound, t.LRMMaintenanceRound, t.CRMRound)
+	d := max(3*max(t.LRMRound, t.LRMMaintenanceRound), t.FenceDelay, t.StatusRefresh+round)
 	secs := int64((d + time.Second - 1) / time.Second)
 	return secs + 1
 }

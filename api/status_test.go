@@ -15,10 +15,12 @@ func TestStaleAfterFollowsTiming(t *testing.T) {
 		t    ha.Timing
 		want int64
 	}{
-		{"fast: fence delay 1 s", ha.FastTiming(), 2},
+		{"fast: status refresh 5 s", ha.FastTiming(), 7},
+		{"fast, refreshed every round: fence delay 1 s", func() ha.Timing { t := ha.FastTiming(); t.StatusRefresh = 0; return t }(), 2},
+		{"long status refresh", func() ha.Timing { t := ha.FastTiming(); t.StatusRefresh = 9 * time.Second; return t }(), 11},
 		{"pve: fence delay 60 s", ha.PVETiming(), 61},
 		{"slow rounds dominate", func() ha.Timing { t := ha.FastTiming(); t.LRMRound = 4 * time.Second; return t }(), 13},
-		{"long fence delay", func() ha.Timing { t := ha.FastTiming(); t.FenceDelay = 5500 * time.Millisecond; return t }(), 7},
+		{"long fence delay", func() ha.Timing { t := ha.FastTiming(); t.FenceDelay = 7500 * time.Millisecond; return t }(), 9},
 	}
 	for _, tt := range tests {
 		if got := StaleAfter(tt.t); got != tt.want {

@@ -45,8 +45,15 @@ type manager struct {
 	// deep copies that the manager never modifies (writeStatus).
 	written map[ha.SID]*ha.ServiceStatus
 
+	// recheckedAt is when this master last asked the LRMs to re-assert
+	// their running services (ha.Timing.ServiceCheckInterval).
+	recheckedAt time.Time
+
 	// Per round.
-	now       time.Time
+	now time.Time
+	// recheck says that this round asks every LRM to re-assert each
+	// started service it reported running (a new request UID).
+	recheck   bool
 	results   map[string]ha.LRMResult
 	modes     map[string]ha.LRMMode
 	lrmStates map[string]ha.LRMState
@@ -115,6 +122,10 @@ func (m *manager) manage() error {
 		m.logLines(m.place.updateMode(dc))
 	}
 	m.now = m.env.Now()
+	m.recheck = m.t.ServiceCheckInterval <= 0 || m.recheckedAt.IsZero() || m.now.Sub(m.recheckedAt) >= m.t.ServiceCheckInterval || m.now.Before(m.recheckedAt)
+	if m.recheck {
+		m.recheckedAt = m.now
+	}
 	m.failed = nil
 
 	// Step 1: membership and LRM statuses.

@@ -942,3 +942,39 @@ func TestRecoveryFinishesAStealWhoseAnswerWasLost(t *testing.T) {
 	}
 	assertLogs(t, logs, []string{"info service 'vm:103' was already moved from fenced node 'node3' to node '" + sd.Node + "' by an earlier steal, finishing its recovery there"})
 }
+
+// A started service that runs is re-checked (a new request UID for its
+// LRM) every round with PVE's timing, but only every ServiceCheckInterval
+// with a longer one; a failed start is answered at once either way.
+func TestRunningServiceIsRecheckedEveryServiceCheckInterval(t *testing.T) {
+	tests := []struct {
+		name     string
+		interval time.Duration
+		// uidChanges says, per round after the service runs (10 s apart),
+		// whether its UID changes.
+		uidChanges []bool
+	}{
+		{"every round (PVE)", 0, []bool{true, true, true, true, true}},
+		{"every 30 s", 30 * time.Second, []bool{false, true, false, false, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := threeNodes()
+			e.addService("vm:101", "node1", ha.RequestStarted)
+			timing := ha.PVETiming()
+			timing.ServiceCheckInterval = tt.interval
+			c := New(e, timing)
+			if !c.Step() || c.State() != ha.CRMMaster {
+				t.Fatalf("first step: state %s, want master", c.State())
+			}
+			round(t, e, c) // the LRM starts it; the CRM sees it running
+			for i, want := range tt.uidChanges {
+				before := e.sd(t, "vm:101").UID
+				round(t, e, c)
+				if got := e.sd(t, "vm:101").UID != before; got != want {
+					t.Errorf("round %d: UID changed = %v, want %v", i+1, got, want)
+				}
+			}
+		})
+	}
+}

@@ -268,8 +268,11 @@ func (m *manager) started(sid ha.SID, cd *ha.ResourceConfig, sd *ha.ServiceStatu
 		m.log.info(fmt.Sprintf("service '%s': clearing stale maintenance node '%s' setting (is current node)", sid, mn), ha.KeySID, sid)
 		sd.MaintenanceNode = ""
 	}
-	if res != nil {
-		// Ask the LRM to check the service again; no state change.
+	if res != nil && (m.recheck || res.ExitCode != ha.ExitSuccess) {
+		// Ask the LRM to check the service again; no state change. A
+		// service that started fine is re-checked only every
+		// ServiceCheckInterval, all in the same round, so that an idle
+		// cluster's status does not change every round.
 		sd.UID = m.env.UID()
 	}
 }

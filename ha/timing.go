@@ -57,6 +57,21 @@ type Timing struct {
 	// before its services go to fence. Not part of the safety argument.
 	// PVE 60 s; fast 1 s.
 	FenceDelay time.Duration
+	// StatusRefresh is the longest an LRM or the master leaves its status
+	// unwritten while its content (all but the timestamp) is unchanged:
+	// an unchanged status is a raft entry only this often, a changed one
+	// is written at once. It bounds the age of a live node's status
+	// timestamp, so the status view's stale bound includes it (see
+	// api.StaleAfter). 0 writes every round. Not part of the safety
+	// argument (no decision reads the timestamps). PVE 30 s; fast 5 s.
+	StatusRefresh time.Duration
+	// ServiceCheckInterval is how often the master asks the LRMs to
+	// re-assert the started services they reported running (a new request
+	// UID: the LRM runs the start again, which restarts a service that
+	// died on its own). PVE asks every round; between two checks an idle
+	// cluster's statuses do not change. Not part of the safety argument.
+	// PVE 0 (every round); fast 5 s.
+	ServiceCheckInterval time.Duration
 	// GoneNodeDelete is how long a gone node stays in the node status.
 	// PVE 1 h; fast 1 h.
 	GoneNodeDelete time.Duration
@@ -84,6 +99,7 @@ func PVETiming() Timing {
 		ClockDriftMargin:    10 * time.Second,
 		ElectionTimeout:     0,
 		FenceDelay:          60 * time.Second,
+		StatusRefresh:       30 * time.Second,
 		GoneNodeDelete:      time.Hour,
 		LRMRestartGiveUp:    90 * time.Second,
 		LRMIdleRounds:       60,
@@ -105,6 +121,8 @@ func FastTiming() Timing {
 	t.ClockDriftMargin = 500 * time.Millisecond
 	t.ElectionTimeout = 550 * time.Millisecond
 	t.FenceDelay = time.Second
+	t.StatusRefresh = 5 * time.Second
+	t.ServiceCheckInterval = 5 * time.Second
 	t.LRMRestartGiveUp = 9 * time.Second
 	return t
 }
@@ -176,6 +194,7 @@ func (t *Timing) durations() []timingDuration {
 		{"self_fence_time", &t.SelfFenceTime, false}, {"clock_drift_margin", &t.ClockDriftMargin, false},
 		{"election_timeout", &t.ElectionTimeout, false}, {"fence_delay", &t.FenceDelay, false},
 		{"gone_node_delete", &t.GoneNodeDelete, false}, {"lrm_restart_give_up", &t.LRMRestartGiveUp, false},
+		{"status_refresh", &t.StatusRefresh, false}, {"service_check_interval", &t.ServiceCheckInterval, false},
 	}
 }
 

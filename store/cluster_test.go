@@ -88,8 +88,16 @@ func TestFollowerWritesAreForwardedToTheLeader(t *testing.T) {
 }
 
 func TestLockIsHeldForTheTTLAfterTheLastRenewal(t *testing.T) {
+	for _, mem := range []bool{false, true} {
+		t.Run(map[bool]string{false: "renewals in the log", true: "renewals from the leader's memory"}[mem], func(t *testing.T) {
+			testLockIsHeldForTheTTL(t, mem)
+		})
+	}
+}
+
+func testLockIsHeldForTheTTL(t *testing.T, renewFromMemory bool) {
 	const ttl = 3 * time.Second
-	c := newCluster(t, 3, func(cfg *Config) { cfg.LockTTL = ttl })
+	c := newCluster(t, 3, func(cfg *Config) { cfg.LockTTL, cfg.RenewFromMemory = ttl, renewFromMemory })
 	c.form()
 	l := c.leader()
 	c.waitServers(l, 3, 0)
@@ -175,8 +183,16 @@ func TestLockIsHeldForTheTTLAfterTheLastRenewal(t *testing.T) {
 }
 
 func TestNewLeaderRestartsLockTimersAtFullTTL(t *testing.T) {
+	for _, mem := range []bool{false, true} {
+		t.Run(map[bool]string{false: "renewals in the log", true: "renewals from the leader's memory"}[mem], func(t *testing.T) {
+			testNewLeaderRestartsLockTimers(t, mem)
+		})
+	}
+}
+
+func testNewLeaderRestartsLockTimers(t *testing.T, renewFromMemory bool) {
 	const ttl = 3 * time.Second
-	c := newCluster(t, 3, func(cfg *Config) { cfg.LockTTL = ttl })
+	c := newCluster(t, 3, func(cfg *Config) { cfg.LockTTL, cfg.RenewFromMemory = ttl, renewFromMemory })
 	c.form()
 	l := c.leader()
 	c.waitServers(l, 3, 0)
@@ -188,6 +204,10 @@ func TestNewLeaderRestartsLockTimersAtFullTTL(t *testing.T) {
 
 	if _, err := A.AcquireLock(ctx, lock, A.NodeID(), 0); err != nil {
 		t.Fatalf("A takes the lock: %v", err)
+	}
+	// A renewal (answered from the old leader's memory in that mode).
+	if _, err := A.AcquireLock(ctx, lock, A.NodeID(), 0); err != nil {
+		t.Fatalf("A renews the lock: %v", err)
 	}
 	// Every node has applied the acquisition before the clock moves, so
 	// the followers' own timers would expire with the old leader's.

@@ -271,8 +271,10 @@ type LockResult struct {
 	// before it acts on the lock (Store.WaitApplied): for a request that
 	// went through the log, the index of its committed entry, so that the
 	// replica then shows every write committed before the lock was
-	// granted (a steal of the holder's service, above all). It shadows
-	// LockInfo.Index in JSON; for a logged request the two are equal.
+	// granted (a steal of the holder's service, above all); for a renewal
+	// answered from the leader's memory, the leader's commit index. It
+	// shadows LockInfo.Index in JSON; for a logged request the two are
+	// equal.
 	Index uint64 `json:"index,omitempty"`
 }
 

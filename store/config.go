@@ -104,6 +104,13 @@ type Config struct {
 	// without the option is logged once and keeps its own. 0 leaves the
 	// kernel's minimum; otherwise 5 ms to 200 ms. Default 20 ms.
 	TCPRTOMin time.Duration
+	// RenewFromMemory lets the leader answer a lock renewal that changes
+	// nothing but the lock's timer from its memory, after verifying its
+	// term, instead of appending a log entry (docs/safety.md, "Renewals
+	// answered from the leader's memory"). Leave it off on a node whose
+	// master CRM records fence device confirmations: the confirmation's
+	// check needs every renewal to bump the lock's index. Default false.
+	RenewFromMemory bool
 	// TransportTimeout is the raft transport's I/O deadline per RPC (scaled
 	// up by raft for snapshot installs). Default 10 s.
 	TransportTimeout time.Duration

@@ -156,6 +156,10 @@ func (s *Store) answer(c net.Conn, peer string, req *fwdRequest) *result {
 		s.logger.Warn("refuse forwarded request", "peer", peer, "remote", c.RemoteAddr().String(), "op", req.Op, "id", req.ID, "err", err)
 		return refuse(err, "%s on %s", req.Op, s.cfg.NodeID)
 	}
+	if req.Op == fwdTerm {
+		// Read after the request arrived: the leader's term check.
+		return ok(s.raft.CurrentTerm())
+	}
 	return s.serve(ctx, req)
 }
 
@@ -209,29 +213,43 @@ func (s *Store) serveLocal(ctx context.Context, req *fwdRequest) *result {
 		s.kickAutopilot()
 		return ok(nil)
 	case fwdReadIndex:
-		if err := waitFuture(ctx, s.raft.Barrier(timeoutOf(ctx))); err != nil {
-			return raftRefusal(err, "read index")
-		}
-		return ok(s.raft.AppliedIndex())
+		return s.readIndex(ctx)
 	}
 	return refuse(ErrInvalid, "unknown forwarded operation %q", req.Op)
 }
 
 // applyLocal appends an encoded command on this node as leader and waits
 // for the FSM's result. A term-fenced command is refused up front when
-// this node is not the leader of that term.
+// this node is not the leader of that term. A lock or unlock entry is
+// serialized with the leader's lock decisions (Store.lockMu).
 func (s *Store) applyLocal(ctx context.Context, b []byte) *result {
 	var cmd command
 	if err := json.Unmarshal(b, &cmd); err != nil {
 		return refuse(ErrInvalid, "decode command")
 	}
+	if cmd.Op == opLock || cmd.Op == opUnlock {
+		s.lockMu.Lock()
+		defer s.lockMu.Unlock()
+	}
+	return s.applyCommand(ctx, b, &cmd)
+}
+
+// applyCommand is applyLocal for a decoded command; for a lock or unlock
+// entry the caller holds s.lockMu.
+func (s *Store) applyCommand(ctx context.Context, b []byte, cmd *command) *result {
 	if cmd.Term != 0 {
 		if t, leader := s.LeaderTerm(); !leader || t != cmd.Term {
 			return refuse(ErrStaleTerm, "%s: written as master of term %d, this node leads term %d (leader %v)", cmd.Op, cmd.Term, t, leader)
 		}
 	}
 	f := s.raft.Apply(b, timeoutOf(ctx))
-	if err := waitFuture(ctx, f); err != nil {
+	var err error
+	if cmd.Op == opLock || cmd.Op == opUnlock {
+		err = s.waitLockEntry(ctx, f)
+	} else {
+		err = waitFuture(ctx, f)
+	}
+	if err != nil {
 		return raftRefusal(err, "apply %s", cmd.Op)
 	}
 	res, isResult := f.Response().(*result)

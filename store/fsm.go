@@ -77,14 +77,47 @@ type fsm struct {
 	st     *state
 	hooks  lockHooks
 	logger *slog.Logger
-	// applied is the index of the last command entry the FSM applied (or
-	// the one a restored snapshot recorded). Raft's own
+	// applied is the index of the last command or configuration entry
+	// the FSM applied (or of a restored snapshot's). Raft's own
 	// AppliedIndex runs ahead of it: raft counts an entry applied once it
 	// queued it for the FSM goroutine (see Store.WaitApplied).
 	applied atomic.Uint64
 	// beforeApply, when set, runs at the start of Apply on the FSM
 	// goroutine (tests: a replica that lags behind raft).
 	beforeApply atomic.Pointer[func(*raft.Log)]
+
+	// statsMu guards stats, the count and size of the applied commands
+	// by operation (ApplyStats).
+	statsMu sync.Mutex
+	stats   map[string]OpStats
+}
+
+// OpStats counts the log entries of one operation this node applied.
+type OpStats struct {
+	// Entries is the number of entries applied.
+	Entries uint64
+	// Bytes is their total encoded size.
+	Bytes uint64
+}
+
+// count records one applied entry of op.
+func (f *fsm) count(op string, size int) {
+	f.statsMu.Lock()
+	defer f.statsMu.Unlock()
+	if f.stats == nil {
+		f.stats = map[string]OpStats{}
+	}
+	st := f.stats[op]
+	st.Entries++
+	st.Bytes += uint64(size)
+	f.stats[op] = st
+}
+
+// applyStats returns a copy of the per-operation counts.
+func (f *fsm) applyStats() map[string]OpStats {
+	f.statsMu.Lock()
+	defer f.statsMu.Unlock()
+	return maps.Clone(f.stats)
 }
 
 func newFSM(hooks lockHooks, logger *slog.Logger) *fsm {
@@ -99,7 +132,17 @@ func newState() *state {
 	}
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var (
+	_ raft.FSM                = (*fsm)(nil)
+	_ raft.ConfigurationStore = (*fsm)(nil)
+)
+
+// StoreConfiguration records that the FSM goroutine reached a
+// configuration entry (raft.ConfigurationStore); the state does not
+// change.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.applied.Store(index)
+}
 
 // refuse builds a refusal result.
 func refuse(sentinel error, format string, args ...any) *result {
@@ -127,9 +170,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	var cmd command
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		f.count("undecodable", len(l.Data))
 		f.logger.Error("skip undecodable log entry", "index", l.Index, "err", err)
 		return refuse(ErrInvalid, "decode log entry %d", l.Index)
 	}
+	f.count(cmd.Op, len(l.Data))
 	if cmd.V != commandVersion {
 		f.logger.Error("skip log entry of unknown version", "index", l.Index, "version", cmd.V)
 		return refuse(ErrInvalid, "log entry %d: command version %d, this node knows %d", l.Index, cmd.V, commandVersion)

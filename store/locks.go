@@ -155,7 +155,12 @@ func (s *Store) acquireLocal(ctx context.Context, req *lockRequest) *result {
 	if req.Term != 0 && req.Term != term {
 		return refuse(ErrStaleTerm, "lock %q for %q: requested as master of term %d, leader term is %d", req.Name, req.Holder, req.Term, term)
 	}
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
 	s.restartLockTimers(term)
+	if res, done := s.renewFromMemory(ctx, req, term); done {
+		return res
+	}
 	c := lockCmd{Name: req.Name, Holder: req.Holder, Armed: req.Armed}
 	var ttlLeft time.Duration
 	cur, held := s.fsm.lock(req.Name)
@@ -181,7 +186,7 @@ func (s *Store) acquireLocal(ctx context.Context, req *lockRequest) *result {
 	if err != nil {
 		return refuse(ErrInvalid, "%v", err)
 	}
-	res := s.applyLocal(ctx, b)
+	res := s.applyCommand(ctx, b, &command{V: commandVersion, Op: opLock, Term: req.Term})
 	if res.Code == "" && res.Msg == "" && c.Fenced {
 		s.logger.Info("took over lock on a fence device's confirmation, before its TTL", "lock", req.Name, "holder", req.Holder,
 			"previous_owner", c.ExpectOwner, "ttl_left", ttlLeft)

@@ -42,7 +42,26 @@ type Store struct {
 	timers  lockTimers
 	watch   watchers
 	members members
-	pool    *fwdPool
+
+	// lockMu serializes the leader's lock decisions with their entries:
+	// a lock request holds it from the check of the state until its entry
+	// is applied (or its wait ends; lockPending then still counts it).
+	lockMu sync.Mutex
+	// lockPending counts lock and unlock entries appended and not yet
+	// resolved by raft; a renewal is answered from memory only at 0.
+	lockPending atomic.Int64
+	// barrierTerm is the last term in which this node, as leader,
+	// committed a barrier: from then on its commit index covers every
+	// entry committed before (readIndex).
+	barrierTerm atomic.Uint64
+	// checks coalesces the leader's term checks (verifyTerm).
+	checks termChecks
+	// memRenewals counts renewals answered from memory (MemoryRenewals).
+	memRenewals atomic.Uint64
+	// peerTermHook, when set (tests only), answers the term checks in
+	// place of the other voters.
+	peerTermHook atomic.Pointer[func(raft.Server) (uint64, error)]
+	pool         *fwdPool
 
 	// ready is closed at the end of Open, once raft and the FSM are set
 	// up. Until then the port is open but every request is answered "not
@@ -599,8 +618,7 @@ func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
 // appliedThrough reports whether the FSM's state reflects every entry up
 // to index: the FSM applied an entry at or past index, or raft committed
 // and handed over everything up to index and the entries after the FSM's
-// last one are raft's own (no-ops, barriers, configurations), which do
-// not change the FSM's state.
+// last one are raft's own (no-ops, barriers), which change no state.
 func (s *Store) appliedThrough(index uint64) bool {
 	fsmAt := s.fsm.applied.Load()
 	if fsmAt >= index {
@@ -615,12 +633,25 @@ func (s *Store) appliedThrough(index uint64) bool {
 	}
 	// Entries compacted away are in a snapshot this node took from, or
 	// restored into, its FSM.
+	snapAt := uint64(0)
 	for i := max(fsmAt+1, first); i <= index; i++ {
 		var l raft.Log
 		if err := s.bolt.GetLog(i, &l); err != nil {
+			// Not in the log: covered only by a snapshot this node
+			// restored (a node that installed one from the leader has
+			// no log below it; its FSM's index is the snapshot's last
+			// command, which may come before raft's own entries).
+			if snapAt == 0 {
+				if snaps, err := s.snaps.List(); err == nil && len(snaps) > 0 {
+					snapAt = snaps[0].Index
+				}
+			}
+			if i <= snapAt {
+				continue
+			}
 			return false
 		}
-		if l.Type == raft.LogCommand {
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
 			return false
 		}
 	}
@@ -923,3 +954,16 @@ func (s *Store) Lock(name string) (LockInfo, bool) { return s.fsm.lock(name) }
 
 // Locks returns every held lock by name.
 func (s *Store) Locks() map[string]LockInfo { return s.fsm.locks() }
+
+// ApplyStats returns, per operation, the log entries this node's FSM
+// applied since it started and their size: what the replicated log
+// costs (raft's own entries, barriers and no-ops, are not commands and
+// are not counted; see RaftIndexes).
+func (s *Store) ApplyStats() map[string]OpStats { return s.fsm.applyStats() }
+
+// RaftIndexes returns this node's last log index, commit index and
+// applied index. The growth of the last index over time is the log's
+// entry rate, commands and raft's own entries together.
+func (s *Store) RaftIndexes() (last, commit, applied uint64) {
+	return s.raft.LastIndex(), s.raft.CommitIndex(), s.raft.AppliedIndex()
+}

@@ -356,7 +356,11 @@ func nodeUsable(ctx context.Context, cl *cluster.Cluster, name string) bool {
 		return false
 	}
 	ls := st.LRM[name]
-	return st.Manager.NodeStatus[name] == "online" && ls != nil && st.Now-ls.Timestamp <= 2 &&
+	fresh := st.StaleAfter
+	if fresh <= 0 {
+		fresh = 2
+	}
+	return st.Manager.NodeStatus[name] == "online" && ls != nil && st.Now-ls.Timestamp <= fresh &&
 		(ls.State == "active" || ls.State == "wait_for_agent_lock")
 }
 
