@@ -127,8 +127,10 @@ func TestSelfFenceKillsOCFDaemonsAndExecServicesBeforeRecovery(t *testing.T) {
 		return h.cl.RunningOn(ocfDaemon, fresh) == to
 	})
 	execTo := h.waitMoved(svc(victim), victim, failoverDeadline)
-	if frozen := time.Since(paused); frozen <= h.timing.LockTTL {
-		t.Fatalf("%s moved after %v, less than the lock TTL %v", sid, frozen, h.timing.LockTTL)
+	// The TTL counts from the victim's last renewal, up to one LRM round
+	// before the pause (TestAgentPauseSelfFencesAndDoesNotRestartOnResume).
+	if frozen, min := time.Since(paused), h.timing.LockTTL-h.timing.LRMRound; frozen <= min {
+		t.Fatalf("%s moved after %v, less than the lock TTL %v minus one renewal interval (lrm_round %v)", sid, frozen, h.timing.LockTTL, h.timing.LRMRound)
 	}
 	if fences := h.guardFences(victim, mark); len(fences) == 0 {
 		t.Errorf("%s: the guard did not log a self-fence while its agent was frozen", victim)
