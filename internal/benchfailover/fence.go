@@ -20,7 +20,7 @@ import (
 const fencedTakeover = "took over lock on a fence device's confirmation"
 
 // expiredTakeover is what it logs when it grants a lock after its TTL.
-const expiredTakeover = "took over expired lock\" node="
+const expiredTakeover = `msg="took over expired lock"`
 
 // fenceBMCs is one simulated BMC per node and the fence config using them.
 type fenceBMCs struct {
