@@ -271,7 +271,7 @@ func (s *Store) startRaft(raftLog *hclogAdapter) (chan bool, chan raft.Observati
 		return nil, nil, fmt.Errorf("raft config: %w", err)
 	}
 	watched := &failWatch{LogStore: s.bolt, StableStore: s.bolt, failed: s.writeFailed}
-	r, err := raft.NewRaft(rc, s.fsm, watched, watched, s.snaps, s.trans)
+	r, err := raft.NewRaft(rc, s.fsm, watched, watched, s.snaps, unpipelined{s.trans})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start raft: %w", err)
 	}
