@@ -97,9 +97,21 @@ func (e *env) ctx() (context.Context, context.CancelFunc) {
 	return e.watched(context.WithTimeout(context.Background(), e.opTimeout()))
 }
 
-// opTimeout is the longest a store operation of a round may take.
+// opTimeout is the longest a store operation of a round may take: the
+// lock TTL, at most 5 s. An LRM with a lock validity waits at most that
+// validity: its round renews the lock, and an operation that waited
+// longer for an unreachable leader (the barrier every round starts with)
+// would only delay the renewal attempt that shows the lock lapsed, and the
+// LRM's lost_agent_lock with it, past the moment the lock's validity ended
+// and the guard began to count down. A failed operation is retried by the
+// next round; nothing of the safety argument depends on this bound.
 func (e *env) opTimeout() time.Duration {
-	return min(e.n.cfg.Timing.LockTTL, 5*time.Second)
+	t := e.n.cfg.Timing
+	d := min(t.LockTTL, 5*time.Second)
+	if e.role == "lrm" && t.LockValidity > 0 {
+		d = min(d, t.LockValidity)
+	}
+	return d
 }
 
 // watched adds the leader watch to the LRM's contexts.

@@ -55,3 +55,31 @@ func TestAgentLockGrantIsTheFeedersValidity(t *testing.T) {
 		})
 	}
 }
+
+// TestLRMStoreOperationsEndWithinTheLockValidity: an LRM round never waits
+// on the store longer than its lock validity (a cut-off LRM logs its lost
+// lock promptly); the CRM, and an LRM without a validity (pve), wait up to
+// the lock TTL, at most 5 s.
+func TestLRMStoreOperationsEndWithinTheLockValidity(t *testing.T) {
+	long := ha.FastTiming()
+	long.LockTTL = 20 * time.Second
+	tests := []struct {
+		name   string
+		role   string
+		timing ha.Timing
+		want   time.Duration
+	}{
+		{"lrm, fast profile: the validity", "lrm", ha.FastTiming(), ha.FastTiming().LockValidity},
+		{"crm, fast profile: the TTL", "crm", ha.FastTiming(), ha.FastTiming().LockTTL},
+		{"lrm, pve profile (no validity): 5 s", "lrm", ha.PVETiming(), 5 * time.Second},
+		{"crm, long TTL: 5 s", "crm", long, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &node{name: "n1", log: slog.New(slog.DiscardHandler), cfg: &Config{Timing: tt.timing}}
+			if got := newEnv(n, tt.role, nil).opTimeout(); got != tt.want {
+				t.Errorf("opTimeout = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
