@@ -74,7 +74,7 @@ type NodeShutdownFunc func() (shutdown, reboot bool)
 // node, start the resource agents, serve the APIs, run the CRM and LRM
 // loops until ctx ends, then stop them.
 func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown NodeShutdownFunc) error {
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyAgent, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
+	a := &Agent{cfg: cfg, log: agentLogger(logger, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
 	if nodeShutdown == nil {
 		nodeShutdown = NewShutdownDetector(cfg.ShutdownDetectTimeout, a.log.With("component", "shutdown-detect")).Detect
 	}
@@ -130,6 +130,13 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	<-ctx.Done()
 	a.stop(lp, g)
 	return nil
+}
+
+// agentLogger is the logger of the agent of node name: every record
+// carries the name under ha.KeyAgent, so that ha.KeyNode is left to the
+// node a record is about and no record carries two node keys.
+func agentLogger(logger *slog.Logger, name string) *slog.Logger {
+	return logger.With(ha.KeyAgent, name)
 }
 
 // loadTLS loads the node's certificate for the raft port (and the HTTPS
