@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"maps"
 	"os"
@@ -33,28 +32,7 @@ var longFuncAllowed = map[string]string{
 // testdata are skipped.
 func longFuncs(root string, max int) (map[string]string, error) {
 	out := map[string]string{}
-	fset := token.NewFileSet()
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return fmt.Errorf("parse %s: %w", path, err)
-		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
-			return err
-		}
+	err := forEachGoFile(root, func(fset *token.FileSet, rel string, f *ast.File) {
 		for _, decl := range f.Decls {
 			fd, ok := decl.(*ast.FuncDecl)
 			if !ok || fd.Body == nil {
@@ -62,11 +40,9 @@ func longFuncs(root string, max int) (map[string]string, error) {
 			}
 			start, end := fset.Position(fd.Pos()).Line, fset.Position(fd.End()).Line
 			if n := end - start + 1; n > max {
-				key := filepath.ToSlash(rel) + ":" + funcName(fd)
-				out[key] = fmt.Sprintf("%s:%d: %s is %d lines (max %d)", filepath.ToSlash(rel), start, funcName(fd), n, max)
+				out[rel+":"+funcName(fd)] = fmt.Sprintf("%s:%d: %s is %d lines (max %d)", rel, start, funcName(fd), n, max)
 			}
 		}
-		return nil
 	})
 	return out, err
 }

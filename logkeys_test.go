@@ -5,8 +5,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,28 +70,10 @@ func isNodeKey(e ast.Expr) bool {
 
 // No log record of haxd carries two node keys (issue 12 point 8).
 func TestNoLogRecordHasTwoNodeKeys(t *testing.T) {
-	fset := token.NewFileSet()
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return fmt.Errorf("parse %s: %w", path, err)
-		}
+	err := forEachGoFile(".", func(fset *token.FileSet, _ string, f *ast.File) {
 		for _, p := range nodeKeyProblems(fset, f) {
 			t.Error(p)
 		}
-		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
