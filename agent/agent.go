@@ -45,10 +45,13 @@ type Agent struct {
 	usage        usageTagsState
 	cfg          Config
 	nodeShutdown NodeShutdownFunc
-	log          *slog.Logger
-	n            *node
-	exec         *exec.Agent
-	apiSrv       *http.Server
+	// clock times the agent's rounds, the lock validity and the guard's
+	// feeds: one clock, so that they agree (RunWith: clock.System).
+	clock  clock.Clock
+	log    *slog.Logger
+	n      *node
+	exec   *exec.Agent
+	apiSrv *http.Server
 }
 
 // Run starts the agent and blocks until ctx is cancelled (SIGTERM), then
@@ -74,7 +77,7 @@ type NodeShutdownFunc func() (shutdown, reboot bool)
 // node, start the resource agents, serve the APIs, run the CRM and LRM
 // loops until ctx ends, then stop them.
 func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown NodeShutdownFunc) error {
-	a := &Agent{cfg: cfg, log: agentLogger(logger, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
+	a := &Agent{cfg: cfg, log: agentLogger(logger, cfg.NodeName), sd: newSDNotifier(os.Getenv), clock: clock.System{}}
 	if nodeShutdown == nil {
 		nodeShutdown = NewShutdownDetector(cfg.ShutdownDetectTimeout, a.log.With("component", "shutdown-detect")).Detect
 	}
@@ -149,7 +152,7 @@ func (a *Agent) loadTLS() (*store.TLS, error) {
 		a.log.Warn("raft port WITHOUT TLS: anyone who reaches it can write to the cluster (insecure = true)")
 		return nil, nil
 	}
-	m, err := pki.Load(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile, time.Now())
+	m, err := pki.Load(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile, a.clock.Now())
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w (create the files with `haxd tls ca create` and `haxd tls cert create --node %s`, or set insecure = true for local tests)", err, cfg.NodeName)
 	}
@@ -157,7 +160,7 @@ func (a *Agent) loadTLS() (*store.TLS, error) {
 		return nil, fmt.Errorf("tls_cert_file %s: the certificate names node %q, but node_name is %q", cfg.TLSCertFile, m.Node, cfg.NodeName)
 	}
 	a.log.Info("raft port uses mutual TLS", "cert", cfg.TLSCertFile, "ca", cfg.TLSCAFile, "not_after", m.Cert.Leaf.NotAfter)
-	if left := time.Until(m.Cert.Leaf.NotAfter); left < certRenewWarning {
+	if left := m.Cert.Leaf.NotAfter.Sub(a.clock.Now()); left < certRenewWarning {
 		a.log.Warn("the node certificate expires soon: renew it with haxd tls cert create --force and restart the agent, or the other nodes will refuse this node",
 			"cert", cfg.TLSCertFile, "not_after", m.Cert.Leaf.NotAfter, "left", left.Round(time.Hour))
 	}
@@ -247,8 +250,8 @@ func (a *Agent) startGossip(life context.Context, st *store.Store) (*gossip.Goss
 // feeds the guard on guardSocket.
 func (a *Agent) wireNode(life context.Context, st *store.Store, g *gossip.Gossip, guardSocket string, fr *deviceFencer) {
 	cfg := &a.cfg
-	monoBase := clock.System{}.Mono()
-	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, devices: fr, log: a.log,
+	monoBase := a.clock.Mono()
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, clock: a.clock, base: a.clock.Now(), monoBase: monoBase, devices: fr, log: a.log,
 		obs: newObserver(cfg.NodeName, cfg.Timing), events: newEventLog(maxPageEvents)}
 	if cfg.MetricsAddr != "" {
 		a.n.metrics = newMetrics(st, cfg.NodeName)
@@ -265,7 +268,7 @@ func (a *Agent) wireNode(life context.Context, st *store.Store, g *gossip.Gossip
 		func(ctx context.Context, expiry int64) (guardClient, error) {
 			return fence.Open(ctx, guardSocket, expiry)
 		},
-		clock.System{}, a.n.expiry)
+		a.clock, a.n.expiry)
 	a.n.fencer.fed = a.n.metrics.guardFeed
 }
 
@@ -385,11 +388,11 @@ func (a *Agent) startLoops(life context.Context, st *store.Store, g *gossip.Goss
 func (a *Agent) announceStarted(life context.Context, st *store.Store, g *gossip.Gossip) {
 	a.log.Info("agent started", "raft", st.Addr(), "gossip", g.LocalAddr(), "api", a.cfg.APISocket,
 		"lock_ttl", a.cfg.Timing.LockTTL, "watchdog_timeout", a.cfg.Timing.WatchdogTimeout)
-	a.lrmStep.Store(time.Now().UnixNano())
+	a.lrmStep.Store(a.clock.Now().UnixNano())
 	if err := a.sd.notify("READY=1\nSTATUS=serving the API on " + a.cfg.APISocket); err != nil {
 		a.log.Warn("systemd notification failed", "err", err)
 	}
-	go a.sd.watchdog(life, &a.lrmStep, time.Now)
+	go a.sd.watchdog(life, &a.lrmStep, a.clock.Now)
 }
 
 // stop shuts the agent down gracefully: the LRM follows the shutdown
@@ -430,14 +433,14 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}, wake waker) {
 	c := crm.New(e, a.cfg.Timing)
 	stopping := false
 	for {
-		start := time.Now()
+		start := a.clock.Now()
 		if !c.Step() {
 			return
 		}
-		a.n.metrics.crmRoundDone(time.Since(start))
+		a.n.metrics.crmRoundDone(a.clock.Now().Sub(start))
 		sched := roundSchedule{period: a.cfg.Timing.CRMRound, gap: a.cfg.eventRoundGap(),
-			at: nextLockExpiry(a.n.store, a.n.name, time.Now())}
-		switch r := waitRound(start, sched, stop, wake); r {
+			at: nextLockExpiry(a.n.store, a.n.name, a.clock.Now())}
+		switch r := waitRound(a.clock, start, sched, stop, wake); r {
 		case wakeStop:
 			if !stopping {
 				c.RequestShutdown()
@@ -462,16 +465,16 @@ func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- s
 	l := lrm.New(e, lrm.Options{Timing: a.cfg.Timing})
 	stopping := false
 	for {
-		start := time.Now()
+		start := a.clock.Now()
 		if !l.Step() {
 			return
 		}
-		a.lrmStep.Store(time.Now().UnixNano())
+		a.lrmStep.Store(a.clock.Now().UnixNano())
 		period := l.Interval()
 		if stopping {
 			period = min(period, 100*time.Millisecond)
 		}
-		switch r := waitRound(start, roundSchedule{period: period, gap: a.cfg.eventRoundGap()}, stop, wake); r {
+		switch r := waitRound(a.clock, start, roundSchedule{period: period, gap: a.cfg.eventRoundGap()}, stop, wake); r {
 		case wakeStop:
 			if !stopping {
 				l.RequestShutdown()

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -27,7 +28,7 @@ func TestAgentLockGrantIsTheFeedersValidity(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, s := newTestBackend(t)
 			log := slog.New(slog.DiscardHandler)
-			n := &node{name: "n1", store: s, log: log, cfg: &Config{Timing: tt.timing}, fencer: &fencer{}, base: time.Now().Add(-time.Second)}
+			n := &node{name: "n1", store: s, log: log, cfg: &Config{Timing: tt.timing}, fencer: &fencer{}, clock: clock.System{}, base: time.Now().Add(-time.Second)}
 			e := newEnv(n, "lrm", nil)
 			sent := time.Now()
 			g, ok := e.AcquireAgentLock(tt.lock)
@@ -53,5 +54,22 @@ func TestAgentLockGrantIsTheFeedersValidity(t *testing.T) {
 				t.Errorf("grant ends at %v, feeder's validity at %v: want one value", g.ValidUntil, feeder)
 			}
 		})
+	}
+}
+
+// fixedClock is a clock.Clock whose Now is fixed.
+type fixedClock struct {
+	clock.System
+	now time.Time
+}
+
+func (c fixedClock) Now() time.Time { return c.now }
+
+// The env reads the agent's injected clock, not the host's directly.
+func TestEnvNowReadsTheInjectedClock(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	e := newEnv(&node{name: "n1", cfg: &Config{}, log: slog.New(slog.DiscardHandler), clock: fixedClock{now: at}}, "crm", nil)
+	if got := e.Now(); !got.Equal(at) {
+		t.Errorf("env.Now() = %v, want the injected clock's %v", got, at)
 	}
 }
