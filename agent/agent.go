@@ -533,7 +533,7 @@ func (a *Agent) membership(ctx context.Context) {
 				}
 			}
 		}
-		if !sleepCtx(ctx, 500*time.Millisecond) {
+		if !sleepCtx(ctx, a.clock, 500*time.Millisecond) {
 			return
 		}
 	}
@@ -602,7 +602,7 @@ func (a *Agent) rejoin(ctx context.Context) {
 				a.log.Warn("gossip join failed, retrying", "join", addrs, "err", err)
 			}
 		}
-		if !sleepCtx(ctx, time.Second) {
+		if !sleepCtx(ctx, a.clock, time.Second) {
 			return
 		}
 	}
@@ -644,17 +644,21 @@ func (a *Agent) seedDatacenter(ctx context.Context) {
 			err = a.n.store.UpdateDatacenter(wctx, from, dc)
 		}
 		cancel()
-		if err == nil || !sleepCtx(ctx, time.Second) {
+		if err == nil || !sleepCtx(ctx, a.clock, time.Second) {
 			return
 		}
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// sleepCtx waits d on clk; it reports false, at once, when ctx ends
+// first.
+func sleepCtx(ctx context.Context, clk clock.Clock, d time.Duration) bool {
+	t := clk.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-time.After(d):
+	case <-t.C():
 		return true
 	}
 }
@@ -700,14 +704,14 @@ func (a *Agent) ensureGuard(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("write guard pid: %w", err)
 	}
 	go cmd.Wait() //nolint:errcheck // reaped; its exit is logged to guard.log
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	deadline := a.clock.Now().Add(5 * time.Second)
+	for a.clock.Now().Before(deadline) {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
 			a.log.Info("started guard", "pid", cmd.Process.Pid, "socket", sock)
 			return sock, nil
 		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
+		if !sleepCtx(ctx, a.clock, 20*time.Millisecond) {
 			return "", ctx.Err()
 		}
 	}
