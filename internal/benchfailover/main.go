@@ -238,7 +238,7 @@ func (st *failoverStats) recordKillPhases(cl *cluster.Cluster, marks map[string]
 // print prints the self-fences, the latencies and the phase spreads
 // after the report.
 func (st *failoverStats) print(cl *cluster.Cluster) {
-	lost, fences := selfFences(cl)
+	lost, fences := cl.SelfFences()
 	fmt.Printf("surviving LRMs that lost their lock: %d; guard self-fences: %d (a killed node's own guard counts too)\n", lost, fences)
 	printLatencies(cl)
 	if len(st.lockTaken) > 0 {
@@ -352,18 +352,6 @@ func runSoak(ctx context.Context, cl *cluster.Cluster, d time.Duration) {
 	fmt.Printf("| %v | %d | %d | %d | %d | %d | %d | %d |\n", d, runtime.NumCPU(), fsyncs.Load(), lostLocks, guardFences, recoveries, len(runs), len(violations))
 	fmt.Printf("healthy members declared failed by gossip (all nodes' views): %d\n", suspected)
 	printLatencies(cl)
-}
-
-// selfFences counts, over every node's logs, LRMs that lost their lock
-// and guard self-fences.
-func selfFences(cl *cluster.Cluster) (lostLocks, guardFences int) {
-	for _, n := range cl.Nodes {
-		b, _ := os.ReadFile(n.Log)
-		lostLocks += strings.Count(string(b), "=> lost_agent_lock")
-		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
-		guardFences += strings.Count(string(g), "guard: self-fence,")
-	}
-	return lostLocks, guardFences
 }
 
 // loadAvg returns the 1, 5 and 15 minute load averages of the machine.

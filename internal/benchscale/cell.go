@@ -61,7 +61,7 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 	if err := measureCell(ctx, o, cl, &r, logf); err != nil {
 		return r, err
 	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := cluster.Sleep(ctx, 2*time.Second); err != nil {
 		return r, err
 	}
 	_, violations, err := cl.Check()
@@ -75,7 +75,7 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 	if r.FailoverRecovered < r.FailoverServices {
 		return r, fmt.Errorf("failover: only %d of the %d services of %s ran elsewhere", r.FailoverRecovered, r.FailoverServices, r.Victim)
 	}
-	r.LostLocks, r.GuardFences = selfFences(cl)
+	r.LostLocks, r.GuardFences = cl.SelfFences()
 
 	// 5. fsyncs by strace, last: a traced agent is slow (every syscall
 	// stops it) and may lose its lock under load, which must not spoil
@@ -135,7 +135,7 @@ func addCellServices(ctx context.Context, o options, cl *cluster.Cluster, m int,
 		return err
 	}
 	logf("all %d services beating %.1f s after the first add; settling %v", m, r.AllRunningSeconds, o.settle)
-	return sleep(ctx, o.settle)
+	return cluster.Sleep(ctx, o.settle)
 }
 
 // measureCell measures the steady-state window, the latency of `haxd ha
@@ -178,21 +178,21 @@ func straceAfterRestart(ctx context.Context, o options, cl *cluster.Cluster, r *
 	if _, err := waitAllOnline(ctx, cl, 3*time.Minute); err != nil {
 		return fmt.Errorf("after restarting %s: %w", r.Victim, err)
 	}
-	if err := sleep(ctx, o.settle); err != nil {
+	if err := cluster.Sleep(ctx, o.settle); err != nil {
 		return err
 	}
 	var err error
 	if r.Master, err = masterNode(ctx, cl); err != nil {
 		return err
 	}
-	lost0, guard0 := selfFences(cl)
+	lost0, guard0 := cl.SelfFences()
 	if err := straceWindow(ctx, o, cl, r); err != nil {
 		return err
 	}
-	if err := sleep(ctx, 5*time.Second); err != nil {
+	if err := cluster.Sleep(ctx, 5*time.Second); err != nil {
 		return err
 	}
-	lost1, guard1 := selfFences(cl)
+	lost1, guard1 := cl.SelfFences()
 	r.LostLocksStrace, r.GuardFencesStrace = lost1-lost0, guard1-guard0
 	logf("strace: %.1f fsync/s on the master (%s), %.1f on %s; during it and 5 s after: LRM lost its lock %d times, guard self-fences %d",
 		r.FsyncMasterPerSecond, r.Master, r.FsyncFollowerPerSecond, r.FsyncFollower, r.LostLocksStrace, r.GuardFencesStrace)
@@ -217,7 +217,7 @@ func straceAfterRestart(ctx context.Context, o options, cl *cluster.Cluster, r *
 // configured).
 func waitQuorate(ctx context.Context, cl *cluster.Cluster, d time.Duration) error {
 	var last string
-	err := waitFor(ctx, d, func() bool {
+	err := cluster.WaitFor(ctx, d, func() bool {
 		for _, n := range cl.Nodes {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			st, err := n.Client().Status(sctx)
@@ -239,7 +239,7 @@ func waitQuorate(ctx context.Context, cl *cluster.Cluster, d time.Duration) erro
 // online, and returns the master.
 func waitAllOnline(ctx context.Context, cl *cluster.Cluster, d time.Duration) (string, error) {
 	var last string
-	err := waitFor(ctx, d, func() bool {
+	err := cluster.WaitFor(ctx, d, func() bool {
 		st, _, err := cl.Status(ctx)
 		if err != nil || st.Manager == nil || st.Manager.MasterNode == "" {
 			last = fmt.Sprint("no master yet: ", err)
@@ -382,7 +382,7 @@ func hbName(name string) (svc, node string, ok bool) {
 func waitAllBeating(ctx context.Context, cl *cluster.Cluster, sids []string, d, interval time.Duration) error {
 	fresh := 10*interval + 2*time.Second
 	got := 0
-	err := waitFor(ctx, d, func() bool {
+	err := cluster.WaitFor(ctx, d, func() bool {
 		b := beating(cl.HeartbeatDir, fresh)
 		got = 0
 		for _, s := range sids {
@@ -406,7 +406,7 @@ func steadyWindow(ctx context.Context, o options, cl *cluster.Cluster, r *Result
 	}
 	p0, t0 := procAll(cl), time.Now()
 	load0 := loadAvg()
-	if err := sleep(ctx, o.window); err != nil {
+	if err := cluster.Sleep(ctx, o.window); err != nil {
 		return err
 	}
 	p1, t1 := procAll(cl), time.Now()
@@ -498,7 +498,7 @@ func straceWindow(ctx context.Context, o options, cl *cluster.Cluster, r *Result
 	}
 	start := time.Now()
 	r.LoadStrace = loadAvg()
-	err := sleep(ctx, o.straceWindow)
+	err := cluster.Sleep(ctx, o.straceWindow)
 	stopAll()
 	secs := time.Since(start).Seconds()
 	if err != nil {
@@ -605,7 +605,7 @@ func failover(ctx context.Context, o options, cl *cluster.Cluster, r *Result) er
 	killed := invariant.Monotonic()
 	cl.KillNode(cl.Node(victim))
 	newFile := map[string]string{}
-	werr := waitFor(ctx, 3*time.Minute+time.Duration(len(mine))*100*time.Millisecond, func() bool {
+	werr := cluster.WaitFor(ctx, 3*time.Minute+time.Duration(len(mine))*100*time.Millisecond, func() bool {
 		ents, _ := os.ReadDir(cl.HeartbeatDir)
 		for _, e := range ents {
 			if seen[e.Name()] {
@@ -657,18 +657,6 @@ func firstBeat(path string) (int64, error) {
 	return 0, fmt.Errorf("heartbeat file %s: no heartbeat within 2 s of its creation", path)
 }
 
-// selfFences counts LRMs that lost their lock and guard self-fences in
-// every node's logs.
-func selfFences(cl *cluster.Cluster) (lost, guard int) {
-	for _, n := range cl.Nodes {
-		b, _ := os.ReadFile(n.Log)
-		lost += strings.Count(string(b), "=> lost_agent_lock")
-		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
-		guard += strings.Count(string(g), "guard: self-fence, killing")
-	}
-	return lost, guard
-}
-
 // masterChanges counts CRMs that became master after the first one, from
 // the logs.
 func masterChanges(cl *cluster.Cluster) int {
@@ -678,28 +666,6 @@ func masterChanges(cl *cluster.Cluster) int {
 		c += strings.Count(string(b), "=> master")
 	}
 	return max(0, c-1)
-}
-
-func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v", d)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 func median(v []float64) float64 {
