@@ -66,3 +66,15 @@ func (c *Cluster) SelfFences() (lostLocks, guardFences int) {
 	}
 	return lostLocks, guardFences
 }
+
+// LogTime parses the time= field at the start of an agent's slog text
+// line.
+func LogTime(line string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(line, "time=")
+	if !ok {
+		return time.Time{}, false
+	}
+	ts, _, _ := strings.Cut(rest, " ")
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	return t, err == nil
+}
