@@ -140,8 +140,7 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.Node != "" && !ha.ValidNodeName(req.Node) {
-		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+	if req.Node != "" && !s.nodeName(w, r, req.Node) {
 		return
 	}
 	cfg := ha.DefaultResourceConfig(sid, req.Node)
@@ -340,8 +339,7 @@ func (s *Server) move(task string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		if !ha.ValidNodeName(req.Node) {
-			s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+		if !s.nodeName(w, r, req.Node) {
 			return
 		}
 		st, err := s.managed(r.Context(), sid)
@@ -382,8 +380,7 @@ func (s *Server) nodeMaintenance(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ha.ValidNodeName(req.Node) {
-		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+	if !s.nodeName(w, r, req.Node) {
 		return
 	}
 	st, err := s.backend.Status(r.Context())
@@ -527,8 +524,7 @@ func (s *Server) nodeRemove(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ha.ValidNodeName(req.Node) {
-		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+	if !s.nodeName(w, r, req.Node) {
 		return
 	}
 	if err := s.backend.RemoveNode(r.Context(), req.Node); err != nil {
@@ -556,6 +552,16 @@ func (s *Server) sid(w http.ResponseWriter, r *http.Request, raw string) (ha.SID
 		return "", false
 	}
 	return sid, true
+}
+
+// nodeName reports whether name is a valid node name, answering 400
+// naming the value when it is not.
+func (s *Server) nodeName(w http.ResponseWriter, r *http.Request, name string) bool {
+	if !ha.ValidNodeName(name) {
+		s.fail(w, r, BadRequest("node", name, "not a valid node name"))
+		return false
+	}
+	return true
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are
