@@ -260,7 +260,7 @@ func (a *Agent) wireNode(life context.Context, st *store.Store, g *gossip.Gossip
 		}
 	}
 	a.n.notify = newNotifier(life, cfg.NodeName, notifyConfig{webhooks: cfg.NotifyWebhooks, exec: cfg.NotifyExec, secret: cfg.notifySecret,
-		timeout: cfg.NotifyTimeout, retries: cfg.NotifyRetries, backoff: cfg.NotifyBackoff}, a.log.With("component", "notify"), a.n.metrics)
+		timeout: cfg.NotifyTimeout, retries: cfg.NotifyRetries, backoff: cfg.NotifyBackoff}, a.clock, a.log.With("component", "notify"), a.n.metrics)
 	a.n.outbox = newOutbox(a.n.notify, st, a.log.With("component", "notify"), cfg.NotifyOutboxMax, cfg.Timing.CRMRound, min(cfg.Timing.LockTTL, 5*time.Second))
 	go a.n.outbox.run(life)
 	go a.watchQuorum(life, cfg.Timing.CRMRound)
