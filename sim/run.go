@@ -444,6 +444,18 @@ func (s *sim) checkInvariant(after string) {
 	}
 }
 
+// stepOrSkip runs step unless skip rounds remain (a skip_round command);
+// the skip is logged once a round, by the first node.
+func (s *sim) stepOrSkip(first bool, skip int, msg string, step func()) {
+	if skip > 0 {
+		if first {
+			s.logAt(OriginRunLoop, slog.LevelInfo, msg)
+		}
+		return
+	}
+	step()
+}
+
 // loop is the main loop of scenario-format §4.
 func (s *sim) loop() {
 	s.H = 0
@@ -457,25 +469,13 @@ func (s *sim) loop() {
 				s.at = start
 			}
 			if n.crm != nil {
-				if s.skipCRM > 0 {
-					if i == 0 {
-						s.logAt(OriginRunLoop, slog.LevelInfo, "skipping CRM round")
-					}
-				} else {
-					s.stepCRM(n)
-				}
+				s.stepOrSkip(i == 0, s.skipCRM, "skipping CRM round", func() { s.stepCRM(n) })
 			}
 			if s.stopped() {
 				break
 			}
 			if n.lrm != nil {
-				if s.skipLRM > 0 {
-					if i == 0 {
-						s.logAt(OriginRunLoop, slog.LevelInfo, "skipping LRM round")
-					}
-				} else {
-					s.stepLRM(n)
-				}
+				s.stepOrSkip(i == 0, s.skipLRM, "skipping LRM round", func() { s.stepLRM(n) })
 			}
 			if s.stopped() {
 				break
