@@ -398,19 +398,26 @@ func asym(ctx context.Context, r *labRun) (fault, error) {
 func lossAll(p float64) func(context.Context, *labRun) (fault, error) {
 	return func(ctx context.Context, r *labRun) (fault, error) {
 		f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%g%% loss on every link for %v", p*100, r.opts.lossTime)}
-		for i := range r.nodes {
-			if err := r.nw.Loss(ctx, i, p, false); err != nil {
-				return f, err
-			}
-		}
-		err := cluster.Sleep(ctx, r.opts.lossTime)
-		for i := range r.nodes {
-			if cerr := r.nw.ClearFilters(context.WithoutCancel(ctx), i); cerr != nil {
-				return f, cerr
-			}
-		}
-		return f, err
+		return f, r.onEveryNode(ctx, func(ctx context.Context, i int) error { return r.nw.Loss(ctx, i, p, false) }, r.nw.ClearFilters)
 	}
+}
+
+// onEveryNode applies a fault to every node, waits the loss time, then
+// clears it on every node, even after ctx ended. The first error of
+// apply or clear wins over the wait's.
+func (r *labRun) onEveryNode(ctx context.Context, apply, clear func(ctx context.Context, i int) error) error {
+	for i := range r.nodes {
+		if err := apply(ctx, i); err != nil {
+			return err
+		}
+	}
+	err := cluster.Sleep(ctx, r.opts.lossTime)
+	for i := range r.nodes {
+		if cerr := clear(context.WithoutCancel(ctx), i); cerr != nil {
+			return cerr
+		}
+	}
+	return err
 }
 
 func lossLeader(p float64) func(context.Context, *labRun) (fault, error) {
@@ -432,18 +439,7 @@ func lossLeader(p float64) func(context.Context, *labRun) (fault, error) {
 func delayAll(d time.Duration) func(context.Context, *labRun) (fault, error) {
 	return func(ctx context.Context, r *labRun) (fault, error) {
 		f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%v delay on every node for %v", d, r.opts.lossTime)}
-		for i := range r.nodes {
-			if err := r.nw.Delay(ctx, i, d); err != nil {
-				return f, err
-			}
-		}
-		err := cluster.Sleep(ctx, r.opts.lossTime)
-		for i := range r.nodes {
-			if cerr := r.nw.ClearDelay(context.WithoutCancel(ctx), i); cerr != nil {
-				return f, cerr
-			}
-		}
-		return f, err
+		return f, r.onEveryNode(ctx, func(ctx context.Context, i int) error { return r.nw.Delay(ctx, i, d) }, r.nw.ClearDelay)
 	}
 }
 
