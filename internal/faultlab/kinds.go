@@ -365,14 +365,7 @@ func partition(leader bool) func(context.Context, *labRun) (fault, error) {
 		hold := r.holdTime()
 		f := fault{start: invariant.Monotonic(), faulted: []string{v}, dead: []string{v},
 			what: fmt.Sprintf("%s cut off for %.1f s", v, hold.Seconds())}
-		if err := r.nw.Cut(ctx, r.idx(v)); err != nil {
-			return f, err
-		}
-		err := cluster.Sleep(ctx, hold)
-		if herr := r.nw.Heal(context.WithoutCancel(ctx), r.idx(v)); herr != nil {
-			return f, herr
-		}
-		return f, err
+		return f, r.holdFault(ctx, []int{r.idx(v)}, hold, r.nw.Cut, r.nw.Heal)
 	}
 }
 
@@ -385,34 +378,28 @@ func asym(ctx context.Context, r *labRun) (fault, error) {
 	}
 	f := fault{start: invariant.Monotonic(), faulted: []string{v}, dead: []string{v},
 		what: fmt.Sprintf("%s (%s) drops all inbound for %.1f s", v, role, hold.Seconds())}
-	if err := r.nw.DropInbound(ctx, r.idx(v)); err != nil {
-		return f, err
-	}
-	err := cluster.Sleep(ctx, hold)
-	if cerr := r.nw.ClearFilters(context.WithoutCancel(ctx), r.idx(v)); cerr != nil {
-		return f, cerr
-	}
-	return f, err
+	return f, r.holdFault(ctx, []int{r.idx(v)}, hold, r.nw.DropInbound, r.nw.ClearFilters)
 }
 
 func lossAll(p float64) func(context.Context, *labRun) (fault, error) {
 	return func(ctx context.Context, r *labRun) (fault, error) {
 		f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%g%% loss on every link for %v", p*100, r.opts.lossTime)}
-		return f, r.onEveryNode(ctx, func(ctx context.Context, i int) error { return r.nw.Loss(ctx, i, p, false) }, r.nw.ClearFilters)
+		loss := func(ctx context.Context, i int) error { return r.nw.Loss(ctx, i, p, false) }
+		return f, r.holdFault(ctx, r.everyNode(), r.opts.lossTime, loss, r.nw.ClearFilters)
 	}
 }
 
-// onEveryNode applies a fault to every node, waits the loss time, then
-// clears it on every node, even after ctx ended. The first error of
-// apply or clear wins over the wait's.
-func (r *labRun) onEveryNode(ctx context.Context, apply, clear func(ctx context.Context, i int) error) error {
-	for i := range r.nodes {
+// holdFault applies a fault to each node of idx, waits d, then clears
+// it on each, even after ctx ended. The first error of apply or clear
+// wins over the wait's.
+func (r *labRun) holdFault(ctx context.Context, idx []int, d time.Duration, apply, clear func(ctx context.Context, i int) error) error {
+	for _, i := range idx {
 		if err := apply(ctx, i); err != nil {
 			return err
 		}
 	}
-	err := cluster.Sleep(ctx, r.opts.lossTime)
-	for i := range r.nodes {
+	err := cluster.Sleep(ctx, d)
+	for _, i := range idx {
 		if cerr := clear(context.WithoutCancel(ctx), i); cerr != nil {
 			return cerr
 		}
@@ -420,26 +407,30 @@ func (r *labRun) onEveryNode(ctx context.Context, apply, clear func(ctx context.
 	return err
 }
 
+// everyNode returns the index of every node.
+func (r *labRun) everyNode() []int {
+	idx := make([]int, r.nodes)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
 func lossLeader(p float64) func(context.Context, *labRun) (fault, error) {
 	return func(ctx context.Context, r *labRun) (fault, error) {
 		v := r.leader
 		f := fault{start: invariant.Monotonic(), faulted: []string{v}, mayMove: []string{v},
 			what: fmt.Sprintf("%g%% loss on leader %s's links for %v", p*100, v, r.opts.lossTime)}
-		if err := r.nw.Loss(ctx, r.idx(v), p, true); err != nil {
-			return f, err
-		}
-		err := cluster.Sleep(ctx, r.opts.lossTime)
-		if cerr := r.nw.ClearFilters(context.WithoutCancel(ctx), r.idx(v)); cerr != nil {
-			return f, cerr
-		}
-		return f, err
+		loss := func(ctx context.Context, i int) error { return r.nw.Loss(ctx, i, p, true) }
+		return f, r.holdFault(ctx, []int{r.idx(v)}, r.opts.lossTime, loss, r.nw.ClearFilters)
 	}
 }
 
 func delayAll(d time.Duration) func(context.Context, *labRun) (fault, error) {
 	return func(ctx context.Context, r *labRun) (fault, error) {
 		f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%v delay on every node for %v", d, r.opts.lossTime)}
-		return f, r.onEveryNode(ctx, func(ctx context.Context, i int) error { return r.nw.Delay(ctx, i, d) }, r.nw.ClearDelay)
+		delay := func(ctx context.Context, i int) error { return r.nw.Delay(ctx, i, d) }
+		return f, r.holdFault(ctx, r.everyNode(), r.opts.lossTime, delay, r.nw.ClearDelay)
 	}
 }
 
