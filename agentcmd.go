@@ -83,7 +83,7 @@ func levelName(l slog.Level) string {
 	switch l {
 	case ha.LevelNotice:
 		return "NOTICE"
-	case slog.LevelDebug - 4:
+	case ha.LevelTrace:
 		return "TRACE"
 	}
 	return l.String()

@@ -218,11 +218,25 @@ func TestSocketFromConfig(t *testing.T) {
 
 // TestLogLevelNames: haxd's custom levels print by name.
 func TestLogLevelNames(t *testing.T) {
-	for _, format := range []string{"text", "json"} {
-		var buf bytes.Buffer
-		slog.New(newLogHandler(&buf, format, "debug")).Log(t.Context(), ha.LevelNotice, "x")
-		if !strings.Contains(buf.String(), "NOTICE") || strings.Contains(buf.String(), "INFO+2") {
-			t.Errorf("%s: %q, want level NOTICE", format, buf.String())
+	for _, tc := range []struct {
+		level slog.Level
+		want  string // the printed name
+		not   string // slog's own name, which must not show
+	}{
+		{ha.LevelNotice, "NOTICE", "INFO+2"},
+		{ha.LevelTrace, "TRACE", "DEBUG-4"},
+		{slog.LevelDebug, "DEBUG", ""},
+		{slog.LevelInfo, "INFO", ""},
+		{slog.LevelWarn, "WARN", ""},
+		{slog.LevelError, "ERROR", ""},
+	} {
+		for _, format := range []string{"text", "json"} {
+			var buf bytes.Buffer
+			slog.New(newLogHandler(&buf, format, "debug-4")).Log(t.Context(), tc.level, "x")
+			out := buf.String()
+			if !strings.Contains(out, tc.want) || tc.not != "" && strings.Contains(out, tc.not) {
+				t.Errorf("%s, level %d: %q, want level %s", format, tc.level, out, tc.want)
+			}
 		}
 	}
 }

@@ -58,13 +58,13 @@ func (c *DemoCmd) Run(env *Env) error {
 	services := map[string]string{"exec:demo1": "node1", "exec:demo2": "node2"}
 	for _, sid := range []string{"exec:demo1", "exec:demo2"} {
 		step("adding service %s on %s (a heartbeat-recording process)", sid, services[sid])
-		if err := retry(ctx, 20*time.Second, func() error { return cl.AddDemoService(ctx, via, sid, services[sid]) }); err != nil {
+		if err := cluster.Retry(ctx, 20*time.Second, func() error { return cl.AddDemoService(ctx, via, sid, services[sid]) }); err != nil {
 			return fmt.Errorf("demo: add %s: %w", sid, err)
 		}
 	}
 	step("waiting for both services to run")
 	for sid, node := range services {
-		if err := waitFor(ctx, 60*time.Second, func() bool { return cl.RunningOn(sid, time.Second) == node }); err != nil {
+		if err := cluster.WaitFor(ctx, 60*time.Second, func() bool { return cl.RunningOn(sid, time.Second) == node }); err != nil {
 			return fmt.Errorf("demo: %s did not start on %s: %w", sid, node, err)
 		}
 	}
@@ -77,7 +77,7 @@ func (c *DemoCmd) Run(env *Env) error {
 	step("killing node2 the hard way: SIGKILL of its agent, guard and services")
 	killed := time.Now()
 	cl.KillNode(victim)
-	if err := waitFor(ctx, 10*time.Minute, func() bool {
+	if err := cluster.WaitFor(ctx, 10*time.Minute, func() bool {
 		n := cl.RunningOn("exec:demo2", 500*time.Millisecond)
 		return n != "" && n != "node2"
 	}); err != nil {
@@ -116,7 +116,7 @@ func (c *DemoCmd) Run(env *Env) error {
 // waitStarted waits (up to 10 s) until the CRM reports every service as
 // started on its node, so the printed status is settled.
 func waitStarted(ctx context.Context, cl *cluster.Cluster, want map[string]string) {
-	_ = waitFor(ctx, 10*time.Second, func() bool {
+	_ = cluster.WaitFor(ctx, 10*time.Second, func() bool {
 		st, _, err := cl.Status(ctx)
 		if err != nil {
 			return false
@@ -136,7 +136,7 @@ func waitStarted(ctx context.Context, cl *cluster.Cluster, want map[string]strin
 func waitNotAlive(ctx context.Context, cl *cluster.Cluster, node string) (api.NodeView, error) {
 	var last api.NodeView
 	var stale int64 = 60
-	err := waitFor(ctx, 2*time.Minute, func() bool {
+	err := cluster.WaitFor(ctx, 2*time.Minute, func() bool {
 		st, _, err := cl.Status(ctx)
 		if err != nil {
 			return false
@@ -164,34 +164,4 @@ func printStatus(ctx context.Context, out io.Writer, cl *cluster.Cluster) error 
 	}
 	_, err = fmt.Fprintf(out, "--- haxd ha status (via %s)\n%s---\n", n.Name, api.Format(api.Entries(st)))
 	return err
-}
-
-func retry(ctx context.Context, d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v", d)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
 }

@@ -58,7 +58,7 @@ var layers = map[string]layer{
 	// Adapters.
 	"api":              {deps: []string{"ha", "pki", "unixsock"}},
 	"fence":            {deps: []string{"clock", "unixsock"}, modules: true},
-	"fencedev":         {deps: []string{"ha"}},
+	"fencedev":         {deps: []string{"clock", "ha"}, modules: true}, // clock brings golang.org/x/sys
 	"gossip":           {deps: []string{"ha", "logdedup"}, modules: true},
 	"pki":              {deps: []string{"ha"}},
 	"store":            {deps: []string{"ha", "logdedup", "pki"}, modules: true},

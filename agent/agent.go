@@ -45,10 +45,13 @@ type Agent struct {
 	usage        usageTagsState
 	cfg          Config
 	nodeShutdown NodeShutdownFunc
-	log          *slog.Logger
-	n            *node
-	exec         *exec.Agent
-	apiSrv       *http.Server
+	// clock times the agent's rounds, the lock validity and the guard's
+	// feeds: one clock, so that they agree (RunWith: clock.System).
+	clock  clock.Clock
+	log    *slog.Logger
+	n      *node
+	exec   *exec.Agent
+	apiSrv *http.Server
 }
 
 // Run starts the agent and blocks until ctx is cancelled (SIGTERM), then
@@ -68,30 +71,21 @@ type NodeShutdownFunc func() (shutdown, reboot bool)
 // restart when the agent stops; nil asks systemd over D-Bus (a
 // ShutdownDetector bounded by cfg.ShutdownDetectTimeout), and without
 // systemd a stop is an agent restart.
+//
+// It runs the agent's phases in order: load the TLS files, start the
+// fence devices and the guard, open the store, start gossip, wire the
+// node, start the resource agents, serve the APIs, run the CRM and LRM
+// loops until ctx ends, then stop them.
 func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown NodeShutdownFunc) error {
-	a := &Agent{cfg: cfg, log: logger.With(ha.KeyAgent, cfg.NodeName), sd: newSDNotifier(os.Getenv)}
+	a := &Agent{cfg: cfg, log: agentLogger(logger, cfg.NodeName), sd: newSDNotifier(os.Getenv), clock: clock.System{}}
 	if nodeShutdown == nil {
 		nodeShutdown = NewShutdownDetector(cfg.ShutdownDetectTimeout, a.log.With("component", "shutdown-detect")).Detect
 	}
 	a.nodeShutdown = nodeShutdown
 	// TLS first: a node that cannot join the cluster starts nothing.
-	var storeTLS *store.TLS
-	if cfg.UseTLS() {
-		m, err := pki.Load(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile, time.Now())
-		if err != nil {
-			return fmt.Errorf("tls: %w (create the files with `haxd tls ca create` and `haxd tls cert create --node %s`, or set insecure = true for local tests)", err, cfg.NodeName)
-		}
-		if m.Node != cfg.NodeName {
-			return fmt.Errorf("tls_cert_file %s: the certificate names node %q, but node_name is %q", cfg.TLSCertFile, m.Node, cfg.NodeName)
-		}
-		storeTLS = &store.TLS{Cert: m.Cert, CAs: m.CAs}
-		a.log.Info("raft port uses mutual TLS", "cert", cfg.TLSCertFile, "ca", cfg.TLSCAFile, "not_after", m.Cert.Leaf.NotAfter)
-		if left := time.Until(m.Cert.Leaf.NotAfter); left < certRenewWarning {
-			a.log.Warn("the node certificate expires soon: renew it with haxd tls cert create --force and restart the agent, or the other nodes will refuse this node",
-				"cert", cfg.TLSCertFile, "not_after", m.Cert.Leaf.NotAfter, "left", left.Round(time.Hour))
-		}
-	} else {
-		a.log.Warn("raft port WITHOUT TLS: anyone who reaches it can write to the cluster (insecure = true)")
+	storeTLS, err := a.loadTLS()
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -110,7 +104,74 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	if err != nil {
 		return err
 	}
+	st, err := a.openStore(life, storeTLS, fr == nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	g, err := a.startGossip(life, st)
+	if err != nil {
+		return err
+	}
+	a.wireNode(life, st, g, guardSocket, fr)
+	cgroupParent, err := a.startResourceAgents(ctx)
+	if err != nil {
+		return err
+	}
+	go a.membership(life)
+	go a.watchDisk(life, cfg.diskCheckInterval())
+	go a.publishUsage(life, cgroupParent)
+	closeAPI, err := a.startAPIs(storeTLS)
+	defer closeAPI()
+	if err != nil {
+		return err
+	}
+	lp := a.startLoops(life, st, g)
+	defer lp.stopWatches()
+	a.announceStarted(life, st, g)
 
+	<-ctx.Done()
+	a.stop(lp, g)
+	return nil
+}
+
+// agentLogger is the logger of the agent of node name: every record
+// carries the name under ha.KeyAgent, so that ha.KeyNode is left to the
+// node a record is about and no record carries two node keys.
+func agentLogger(logger *slog.Logger, name string) *slog.Logger {
+	return logger.With(ha.KeyAgent, name)
+}
+
+// loadTLS loads the node's certificate for the raft port (and the HTTPS
+// API) when TLS is configured, checks that it names this node and warns
+// when it expires soon; without TLS it warns that the raft port is open
+// and returns nil.
+func (a *Agent) loadTLS() (*store.TLS, error) {
+	cfg := &a.cfg
+	if !cfg.UseTLS() {
+		a.log.Warn("raft port WITHOUT TLS: anyone who reaches it can write to the cluster (insecure = true)")
+		return nil, nil
+	}
+	m, err := pki.Load(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile, a.clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w (create the files with `haxd tls ca create` and `haxd tls cert create --node %s`, or set insecure = true for local tests)", err, cfg.NodeName)
+	}
+	if m.Node != cfg.NodeName {
+		return nil, fmt.Errorf("tls_cert_file %s: the certificate names node %q, but node_name is %q", cfg.TLSCertFile, m.Node, cfg.NodeName)
+	}
+	a.log.Info("raft port uses mutual TLS", "cert", cfg.TLSCertFile, "ca", cfg.TLSCAFile, "not_after", m.Cert.Leaf.NotAfter)
+	if left := m.Cert.Leaf.NotAfter.Sub(a.clock.Now()); left < certRenewWarning {
+		a.log.Warn("the node certificate expires soon: renew it with haxd tls cert create --force and restart the agent, or the other nodes will refuse this node",
+			"cert", cfg.TLSCertFile, "not_after", m.Cert.Leaf.NotAfter, "left", left.Round(time.Hour))
+	}
+	return &store.TLS{Cert: m.Cert, CAs: m.CAs}, nil
+}
+
+// openStore opens the raft store with the configured timings, after
+// checking them against the lock TTL. renewFromMemory is true when this
+// node has no fence devices (docs/safety.md).
+func (a *Agent) openStore(life context.Context, storeTLS *store.TLS, renewFromMemory bool) (*store.Store, error) {
+	cfg := &a.cfg
 	scfg := store.DefaultConfig()
 	scfg.NodeID = cfg.NodeName
 	scfg.DataDir = filepath.Join(cfg.DataDir, "raft")
@@ -121,35 +182,40 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	scfg.TLS = storeTLS
 	// Renewals answered from the leader's memory, unless this node's
 	// master CRM may record fence device confirmations (docs/safety.md).
-	scfg.RenewFromMemory = fr == nil
+	scfg.RenewFromMemory = renewFromMemory
 	if cfg.AdvertiseIP != "" {
 		_, port, _ := net.SplitHostPort(cfg.RaftAddr)
 		scfg.AdvertiseAddr = net.JoinHostPort(cfg.AdvertiseIP, port)
 	}
 	warnings, err := scfg.CheckTiming(cfg.Timing)
 	if err != nil {
-		return fmt.Errorf("store timing: %w", err)
+		return nil, fmt.Errorf("store timing: %w", err)
 	}
 	for _, w := range warnings {
 		a.log.Warn("store timing: " + w)
 	}
 	st, err := store.Open(life, scfg, a.log.With("component", "store"))
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	defer st.Close()
+	return st, nil
+}
 
+// startGossip starts the gossip member of this node, advertising the
+// store's raft address and the API socket.
+func (a *Agent) startGossip(life context.Context, st *store.Store) (*gossip.Gossip, error) {
+	cfg := &a.cfg
 	gcfg := gossip.DefaultConfig(cfg.NodeName)
 	if cfg.Insecure {
 		gcfg = gossip.LocalConfig(cfg.NodeName)
 	}
 	ghost, gport, err := net.SplitHostPort(cfg.GossipAddr)
 	if err != nil {
-		return fmt.Errorf("gossip_addr %q: %w", cfg.GossipAddr, err)
+		return nil, fmt.Errorf("gossip_addr %q: %w", cfg.GossipAddr, err)
 	}
 	gcfg.BindAddr = ghost
 	if gcfg.BindPort, err = strconv.Atoi(gport); err != nil {
-		return fmt.Errorf("gossip_addr %q: port: %w", cfg.GossipAddr, err)
+		return nil, fmt.Errorf("gossip_addr %q: port: %w", cfg.GossipAddr, err)
 	}
 	cfg.applyGossipTiming(&gcfg)
 	a.log.Info("gossip failure detector", "probe_interval", gcfg.ProbeInterval, "probe_timeout", gcfg.ProbeTimeout,
@@ -168,17 +234,24 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	if cfg.EncryptKey != "" {
 		key, err := gossip.ParseKey(cfg.EncryptKey)
 		if err != nil {
-			return fmt.Errorf("encrypt_key: %w", err)
+			return nil, fmt.Errorf("encrypt_key: %w", err)
 		}
 		gcfg.Key = key
 	}
 	g, err := gossip.Start(life, gcfg, a.log.With("component", "gossip"))
 	if err != nil {
-		return fmt.Errorf("start gossip: %w", err)
+		return nil, fmt.Errorf("start gossip: %w", err)
 	}
+	return g, nil
+}
 
-	monoBase := clock.System{}.Mono()
-	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, base: time.Now(), monoBase: monoBase, devices: fr, log: a.log,
+// wireNode builds the node the CRM and LRM run on (a.n): metrics,
+// notifications and their outbox, the quorum watch, and the fencer that
+// feeds the guard on guardSocket.
+func (a *Agent) wireNode(life context.Context, st *store.Store, g *gossip.Gossip, guardSocket string, fr *deviceFencer) {
+	cfg := &a.cfg
+	monoBase := a.clock.Mono()
+	a.n = &node{name: cfg.NodeName, cfg: &a.cfg, store: st, gossip: g, guardSocket: guardSocket, clock: a.clock, base: a.clock.Now(), monoBase: monoBase, devices: fr, log: a.log,
 		obs: newObserver(cfg.NodeName, cfg.Timing), events: newEventLog(maxPageEvents)}
 	if cfg.MetricsAddr != "" {
 		a.n.metrics = newMetrics(st, cfg.NodeName)
@@ -187,7 +260,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		}
 	}
 	a.n.notify = newNotifier(life, cfg.NodeName, notifyConfig{webhooks: cfg.NotifyWebhooks, exec: cfg.NotifyExec, secret: cfg.notifySecret,
-		timeout: cfg.NotifyTimeout, retries: cfg.NotifyRetries, backoff: cfg.NotifyBackoff}, a.log.With("component", "notify"), a.n.metrics)
+		timeout: cfg.NotifyTimeout, retries: cfg.NotifyRetries, backoff: cfg.NotifyBackoff}, a.clock, a.log.With("component", "notify"), a.n.metrics)
 	a.n.outbox = newOutbox(a.n.notify, st, a.log.With("component", "notify"), cfg.NotifyOutboxMax, cfg.Timing.CRMRound, min(cfg.Timing.LockTTL, 5*time.Second))
 	go a.n.outbox.run(life)
 	go a.watchQuorum(life, cfg.Timing.CRMRound)
@@ -195,11 +268,18 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		func(ctx context.Context, expiry int64) (guardClient, error) {
 			return fence.Open(ctx, guardSocket, expiry)
 		},
-		clock.System{}, a.n.expiry)
+		a.clock, a.n.expiry)
 	a.n.fencer.fed = a.n.metrics.guardFeed
-	// Every service, whatever its type, runs in a cgroup v2 leaf of its
-	// own below cgroupParent (systemd units: the unit's cgroup), admitted
-	// by the fencer and registered with the guard before it is spawned.
+}
+
+// startResourceAgents creates the exec, ocf and systemd resource agents,
+// re-adopts the services still running from before a restart, and
+// returns the cgroup below which every service runs. Every service,
+// whatever its type, runs in a cgroup v2 leaf of its own below that
+// parent (systemd units: the unit's cgroup), admitted by the fencer and
+// registered with the guard before it is spawned.
+func (a *Agent) startResourceAgents(ctx context.Context) (cgroupParent string, err error) {
+	cfg := &a.cfg
 	cgroupParent, cgroupMount := serviceCgroupParent(&a.cfg, a.log)
 	ex, err := exec.New(exec.Config{
 		StateDir:     filepath.Join(cfg.DataDir, "services"),
@@ -210,7 +290,7 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 		Logger:       a.log.With("component", "exec"),
 	})
 	if err != nil {
-		return fmt.Errorf("exec agent: %w", err)
+		return "", fmt.Errorf("exec agent: %w", err)
 	}
 	a.exec = ex
 	a.n.fencer.killAll = ex.KillAll
@@ -225,82 +305,112 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	oc, err := ocf.New(ocf.Config{Specs: ocfSpecs{a.n}, RunDir: filepath.Join(cfg.DataDir, "ocf"), VarRun: filepath.Join(cfg.DataDir, "ocf", "run"), CgroupParent: cgroupParent,
 		Fence: a.n.fencer, Node: cfg.NodeName, Logger: a.log.With("component", "ocf")})
 	if err != nil {
-		return fmt.Errorf("ocf agent: %w", err)
+		return "", fmt.Errorf("ocf agent: %w", err)
 	}
 	sd, err := systemd.New(systemd.Config{CgroupMount: cgroupMount, Fence: a.n.fencer, Logger: a.log.With("component", "systemd")})
 	if err != nil {
-		return fmt.Errorf("systemd agent: %w", err)
+		return "", fmt.Errorf("systemd agent: %w", err)
 	}
 	a.n.agents = map[string]ha.ResourceAgent{
 		"exec":    movingAgent{ResourceAgent: ex, n: a.n},
 		"ocf":     movingAgent{ResourceAgent: oc, n: a.n},
 		"systemd": movingAgent{ResourceAgent: sd, n: a.n},
 	}
+	return cgroupParent, nil
+}
 
-	go a.membership(life)
-	go a.watchDisk(life, cfg.diskCheckInterval())
-	go a.publishUsage(life, cgroupParent)
-
+// startAPIs serves the local API on the unix socket, the HTTPS API on
+// api_addr and the observability endpoints on metrics_addr, as
+// configured. closeAll closes the servers it started, the last first;
+// call it whether or not err is nil.
+func (a *Agent) startAPIs(storeTLS *store.TLS) (closeAll func(), err error) {
+	var srvs []*http.Server
+	closeAll = func() {
+		for _, srv := range slices.Backward(srvs) {
+			srv.Close()
+		}
+	}
 	if err := a.serveAPI(); err != nil {
-		return err
+		return closeAll, err
 	}
-	defer a.apiSrv.Close()
-	if cfg.APIAddr != "" {
+	srvs = append(srvs, a.apiSrv)
+	if a.cfg.APIAddr != "" {
 		if storeTLS == nil {
-			return fmt.Errorf("api_addr %s: the HTTPS API listener needs the node's TLS files", cfg.APIAddr)
+			return closeAll, fmt.Errorf("api_addr %s: the HTTPS API listener needs the node's TLS files", a.cfg.APIAddr)
 		}
-		srv, err := a.serveAPITLS(cfg.APIAddr, storeTLS.Cert, storeTLS.CAs)
+		srv, err := a.serveAPITLS(a.cfg.APIAddr, storeTLS.Cert, storeTLS.CAs)
 		if err != nil {
-			return err
+			return closeAll, err
 		}
-		defer srv.Close()
+		srvs = append(srvs, srv)
 	}
-	if cfg.MetricsAddr != "" {
-		srv, err := a.serveObservability(cfg.MetricsAddr)
+	if a.cfg.MetricsAddr != "" {
+		srv, err := a.serveObservability(a.cfg.MetricsAddr)
 		if err != nil {
-			return err
+			return closeAll, err
 		}
-		defer srv.Close()
+		srvs = append(srvs, srv)
 	}
+	return closeAll, nil
+}
 
-	crmDone := make(chan struct{})
-	lrmDone := make(chan struct{})
-	crmStop := make(chan struct{})
-	lrmStop := make(chan struct{})
+// loops are the running CRM and LRM loops of the agent.
+type loops struct {
+	crmStop, lrmStop chan struct{} // closed to stop each loop
+	crmDone, lrmDone chan struct{} // closed when each loop has returned
+	// stopWatches ends the store watches that wake the loops.
+	stopWatches func()
+}
+
+// startLoops starts the CRM and LRM loops with what wakes them between
+// their rounds: gossip events, fence device jobs and store changes for
+// the CRM, manager status changes concerning this node for the LRM.
+func (a *Agent) startLoops(life context.Context, st *store.Store, g *gossip.Gossip) *loops {
+	lp := &loops{crmStop: make(chan struct{}), lrmStop: make(chan struct{}), crmDone: make(chan struct{}), lrmDone: make(chan struct{})}
 	crmWake, lrmWake := newWaker(), newWaker()
 	go wakeOnGossip(life, g.Events(), crmWake)
 	go forwardWakes(life, a.n.devices.woken(), crmWake)
 	crmChanges, stopCRMWatch := st.Watch(store.ChangeResources | store.ChangeCommands)
-	defer stopCRMWatch()
 	go forwardWakes(life, crmChanges, crmWake)
 	lrmChanges, stopLRMWatch := st.Watch(store.ChangeManagerStatus)
-	defer stopLRMWatch()
-	go wakeOnAssignment(life, lrmChanges, st.ManagerStatus, cfg.NodeName, lrmWake)
-	go a.runCRM(crmStop, crmDone, crmWake)
-	go a.runLRM(life, lrmStop, lrmDone, lrmWake)
-	a.log.Info("agent started", "raft", st.Addr(), "gossip", g.LocalAddr(), "api", cfg.APISocket,
-		"lock_ttl", cfg.Timing.LockTTL, "watchdog_timeout", cfg.Timing.WatchdogTimeout)
-	a.lrmStep.Store(time.Now().UnixNano())
-	if err := a.sd.notify("READY=1\nSTATUS=serving the API on " + cfg.APISocket); err != nil {
+	go wakeOnAssignment(life, lrmChanges, st.ManagerStatus, a.cfg.NodeName, lrmWake)
+	lp.stopWatches = func() {
+		stopLRMWatch()
+		stopCRMWatch()
+	}
+	go a.runCRM(lp.crmStop, lp.crmDone, crmWake)
+	go a.runLRM(life, lp.lrmStop, lp.lrmDone, lrmWake)
+	return lp
+}
+
+// announceStarted logs that the agent started, tells systemd it is ready
+// and starts feeding systemd's watchdog from the LRM's progress.
+func (a *Agent) announceStarted(life context.Context, st *store.Store, g *gossip.Gossip) {
+	a.log.Info("agent started", "raft", st.Addr(), "gossip", g.LocalAddr(), "api", a.cfg.APISocket,
+		"lock_ttl", a.cfg.Timing.LockTTL, "watchdog_timeout", a.cfg.Timing.WatchdogTimeout)
+	a.lrmStep.Store(a.clock.Now().UnixNano())
+	if err := a.sd.notify("READY=1\nSTATUS=serving the API on " + a.cfg.APISocket); err != nil {
 		a.log.Warn("systemd notification failed", "err", err)
 	}
-	go a.sd.watchdog(life, &a.lrmStep, time.Now)
+	go a.sd.watchdog(life, &a.lrmStep, a.clock.Now)
+}
 
-	<-ctx.Done()
+// stop shuts the agent down gracefully: the LRM follows the shutdown
+// policy, then the CRM gives up mastership, then gossip leaves.
+func (a *Agent) stop(lp *loops, g *gossip.Gossip) {
 	if err := a.sd.notify("STOPPING=1\nSTATUS=stopping: the LRM follows the shutdown policy"); err != nil {
 		a.log.Warn("systemd notification failed", "err", err)
 	}
 	a.log.Info("shutting down", "shutdown_policy_applies", a.detectNodeShutdown())
-	close(lrmStop)
-	<-lrmDone
-	close(crmStop)
-	<-crmDone
+	close(lp.lrmStop)
+	<-lp.lrmDone
+	close(lp.crmStop)
+	<-lp.crmDone
 	if err := g.Leave(); err != nil {
 		a.log.Warn("gossip leave", "err", err)
 	}
 	_ = g.Shutdown()
 	a.log.Info("agent stopped")
-	return nil
 }
 
 // detectNodeShutdown tells a node shutdown or reboot (systemd is stopping
@@ -323,14 +433,14 @@ func (a *Agent) runCRM(stop <-chan struct{}, done chan<- struct{}, wake waker) {
 	c := crm.New(e, a.cfg.Timing)
 	stopping := false
 	for {
-		start := time.Now()
+		start := a.clock.Now()
 		if !c.Step() {
 			return
 		}
-		a.n.metrics.crmRoundDone(time.Since(start))
+		a.n.metrics.crmRoundDone(a.clock.Now().Sub(start))
 		sched := roundSchedule{period: a.cfg.Timing.CRMRound, gap: a.cfg.eventRoundGap(),
-			at: nextLockExpiry(a.n.store, a.n.name, time.Now())}
-		switch r := waitRound(start, sched, stop, wake); r {
+			at: nextLockExpiry(a.n.store, a.n.name, a.clock.Now())}
+		switch r := waitRound(a.clock, start, sched, stop, wake); r {
 		case wakeStop:
 			if !stopping {
 				c.RequestShutdown()
@@ -355,16 +465,16 @@ func (a *Agent) runLRM(life context.Context, stop <-chan struct{}, done chan<- s
 	l := lrm.New(e, lrm.Options{Timing: a.cfg.Timing})
 	stopping := false
 	for {
-		start := time.Now()
+		start := a.clock.Now()
 		if !l.Step() {
 			return
 		}
-		a.lrmStep.Store(time.Now().UnixNano())
+		a.lrmStep.Store(a.clock.Now().UnixNano())
 		period := l.Interval()
 		if stopping {
 			period = min(period, 100*time.Millisecond)
 		}
-		switch r := waitRound(start, roundSchedule{period: period, gap: a.cfg.eventRoundGap()}, stop, wake); r {
+		switch r := waitRound(a.clock, start, roundSchedule{period: period, gap: a.cfg.eventRoundGap()}, stop, wake); r {
 		case wakeStop:
 			if !stopping {
 				l.RequestShutdown()
@@ -423,7 +533,7 @@ func (a *Agent) membership(ctx context.Context) {
 				}
 			}
 		}
-		if !sleepCtx(ctx, 500*time.Millisecond) {
+		if !sleepCtx(ctx, a.clock, 500*time.Millisecond) {
 			return
 		}
 	}
@@ -492,7 +602,7 @@ func (a *Agent) rejoin(ctx context.Context) {
 				a.log.Warn("gossip join failed, retrying", "join", addrs, "err", err)
 			}
 		}
-		if !sleepCtx(ctx, time.Second) {
+		if !sleepCtx(ctx, a.clock, time.Second) {
 			return
 		}
 	}
@@ -534,17 +644,21 @@ func (a *Agent) seedDatacenter(ctx context.Context) {
 			err = a.n.store.UpdateDatacenter(wctx, from, dc)
 		}
 		cancel()
-		if err == nil || !sleepCtx(ctx, time.Second) {
+		if err == nil || !sleepCtx(ctx, a.clock, time.Second) {
 			return
 		}
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// sleepCtx waits d on clk; it reports false, at once, when ctx ends
+// first.
+func sleepCtx(ctx context.Context, clk clock.Clock, d time.Duration) bool {
+	t := clk.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-time.After(d):
+	case <-t.C():
 		return true
 	}
 }
@@ -590,14 +704,14 @@ func (a *Agent) ensureGuard(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("write guard pid: %w", err)
 	}
 	go cmd.Wait() //nolint:errcheck // reaped; its exit is logged to guard.log
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	deadline := a.clock.Now().Add(5 * time.Second)
+	for a.clock.Now().Before(deadline) {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
 			a.log.Info("started guard", "pid", cmd.Process.Pid, "socket", sock)
 			return sock, nil
 		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
+		if !sleepCtx(ctx, a.clock, 20*time.Millisecond) {
 			return "", ctx.Err()
 		}
 	}

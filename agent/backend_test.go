@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"haxd/api"
+	"haxd/clock"
 	"haxd/crm/placement"
 	"haxd/ha"
 	"haxd/store"
@@ -38,7 +39,7 @@ func newTestBackend(t *testing.T) (*backend, *store.Store) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	log := slog.New(slog.DiscardHandler)
-	return &backend{a: &Agent{log: log, n: &node{name: "n1", store: s, log: log}}}, s
+	return &backend{a: &Agent{log: log, n: &node{name: "n1", store: s, log: log, clock: clock.System{}}}}, s
 }
 
 func TestBackendConfigChanges(t *testing.T) {

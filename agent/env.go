@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"haxd/clock"
 	"haxd/crm"
 	"haxd/crm/placement"
 	"haxd/gossip"
@@ -33,9 +34,12 @@ type node struct {
 	fencer *fencer
 	agents map[string]ha.ResourceAgent
 	log    *slog.Logger
+	// clock is the agent's clock (Agent.clock): Now, the lock renewals'
+	// send times and base/monoBase read it.
+	clock clock.Clock
 
 	// base is the monotonic reference of validUntil; monoBase is
-	// CLOCK_MONOTONIC (clock.System.Mono) read just before base, so that
+	// CLOCK_MONOTONIC (clock.Mono) read just before base, so that
 	// monoBase + validUntil is the validity's end on the clock the guard
 	// reads (never later than the true instant).
 	base     time.Time
@@ -163,7 +167,7 @@ func (e *env) leaderWatch(parent context.Context) (context.Context, context.Canc
 }
 
 func (e *env) NodeName() string     { return e.n.name }
-func (e *env) Now() time.Time       { return time.Now().Add(e.n.wallOffset()) }
+func (e *env) Now() time.Time       { return e.n.clock.Now().Add(e.n.wallOffset()) }
 func (e *env) Logger() *slog.Logger { return e.log }
 
 func (e *env) Notify(subject, text string) {
@@ -299,7 +303,7 @@ func (e *env) AcquireAgentLock(node string) (ha.LockGrant, bool) {
 	if !own {
 		term = e.term // fencing another node: a CRM-only, term-fenced write
 	}
-	sent := time.Now()
+	sent := e.n.clock.Now()
 	offset := e.n.wallOffset()
 	deadline := sent.Add(bound)
 	var res store.LockResult
@@ -338,7 +342,7 @@ func (e *env) AcquireAgentLock(node string) (ha.LockGrant, bool) {
 			grant.ValidUntil = validUntil.Add(offset) // on Now's clock
 		}
 	}
-	e.n.metrics.lockRenewal(own, err == nil, time.Since(sent))
+	e.n.metrics.lockRenewal(own, err == nil, e.n.clock.Now().Sub(sent))
 	if err != nil {
 		if !errors.Is(err, store.ErrLockHeld) {
 			e.log.Debug("agent lock", "lock", node, "err", err)

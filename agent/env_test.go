@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -27,7 +28,7 @@ func TestAgentLockGrantIsTheFeedersValidity(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, s := newTestBackend(t)
 			log := slog.New(slog.DiscardHandler)
-			n := &node{name: "n1", store: s, log: log, cfg: &Config{Timing: tt.timing}, fencer: &fencer{}, base: time.Now().Add(-time.Second)}
+			n := &node{name: "n1", store: s, log: log, cfg: &Config{Timing: tt.timing}, fencer: &fencer{}, clock: clock.System{}, base: time.Now().Add(-time.Second)}
 			e := newEnv(n, "lrm", nil)
 			sent := time.Now()
 			g, ok := e.AcquireAgentLock(tt.lock)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -80,7 +81,7 @@ func TestQuorumLostOncePerLoss(t *testing.T) {
 	i := 0
 	lost := 0
 	ctx, cancel := context.WithCancel(context.Background())
-	watchQuorum(ctx, time.Microsecond, func() bool {
+	watchQuorum(ctx, clock.System{}, time.Microsecond, func() bool {
 		// After cancel, sleepCtx may still pick the elapsed timer once
 		// (select chooses at random among ready cases): stay not quorate.
 		if i >= len(seq) {

@@ -13,6 +13,8 @@ import (
 	osexec "os/exec"
 	"sync"
 	"time"
+
+	"haxd/clock"
 )
 
 // Notification delivery (docs/configuration.md, "Notifications").
@@ -50,12 +52,13 @@ type notifier struct {
 	log     *slog.Logger
 	metrics *metrics
 	client  *http.Client
+	clock   clock.Clock // times the retry backoff
 	ctx     context.Context
 	wg      sync.WaitGroup
 }
 
-func newNotifier(ctx context.Context, self string, cfg notifyConfig, log *slog.Logger, m *metrics) *notifier {
-	return &notifier{self: self, cfg: cfg, log: log, metrics: m, client: &http.Client{Timeout: cfg.timeout}, ctx: ctx}
+func newNotifier(ctx context.Context, self string, cfg notifyConfig, clk clock.Clock, log *slog.Logger, m *metrics) *notifier {
+	return &notifier{self: self, cfg: cfg, log: log, metrics: m, client: &http.Client{Timeout: cfg.timeout}, clock: clk, ctx: ctx}
 }
 
 // enabled reports whether any hook is configured.
@@ -129,10 +132,7 @@ func (n *notifier) deliver(ctx context.Context, id, typ, kind, target string, tr
 			return
 		}
 		n.log.Warn("notification failed, retrying", "event", typ, "id", id, kind, target, "attempt", attempt+1, "retry_in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
+		sleepCtx(ctx, n.clock, wait)
 		wait = min(2*wait, maxBackoff)
 	}
 }

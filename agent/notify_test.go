@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"haxd/clock"
 )
 
 // TestWebhookRetriesSignsAndKeepsTheID: a real local receiver that fails
@@ -52,7 +54,7 @@ func TestWebhookRetriesSignsAndKeepsTheID(t *testing.T) {
 
 	m := newMetrics(nil, "node1")
 	n := newNotifier(context.Background(), "node1", notifyConfig{webhooks: []string{flaky.URL, dead.URL}, secret: secret,
-		timeout: time.Second, retries: 3, backoff: 10 * time.Millisecond}, slog.New(slog.DiscardHandler), m)
+		timeout: time.Second, retries: 3, backoff: 10 * time.Millisecond}, clock.System{}, slog.New(slog.DiscardHandler), m)
 	ev := Event{ID: newEventID(), Type: EventFenceStart, Time: time.Now(), Sender: "node1", Node: "node2", Message: "fencing node2"}
 	n.send(ev)
 	n.wait()
@@ -80,7 +82,7 @@ func TestExecHookGetsTheEventOnStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := newNotifier(context.Background(), "node1", notifyConfig{exec: []string{hook}, timeout: 5 * time.Second, retries: 0, backoff: time.Millisecond},
-		slog.New(slog.DiscardHandler), nil)
+		clock.System{}, slog.New(slog.DiscardHandler), nil)
 	ev := Event{ID: newEventID(), Type: EventServiceError, SID: "exec:a", Node: "node1", Message: "x"}
 	n.send(ev)
 	n.wait()

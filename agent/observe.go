@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -61,7 +62,7 @@ func (n *node) published(prev, ms *ha.ManagerStatus, term uint64) {
 	if n.obs == nil {
 		return
 	}
-	events := n.obs.observe(prev, ms, time.Now())
+	events := n.obs.observe(prev, ms, n.clock.Now())
 	for _, e := range events {
 		n.record(e)
 	}
@@ -81,18 +82,19 @@ func (n *node) record(e Event) {
 // partition (after having been in it), checking every interval.
 func (a *Agent) watchQuorum(ctx context.Context, interval time.Duration) {
 	e := newEnv(a.n, "quorum", nil)
-	watchQuorum(ctx, interval, e.Quorate, func() {
+	watchQuorum(ctx, a.clock, interval, e.Quorate, func() {
 		// Without quorum the store takes no writes: delivered from memory.
-		ev := quorumLost(a.n.name, time.Now())
+		ev := quorumLost(a.n.name, a.clock.Now())
 		a.n.record(ev)
 		a.n.notify.send(ev)
 	})
 }
 
-// watchQuorum calls lost each time quorate turns from true to false.
-func watchQuorum(ctx context.Context, interval time.Duration, quorate func() bool, lost func()) {
+// watchQuorum calls lost each time quorate turns from true to false,
+// checking every interval on clk.
+func watchQuorum(ctx context.Context, clk clock.Clock, interval time.Duration, quorate func() bool, lost func()) {
 	was := false
-	for sleepCtx(ctx, interval) {
+	for sleepCtx(ctx, clk, interval) {
 		q := quorate()
 		if was && !q {
 			lost()

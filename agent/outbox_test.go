@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/clock"
 	"haxd/store"
 )
 
@@ -125,7 +126,7 @@ func TestOutboxResumesOnTheNewMaster(t *testing.T) {
 	cfg := notifyConfig{webhooks: []string{rcv.URL}, timeout: time.Second, retries: 1000, backoff: time.Millisecond}
 	boxes := map[string]*outbox{}
 	for _, node := range []string{"node1", "node2"} {
-		n := newNotifier(ctx, node, cfg, slog.New(slog.DiscardHandler), nil)
+		n := newNotifier(ctx, node, cfg, clock.System{}, slog.New(slog.DiscardHandler), nil)
 		boxes[node] = newOutbox(n, view{shared, node}, slog.New(slog.DiscardHandler), 2, 10*time.Millisecond, time.Second)
 		go boxes[node].run(ctx)
 	}

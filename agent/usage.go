@@ -160,7 +160,7 @@ func (a *Agent) publishUsage(ctx context.Context, cgroupParent string) {
 		maxInterval: a.cfg.UsageMaxInterval}
 	first := true
 	for {
-		now := time.Now()
+		now := a.clock.Now()
 		services := sampler.sample(a.serviceLeaves(cgroupParent), now)
 		cur, err := readProc("/proc")
 		if err != nil {
@@ -191,7 +191,7 @@ func (a *Agent) publishUsage(ctx context.Context, cgroupParent string) {
 			}
 		}
 		a.publishServiceUsage(ctx, pub, services, now)
-		if !sleepCtx(ctx, a.cfg.UsageInterval) {
+		if !sleepCtx(ctx, a.clock, a.cfg.UsageInterval) {
 			return
 		}
 	}

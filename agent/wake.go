@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"haxd/clock"
 	"haxd/gossip"
 	"haxd/ha"
 	"haxd/store"
@@ -86,7 +87,8 @@ func (r wakeReason) String() string {
 // kept by w and starts the next round as soon as the gap allows. A round
 // started for any reason consumes the pending wake-up, because it reads
 // the state after every change that requested it.
-func waitRound(start time.Time, s roundSchedule, stop <-chan struct{}, w waker) wakeReason {
+// clk is the clock start was read from.
+func waitRound(clk clock.Clock, start time.Time, s roundSchedule, stop <-chan struct{}, w waker) wakeReason {
 	due, reason := start.Add(s.period), wakeTick
 	if !s.at.IsZero() && s.at.Before(due) {
 		due, reason = s.at, wakeAt
@@ -95,22 +97,23 @@ func waitRound(start time.Time, s roundSchedule, stop <-chan struct{}, w waker) 
 	if due.Before(earliest) {
 		due = earliest
 	}
-	t := time.NewTimer(time.Until(due))
+	t := clk.NewTimer(due.Sub(clk.Now()))
 	defer t.Stop()
 	select {
 	case <-stop:
 		return wakeStop
-	case <-t.C:
+	case <-t.C():
 		w.drain()
 		return reason
 	case <-w:
 	}
-	if d := time.Until(earliest); d > 0 {
-		t.Reset(d)
+	if d := earliest.Sub(clk.Now()); d > 0 {
+		gapTimer := clk.NewTimer(d)
+		defer gapTimer.Stop()
 		select {
 		case <-stop:
 			return wakeStop
-		case <-t.C:
+		case <-gapTimer.C():
 		}
 		w.drain()
 	}

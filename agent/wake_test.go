@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"haxd/clock"
 	"haxd/gossip"
 	"haxd/ha"
 )
@@ -51,7 +52,7 @@ func TestWaitRound(t *testing.T) {
 				if tt.wake >= 0 {
 					time.AfterFunc(tt.wake, w.wake)
 				}
-				got := waitRound(start, s, stop, w)
+				got := waitRound(clock.System{}, start, s, stop, w)
 				if took := time.Since(start); got != tt.want || took != tt.took {
 					t.Errorf("waitRound = %v after %v, want %v after %v", got, took, tt.want, tt.took)
 				}
@@ -90,7 +91,7 @@ func TestRoundLoopCoalescesAndNeverOverlaps(t *testing.T) {
 				rounds.Add(1)
 				time.Sleep(roundTime)
 				inRound.Add(-1)
-				if waitRound(start, roundSchedule{period: period, gap: gap}, stop, w) == wakeStop {
+				if waitRound(clock.System{}, start, roundSchedule{period: period, gap: gap}, stop, w) == wakeStop {
 					return
 				}
 			}

@@ -37,17 +37,13 @@ type MemberLister interface {
 }
 
 func (s *Server) members(ml MemberLister) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ms, err := ml.Members(r.Context())
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	return serveGet(s, func(ctx context.Context) ([]Member, error) {
+		ms, err := ml.Members(ctx)
 		if ms == nil {
 			ms = []Member{}
 		}
-		writeJSON(w, http.StatusOK, ms)
-	}
+		return ms, err
+	})
 }
 
 // Members lists the cluster members.

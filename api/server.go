@@ -64,7 +64,7 @@ type Server struct {
 // NewServer returns a Server for b.
 func NewServer(b Backend, log *slog.Logger) *Server {
 	s := &Server{backend: b, log: log, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.mux.HandleFunc("GET /v1/status", serveGet(s, b.Status))
 	s.mux.HandleFunc("POST /v1/resources", s.addResource)
 	s.mux.HandleFunc("PUT /v1/resources", s.setResource)
 	s.mux.HandleFunc("DELETE /v1/resources", s.removeResource)
@@ -79,7 +79,7 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/groups", s.textGet(b.Groups))
 	s.mux.HandleFunc("PUT /v1/groups", s.textSet(b.SetGroups))
 	s.mux.HandleFunc("POST /v1/node-remove", s.nodeRemove)
-	s.mux.HandleFunc("GET /v1/datacenter", s.getDatacenter)
+	s.mux.HandleFunc("GET /v1/datacenter", serveGet(s, b.Datacenter))
 	s.mux.HandleFunc("PUT /v1/datacenter", s.setDatacenter)
 	if ml, ok := b.(MemberLister); ok {
 		s.mux.HandleFunc("GET /v1/members", s.members(ml))
@@ -119,13 +119,16 @@ func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	return unixsock.Listen(path, mode, 0o755)
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st, err := s.backend.Status(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
+// serveGet serves what get returns as JSON, or get's error.
+func serveGet[T any](s *Server, get func(context.Context) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := get(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
-	writeJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
@@ -137,8 +140,7 @@ func (s *Server) addResource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.Node != "" && !ha.ValidNodeName(req.Node) {
-		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+	if req.Node != "" && !s.nodeName(w, r, req.Node) {
 		return
 	}
 	cfg := ha.DefaultResourceConfig(sid, req.Node)
@@ -337,8 +339,7 @@ func (s *Server) move(task string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		if !ha.ValidNodeName(req.Node) {
-			s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+		if !s.nodeName(w, r, req.Node) {
 			return
 		}
 		st, err := s.managed(r.Context(), sid)
@@ -379,8 +380,7 @@ func (s *Server) nodeMaintenance(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ha.ValidNodeName(req.Node) {
-		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+	if !s.nodeName(w, r, req.Node) {
 		return
 	}
 	st, err := s.backend.Status(r.Context())
@@ -415,14 +415,10 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) { s.queue(w, r, "ar
 
 // textGet serves a config text (rules, groups) read by get.
 func (s *Server) textGet(get func(context.Context) (string, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		text, err := get(r.Context())
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, Rules{Text: text})
-	}
+	return serveGet(s, func(ctx context.Context) (Rules, error) {
+		text, err := get(ctx)
+		return Rules{Text: text}, err
+	})
 }
 
 // textSet stores a config text (rules, groups) with set, which validates it.
@@ -438,15 +434,6 @@ func (s *Server) textSet(set func(context.Context, string) error) http.HandlerFu
 		}
 		writeJSON(w, http.StatusOK, struct{}{})
 	}
-}
-
-func (s *Server) getDatacenter(w http.ResponseWriter, r *http.Request) {
-	dc, err := s.backend.Datacenter(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, dc)
 }
 
 func (s *Server) setDatacenter(w http.ResponseWriter, r *http.Request) {
@@ -537,8 +524,7 @@ func (s *Server) nodeRemove(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !ha.ValidNodeName(req.Node) {
-		s.fail(w, r, BadRequest("node", req.Node, "not a valid node name"))
+	if !s.nodeName(w, r, req.Node) {
 		return
 	}
 	if err := s.backend.RemoveNode(r.Context(), req.Node); err != nil {
@@ -566,6 +552,16 @@ func (s *Server) sid(w http.ResponseWriter, r *http.Request, raw string) (ha.SID
 		return "", false
 	}
 	return sid, true
+}
+
+// nodeName reports whether name is a valid node name, answering 400
+// naming the value when it is not.
+func (s *Server) nodeName(w http.ResponseWriter, r *http.Request, name string) bool {
+	if !ha.ValidNodeName(name) {
+		s.fail(w, r, BadRequest("node", name, "not a valid node name"))
+		return false
+	}
+	return true
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -76,23 +77,6 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Clock is the time source of a Runner.
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// After sends the time on the channel once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
-
-// SystemClock is the wall clock.
-type SystemClock struct{}
-
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() }
-
-// After returns time.After(d).
-func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Result is the outcome of fencing one node.
 type Result struct {
 	// Node is the fenced node.
@@ -117,7 +101,7 @@ type Runner struct {
 	cfg   *Config
 	opts  Options
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 
 	mu sync.Mutex
 	// short maps an agent to its one-letter options' long names, from the
@@ -128,16 +112,17 @@ type Runner struct {
 // NewRunner checks that every agent of cfg exists in opts.AgentDir and
 // returns a Runner. A configured `action` argument is ignored (logged
 // once): haxd always powers off and confirms with status, the only
-// sequence that proves the node is off. clock nil means SystemClock.
-func NewRunner(cfg *Config, opts Options, clock Clock, log *slog.Logger) (*Runner, error) {
+// sequence that proves the node is off. clk times the confirmation
+// deadline and the pauses between calls; nil means clock.System.
+func NewRunner(cfg *Config, opts Options, clk clock.Clock, log *slog.Logger) (*Runner, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if clock == nil {
-		clock = SystemClock{}
+	if clk == nil {
+		clk = clock.System{}
 	}
 	for _, dev := range cfg.Levels() {
 		for _, num := range slices.Sorted(maps.Keys(dev.Subs)) {
@@ -154,7 +139,7 @@ func NewRunner(cfg *Config, opts Options, clock Clock, log *slog.Logger) (*Runne
 			}
 		}
 	}
-	return &Runner{cfg: cfg, opts: opts, log: log, clock: clock, short: map[string]map[string]string{}}, nil
+	return &Runner{cfg: cfg, opts: opts, log: log, clock: clk, short: map[string]map[string]string{}}, nil
 }
 
 // Connected reports whether any device is connected to node.
@@ -266,14 +251,17 @@ func (r *Runner) offAndConfirm(ctx context.Context, node string, c Command) (tim
 	}
 }
 
+// sleep waits d on the Runner's clock, or until ctx ends.
 func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
+	t := r.clock.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-r.clock.After(d):
+	case <-t.C():
 		return nil
 	}
 }

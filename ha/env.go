@@ -11,6 +11,9 @@ import (
 const (
 	// LevelNotice sits between Info and Warn (PVE "notice").
 	LevelNotice = slog.LevelInfo + 2
+	// LevelTrace sits below Debug: the raft and serf libraries' TRACE
+	// lines.
+	LevelTrace = slog.LevelDebug - 4
 )
 
 // Log attribute keys used by the crm and lrm.

@@ -8,6 +8,7 @@ import (
 
 	"haxd/api"
 	"haxd/ha"
+	"haxd/internal/cluster"
 	"haxd/internal/invariant"
 )
 
@@ -98,10 +99,10 @@ func TestAgentKillGuardFencesThenRecovery(t *testing.T) {
 		t.Fatalf("%s: the guard did not log a self-fence after its agent was killed", victim)
 	}
 	starts := h.grepSince(to, mark, "starting service "+sid)
-	fenced, ok1 := logTime(fences[0])
+	fenced, ok1 := cluster.LogTime(fences[0])
 	started, ok2 := time.Time{}, len(starts) > 0
 	if ok2 {
-		started, ok2 = logTime(starts[0])
+		started, ok2 = cluster.LogTime(starts[0])
 	}
 	switch {
 	case !ok1 || !ok2:

@@ -397,14 +397,3 @@ func linesSince(path string, off int64) []string {
 	}
 	return strings.Split(strings.TrimRight(string(b[off:]), "\n"), "\n")
 }
-
-// logTime parses the time= field of a slog text line.
-func logTime(line string) (time.Time, bool) {
-	rest, ok := strings.CutPrefix(line, "time=")
-	if !ok {
-		return time.Time{}, false
-	}
-	ts, _, _ := strings.Cut(rest, " ")
-	t, err := time.Parse(time.RFC3339Nano, ts)
-	return t, err == nil
-}

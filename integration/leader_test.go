@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"haxd/ha"
+	"haxd/internal/cluster"
 	"haxd/internal/invariant"
 )
 
@@ -127,7 +128,7 @@ func (h *harness) leaderSince(nodes []string, mark logMark) (string, time.Time, 
 	best, at := "", time.Time{}
 	for _, n := range nodes {
 		for _, l := range h.grepSince(n, mark, `msg="became raft leader"`) {
-			if ts, ok := logTime(l); ok && (best == "" || ts.Before(at)) {
+			if ts, ok := cluster.LogTime(l); ok && (best == "" || ts.Before(at)) {
 				best, at = n, ts
 			}
 		}

@@ -294,10 +294,10 @@ func (h *harness) assertNoSelfFence(step, node string, since logMark) {
 func (h *harness) assertFencedBeforeStarted(sid, from, to, fence string, since logMark) {
 	h.t.Helper()
 	starts := h.grepSince(to, since, "starting service "+sid)
-	fenced, ok1 := logTime(fence)
+	fenced, ok1 := cluster.LogTime(fence)
 	started, ok2 := time.Time{}, len(starts) > 0
 	if ok2 {
-		started, ok2 = logTime(starts[0])
+		started, ok2 = cluster.LogTime(starts[0])
 	}
 	switch {
 	case !ok1 || !ok2:

@@ -444,6 +444,18 @@ func (s *sim) checkInvariant(after string) {
 	}
 }
 
+// stepOrSkip runs step unless skip rounds remain (a skip_round command);
+// the skip is logged once a round, by the first node.
+func (s *sim) stepOrSkip(first bool, skip int, msg string, step func()) {
+	if skip > 0 {
+		if first {
+			s.logAt(OriginRunLoop, slog.LevelInfo, msg)
+		}
+		return
+	}
+	step()
+}
+
 // loop is the main loop of scenario-format §4.
 func (s *sim) loop() {
 	s.H = 0
@@ -457,25 +469,13 @@ func (s *sim) loop() {
 				s.at = start
 			}
 			if n.crm != nil {
-				if s.skipCRM > 0 {
-					if i == 0 {
-						s.logAt(OriginRunLoop, slog.LevelInfo, "skipping CRM round")
-					}
-				} else {
-					s.stepCRM(n)
-				}
+				s.stepOrSkip(i == 0, s.skipCRM, "skipping CRM round", func() { s.stepCRM(n) })
 			}
 			if s.stopped() {
 				break
 			}
 			if n.lrm != nil {
-				if s.skipLRM > 0 {
-					if i == 0 {
-						s.logAt(OriginRunLoop, slog.LevelInfo, "skipping LRM round")
-					}
-				} else {
-					s.stepLRM(n)
-				}
+				s.stepOrSkip(i == 0, s.skipLRM, "skipping LRM round", func() { s.stepLRM(n) })
 			}
 			if s.stopped() {
 				break
@@ -529,26 +529,24 @@ func (s *sim) stepStart() time.Duration {
 }
 
 func (s *sim) stepCRM(n *simNode) {
-	n.crmClock = s.stepStart()
-	ok := n.crm.Step()
-	n.crmClock += s.step
-	s.at = n.crmClock
-	s.H = max(s.H, n.crmClock)
-	s.checkInvariant(n.name + "/crm step")
-	if !ok {
-		s.crmExited(n)
-	}
+	s.stepDaemon(n, "crm", &n.crmClock, n.crm.Step, s.crmExited)
 }
 
 func (s *sim) stepLRM(n *simNode) {
-	n.lrmClock = s.stepStart()
-	ok := n.lrm.Step()
-	n.lrmClock += s.step
-	s.at = n.lrmClock
-	s.H = max(s.H, n.lrmClock)
-	s.checkInvariant(n.name + "/lrm step")
+	s.stepDaemon(n, "lrm", &n.lrmClock, n.lrm.Step, s.lrmExited)
+}
+
+// stepDaemon runs one step of n's daemon role on its clock, checks the
+// invariant after it, and calls exited when the daemon returned false.
+func (s *sim) stepDaemon(n *simNode, role string, clock *time.Duration, step func() bool, exited func(*simNode)) {
+	*clock = s.stepStart()
+	ok := step()
+	*clock += s.step
+	s.at = *clock
+	s.H = max(s.H, *clock)
+	s.checkInvariant(n.name + "/" + role + " step")
 	if !ok {
-		s.lrmExited(n)
+		exited(n)
 	}
 }
 

@@ -131,24 +131,16 @@ func logSizes(cl *cluster.Cluster) map[string]int64 {
 // first heartbeat). It reads the logs written since marks.
 func fencePhases(cl *cluster.Cluster, marks map[string]int64, node string, killed, running time.Time) ([4]time.Duration, bool) {
 	var unknown, confirmed, taken time.Time
-	for _, n := range cl.Nodes {
-		b, err := os.ReadFile(n.Log)
-		if err != nil || marks[n.Log] > int64(len(b)) {
-			continue
+	eachNewLine(cl, marks, "", func(line string, t time.Time) {
+		switch {
+		case unknown.IsZero() && strings.Contains(line, "node '"+node+"': state changed from 'online' => 'unknown'"):
+			unknown = t
+		case confirmed.IsZero() && strings.Contains(line, `msg="fence device confirmed the node off" `) && strings.Contains(line, "node="+node+" "):
+			confirmed = t
+		case taken.IsZero() && strings.Contains(line, fencedTakeover) && strings.Contains(line, "lock=agent/"+node+" "):
+			taken = t
 		}
-		for _, line := range strings.Split(string(b[marks[n.Log]:]), "\n") {
-			t, ok := lineTime(line)
-			switch {
-			case !ok:
-			case unknown.IsZero() && strings.Contains(line, "node '"+node+"': state changed from 'online' => 'unknown'"):
-				unknown = t
-			case confirmed.IsZero() && strings.Contains(line, `msg="fence device confirmed the node off" `) && strings.Contains(line, "node="+node+" "):
-				confirmed = t
-			case taken.IsZero() && strings.Contains(line, fencedTakeover) && strings.Contains(line, "lock=agent/"+node+" "):
-				taken = t
-			}
-		}
-	}
+	})
 	if unknown.IsZero() || confirmed.IsZero() || taken.IsZero() {
 		return [4]time.Duration{}, false
 	}
@@ -159,8 +151,23 @@ func fencePhases(cl *cluster.Cluster, marks map[string]int64, node string, kille
 // killed: when another node became raft leader (zero when the leadership
 // did not change) and when the master took node's expired lock.
 func killPhases(cl *cluster.Cluster, marks map[string]int64, node string) (elected, taken time.Time) {
+	eachNewLine(cl, marks, node, func(line string, t time.Time) {
+		switch {
+		case strings.Contains(line, `msg="became raft leader"`) && (elected.IsZero() || t.Before(elected)):
+			elected = t
+		case strings.Contains(line, expiredTakeover) && strings.Contains(line, "previous_owner="+node) && (taken.IsZero() || t.Before(taken)):
+			taken = t
+		}
+	})
+	return elected, taken
+}
+
+// eachNewLine calls fn with every line, and its time, that the agent logs
+// of the nodes but skip ("" for none) got since marks; lines without a
+// time= field are passed over.
+func eachNewLine(cl *cluster.Cluster, marks map[string]int64, skip string, fn func(line string, t time.Time)) {
 	for _, n := range cl.Nodes {
-		if n.Name == node {
+		if n.Name == skip {
 			continue
 		}
 		b, err := os.ReadFile(n.Log)
@@ -168,28 +175,11 @@ func killPhases(cl *cluster.Cluster, marks map[string]int64, node string) (elect
 			continue
 		}
 		for _, line := range strings.Split(string(b[marks[n.Log]:]), "\n") {
-			t, ok := lineTime(line)
-			switch {
-			case !ok:
-			case strings.Contains(line, `msg="became raft leader"`) && (elected.IsZero() || t.Before(elected)):
-				elected = t
-			case strings.Contains(line, expiredTakeover) && strings.Contains(line, "previous_owner="+node) && (taken.IsZero() || t.Before(taken)):
-				taken = t
+			if t, ok := cluster.LogTime(line); ok {
+				fn(line, t)
 			}
 		}
 	}
-	return elected, taken
-}
-
-// lineTime parses the time= field of a slog text line.
-func lineTime(line string) (time.Time, bool) {
-	rest, ok := strings.CutPrefix(line, "time=")
-	if !ok {
-		return time.Time{}, false
-	}
-	ts, _, _ := strings.Cut(rest, " ")
-	t, err := time.Parse(time.RFC3339Nano, ts)
-	return t, err == nil
 }
 
 // medianPhase is the median of phase i.

@@ -101,6 +101,16 @@ func main() {
 	runFailovers(ctx, cl, *runs, *timing, bmcs, *kill == "leader")
 }
 
+// failoverStats is what runFailovers measures over its runs.
+type failoverStats struct {
+	samples                      []time.Duration // kill to running elsewhere
+	fencedRuns                   int             // runs recovered on a fence device's confirmation
+	phases                       [][4]time.Duration
+	elections, lockTaken, starts []time.Duration
+}
+
+// runFailovers kills the node running a demo service runs times and
+// prints how long the service took to run elsewhere, with its phases.
 func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing string, bmcs *fenceBMCs, killLeader bool) {
 	const sid = "exec:bench"
 	must(cl, retry(30*time.Second, func() error { return cl.AddDemoService(ctx, cl.Nodes[0], sid, "node2") }))
@@ -108,88 +118,16 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 	if timing == "pve" {
 		settle = 10 * time.Minute
 	}
-	var samples []time.Duration
-	fencedRuns := 0
-	var phases [][4]time.Duration
-	var elections, lockTaken, starts []time.Duration
+	var st failoverStats
 	fmt.Printf("load average at the start: %s\n", loadAvg())
 	attempts := 0
-	for len(samples) < runs {
+	for len(st.samples) < runs {
 		attempts++
-		node := waitRunning(cl, sid, settle)
-		leader := leaderName(ctx, cl)
-		switch {
-		case killLeader && node != leader:
-			// The master's own node dies with the service: move the
-			// service to the raft leader first.
-			_ = cl.Node(leader).Client().Relocate(ctx, apiMove(sid, leader))
-			waitUntil(cl, settle, func() bool { return cl.RunningOn(sid, 300*time.Millisecond) == leader })
-			node = leader
-		case !killLeader && node == leader:
-			// Keep the measurement to the plain node failure: move the
-			// service off the raft leader first.
-			target := firstOther(cl, leader)
-			_ = cl.Node(leader).Client().Relocate(ctx, apiMove(sid, target))
-			waitUntil(cl, settle, func() bool { return cl.RunningOn(sid, 300*time.Millisecond) == target })
-			node = target
-		}
-		if killLeader && leaderName(ctx, cl) != node {
-			// The leadership moved meanwhile: try again.
+		node, ok := placeForKill(ctx, cl, sid, settle, killLeader)
+		if !ok {
 			continue
 		}
-		victim := cl.Node(node)
-		confirmed, expired := countLogs(cl, fencedTakeover), countLogs(cl, expiredTakeover, "previous_owner="+node)
-		marks := logSizes(cl)
-		killed := time.Now()
-		cl.KillNode(victim)
-		waitUntil(cl, settle, func() bool {
-			n := cl.RunningOn(sid, 300*time.Millisecond)
-			return n != "" && n != node
-		})
-		d := time.Since(killed)
-		samples = append(samples, d)
-		fmt.Printf("run %2d: killed %s, %s running on %s after %.2f s (load %s)\n", len(samples), node, sid, cl.RunningOn(sid, time.Second), d.Seconds(), loadAvg())
-		if bmcs == nil {
-			waitUntil(cl, 10*time.Second, func() bool { _, taken := killPhases(cl, marks, node); return !taken.IsZero() })
-			elected, taken := killPhases(cl, marks, node)
-			if !elected.IsZero() {
-				elections = append(elections, elected.Sub(killed))
-				fmt.Printf("        new raft leader %.3f s, ", elected.Sub(killed).Seconds())
-			} else {
-				fmt.Printf("        ")
-			}
-			fmt.Printf("lock taken %.3f s, start elsewhere %.3f s\n", taken.Sub(killed).Seconds(), killed.Add(d).Sub(taken).Seconds())
-			lockTaken = append(lockTaken, taken.Sub(killed))
-			starts = append(starts, killed.Add(d).Sub(taken))
-		}
-		if bmcs != nil {
-			// Did the recovery come from the device's confirmation, or did
-			// the lock TTL run out first (the store logs either)?
-			waitUntil(cl, 10*time.Second, func() bool {
-				return countLogs(cl, fencedTakeover) > confirmed || countLogs(cl, expiredTakeover, "previous_owner="+node) > expired
-			})
-			if countLogs(cl, fencedTakeover) > confirmed {
-				fencedRuns++
-				if p, ok := fencePhases(cl, marks, node, killed, killed.Add(d)); ok {
-					phases = append(phases, p)
-					fmt.Printf("        detect %.2f s, fence device %.2f s, record and take the lock %.3f s, start elsewhere %.2f s\n",
-						p[0].Seconds(), p[1].Seconds(), p[2].Seconds(), p[3].Seconds())
-				}
-			} else {
-				fmt.Printf("run %2d: recovered after the lock TTL, not on a confirmation\n", len(samples))
-			}
-			must(cl, bmcs.powerOn(node))
-		}
-		must(cl, cl.StartAgent(victim))
-		// Let the restarted node rejoin and its LRM become usable again
-		// (its lock was taken by the fencing master: one TTL).
-		waitUntil(cl, settle, func() bool { return nodeUsable(ctx, cl, victim.Name) })
-		if bmcs != nil {
-			// The master took the node's lock on the confirmation and
-			// holds it, unrenewed, for a TTL: a recovery to this node in
-			// the next run would wait for it. Let it expire first.
-			time.Sleep(bmcs.lockTTL)
-		}
+		st.killAndMeasure(ctx, cl, sid, node, settle, bmcs)
 	}
 	_, violations, err := cl.Check()
 	must(cl, err)
@@ -198,21 +136,120 @@ func runFailovers(ctx context.Context, cl *cluster.Cluster, runs int, timing str
 	}
 	fmt.Printf("\n%d attempts for %d runs; load average at the end: %s\n", attempts, runs, loadAvg())
 	if bmcs != nil {
-		timing += fmt.Sprintf(" + fence device (%d of %d runs recovered on the confirmation)", fencedRuns, runs)
+		timing += fmt.Sprintf(" + fence device (%d of %d runs recovered on the confirmation)", st.fencedRuns, runs)
 	}
-	report(samples, timing, violations)
-	lost, fences := selfFences(cl)
+	report(st.samples, timing, violations)
+	st.print(cl)
+}
+
+// placeForKill waits for sid to run and moves it where the run kills it:
+// onto the raft leader when killLeader, else off it. It returns the node
+// to kill, or false when the leadership moved meanwhile (try again).
+func placeForKill(ctx context.Context, cl *cluster.Cluster, sid string, settle time.Duration, killLeader bool) (string, bool) {
+	node := waitRunning(cl, sid, settle)
+	leader := leaderName(ctx, cl)
+	switch {
+	case killLeader && node != leader:
+		// The master's own node dies with the service: move the
+		// service to the raft leader first.
+		_ = cl.Node(leader).Client().Relocate(ctx, apiMove(sid, leader))
+		waitUntil(cl, settle, func() bool { return cl.RunningOn(sid, 300*time.Millisecond) == leader })
+		node = leader
+	case !killLeader && node == leader:
+		// Keep the measurement to the plain node failure: move the
+		// service off the raft leader first.
+		target := firstOther(cl, leader)
+		_ = cl.Node(leader).Client().Relocate(ctx, apiMove(sid, target))
+		waitUntil(cl, settle, func() bool { return cl.RunningOn(sid, 300*time.Millisecond) == target })
+		node = target
+	}
+	if killLeader && leaderName(ctx, cl) != node {
+		// The leadership moved meanwhile: try again.
+		return "", false
+	}
+	return node, true
+}
+
+// killAndMeasure kills node, waits for sid to run elsewhere, records the
+// run and its phases, and restarts the node once it is usable again.
+func (st *failoverStats) killAndMeasure(ctx context.Context, cl *cluster.Cluster, sid, node string, settle time.Duration, bmcs *fenceBMCs) {
+	victim := cl.Node(node)
+	confirmed, expired := countLogs(cl, fencedTakeover), countLogs(cl, expiredTakeover, "previous_owner="+node)
+	marks := logSizes(cl)
+	killed := time.Now()
+	cl.KillNode(victim)
+	waitUntil(cl, settle, func() bool {
+		n := cl.RunningOn(sid, 300*time.Millisecond)
+		return n != "" && n != node
+	})
+	d := time.Since(killed)
+	st.samples = append(st.samples, d)
+	fmt.Printf("run %2d: killed %s, %s running on %s after %.2f s (load %s)\n", len(st.samples), node, sid, cl.RunningOn(sid, time.Second), d.Seconds(), loadAvg())
+	if bmcs == nil {
+		st.recordKillPhases(cl, marks, node, killed, d)
+	}
+	if bmcs != nil {
+		// Did the recovery come from the device's confirmation, or did
+		// the lock TTL run out first (the store logs either)?
+		waitUntil(cl, 10*time.Second, func() bool {
+			return countLogs(cl, fencedTakeover) > confirmed || countLogs(cl, expiredTakeover, "previous_owner="+node) > expired
+		})
+		if countLogs(cl, fencedTakeover) > confirmed {
+			st.fencedRuns++
+			if p, ok := fencePhases(cl, marks, node, killed, killed.Add(d)); ok {
+				st.phases = append(st.phases, p)
+				fmt.Printf("        detect %.2f s, fence device %.2f s, record and take the lock %.3f s, start elsewhere %.2f s\n",
+					p[0].Seconds(), p[1].Seconds(), p[2].Seconds(), p[3].Seconds())
+			}
+		} else {
+			fmt.Printf("run %2d: recovered after the lock TTL, not on a confirmation\n", len(st.samples))
+		}
+		must(cl, bmcs.powerOn(node))
+	}
+	must(cl, cl.StartAgent(victim))
+	// Let the restarted node rejoin and its LRM become usable again
+	// (its lock was taken by the fencing master: one TTL).
+	waitUntil(cl, settle, func() bool { return nodeUsable(ctx, cl, victim.Name) })
+	if bmcs != nil {
+		// The master took the node's lock on the confirmation and
+		// holds it, unrenewed, for a TTL: a recovery to this node in
+		// the next run would wait for it. Let it expire first.
+		time.Sleep(bmcs.lockTTL)
+	}
+}
+
+// recordKillPhases records, for a run without fence devices, when the new
+// raft leader was elected and the lock taken after the kill, and how long
+// the start elsewhere took after the takeover (d: kill to running).
+func (st *failoverStats) recordKillPhases(cl *cluster.Cluster, marks map[string]int64, node string, killed time.Time, d time.Duration) {
+	waitUntil(cl, 10*time.Second, func() bool { _, taken := killPhases(cl, marks, node); return !taken.IsZero() })
+	elected, taken := killPhases(cl, marks, node)
+	if !elected.IsZero() {
+		st.elections = append(st.elections, elected.Sub(killed))
+		fmt.Printf("        new raft leader %.3f s, ", elected.Sub(killed).Seconds())
+	} else {
+		fmt.Printf("        ")
+	}
+	fmt.Printf("lock taken %.3f s, start elsewhere %.3f s\n", taken.Sub(killed).Seconds(), killed.Add(d).Sub(taken).Seconds())
+	st.lockTaken = append(st.lockTaken, taken.Sub(killed))
+	st.starts = append(st.starts, killed.Add(d).Sub(taken))
+}
+
+// print prints the self-fences, the latencies and the phase spreads
+// after the report.
+func (st *failoverStats) print(cl *cluster.Cluster) {
+	lost, fences := cl.SelfFences()
 	fmt.Printf("surviving LRMs that lost their lock: %d; guard self-fences: %d (a killed node's own guard counts too)\n", lost, fences)
 	printLatencies(cl)
-	if len(lockTaken) > 0 {
-		fmt.Printf("\nphases (min / median / p95 / p99 / max): lock taken after the kill %s; start elsewhere after the takeover %s\n", spread(lockTaken), spread(starts))
+	if len(st.lockTaken) > 0 {
+		fmt.Printf("\nphases (min / median / p95 / p99 / max): lock taken after the kill %s; start elsewhere after the takeover %s\n", spread(st.lockTaken), spread(st.starts))
 	}
-	if len(elections) > 0 {
-		fmt.Printf("new raft leader after the kill (%d runs; min / median / p95 / p99 / max): %s\n", len(elections), spread(elections))
+	if len(st.elections) > 0 {
+		fmt.Printf("new raft leader after the kill (%d runs; min / median / p95 / p99 / max): %s\n", len(st.elections), spread(st.elections))
 	}
-	if len(phases) > 0 {
+	if len(st.phases) > 0 {
 		fmt.Printf("\nmedian of %d fenced runs: detect %.2f s | fence device %.2f s | record and take the lock %.3f s | start elsewhere %.2f s\n",
-			len(phases), medianPhase(phases, 0).Seconds(), medianPhase(phases, 1).Seconds(), medianPhase(phases, 2).Seconds(), medianPhase(phases, 3).Seconds())
+			len(st.phases), medianPhase(st.phases, 0).Seconds(), medianPhase(st.phases, 1).Seconds(), medianPhase(st.phases, 2).Seconds(), medianPhase(st.phases, 3).Seconds())
 	}
 }
 
@@ -315,18 +352,6 @@ func runSoak(ctx context.Context, cl *cluster.Cluster, d time.Duration) {
 	fmt.Printf("| %v | %d | %d | %d | %d | %d | %d | %d |\n", d, runtime.NumCPU(), fsyncs.Load(), lostLocks, guardFences, recoveries, len(runs), len(violations))
 	fmt.Printf("healthy members declared failed by gossip (all nodes' views): %d\n", suspected)
 	printLatencies(cl)
-}
-
-// selfFences counts, over every node's logs, LRMs that lost their lock
-// and guard self-fences.
-func selfFences(cl *cluster.Cluster) (lostLocks, guardFences int) {
-	for _, n := range cl.Nodes {
-		b, _ := os.ReadFile(n.Log)
-		lostLocks += strings.Count(string(b), "=> lost_agent_lock")
-		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
-		guardFences += strings.Count(string(g), "guard: self-fence,")
-	}
-	return lostLocks, guardFences
 }
 
 // loadAvg returns the 1, 5 and 15 minute load averages of the machine.

@@ -22,6 +22,9 @@ import (
 	"haxd/internal/invariant"
 )
 
+// cellLog prints one progress line of a cell.
+type cellLog func(format string, args ...any)
+
 // runCell starts a fresh cluster of n nodes, adds m services and measures
 // it (see the package doc).
 func runCell(ctx context.Context, o options, n, m int) (Result, error) {
@@ -36,25 +39,13 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	logf := func(format string, args ...any) {
+	logf := cellLog(func(format string, args ...any) {
 		fmt.Printf("[%s %dx%d load %.1f] %s\n", time.Now().UTC().Format("15:04:05"), n, m, loadAvg(), fmt.Sprintf(format, args...))
-	}
+	})
 	logf("starting %d agents (%s profile) in %s", n, o.timing, dir)
-	// Many agents on a loaded machine are slow to answer: give each 20 s
-	// + 2 s per node, and try twice more, in a fresh directory.
-	var cl *cluster.Cluster
-	for try := 1; ; try++ {
-		cdir := filepath.Join(dir, fmt.Sprintf("try%d", try))
-		cl, err = cluster.Start(ctx, cluster.Options{Binary: o.haxd, Dir: cdir, Nodes: n, Timing: o.timing, Metrics: true,
-			APITimeout: 20*time.Second + time.Duration(n)*2*time.Second})
-		if err == nil {
-			break
-		}
-		if try == 3 || ctx.Err() != nil {
-			return r, fmt.Errorf("start the cluster (%d tries): %w", try, err)
-		}
-		r.Notes = append(r.Notes, fmt.Sprintf("cluster start try %d failed: %v", try, err))
-		logf("cluster start try %d failed (%v); trying again", try, err)
+	cl, err := startCellCluster(ctx, o, dir, n, &r, logf)
+	if err != nil {
+		return r, err
 	}
 	defer cl.Destroy()
 	if err := waitQuorate(ctx, cl, 3*time.Minute); err != nil {
@@ -63,55 +54,14 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 	logf("cluster up; adding %d services via %s, %d at a time", m, o.addVia, o.addWorkers)
 
 	// 1. Add the services; wait until every one beats.
-	sids := make([]string, m)
-	for i := range m {
-		sids[i] = fmt.Sprintf("exec:s%05d", i+1)
-	}
-	addStart := time.Now()
-	lat, err := addServices(ctx, o, cl, sids, &r.AddRetries)
-	if err != nil {
+	if err := addCellServices(ctx, o, cl, m, &r, logf); err != nil {
 		return r, err
 	}
-	r.AddSeconds = time.Since(addStart).Seconds()
-	r.AddPerSecond = float64(m) / r.AddSeconds
-	r.AddLatencyMedianMs, r.AddLatencyMaxMs = median(lat)*1000, slices.Max(lat)*1000
-	logf("added %d services in %.1f s (%.0f/s; one add: median %.0f ms, max %.0f ms; %d retries)", m, r.AddSeconds, r.AddPerSecond, r.AddLatencyMedianMs, r.AddLatencyMaxMs, r.AddRetries)
-	if err := waitAllBeating(ctx, cl, sids, 3*time.Minute+time.Duration(m)*300*time.Millisecond, o.interval); err != nil {
+	// 2. to 4. The steady-state window, `haxd ha status`, the failover.
+	if err := measureCell(ctx, o, cl, &r, logf); err != nil {
 		return r, err
 	}
-	r.AllRunningSeconds = time.Since(addStart).Seconds()
-	if _, err := waitAllOnline(ctx, cl, 3*time.Minute); err != nil {
-		return r, err
-	}
-	logf("all %d services beating %.1f s after the first add; settling %v", m, r.AllRunningSeconds, o.settle)
-	if err := sleep(ctx, o.settle); err != nil {
-		return r, err
-	}
-
-	// 2. The steady-state window.
-	master, err := masterNode(ctx, cl)
-	if err != nil {
-		return r, err
-	}
-	r.Master = master
-	if err := steadyWindow(ctx, o, cl, &r); err != nil {
-		return r, err
-	}
-	logf("window: CPU master %.1f %%, followers median %.1f %% (max %.1f %%); RSS master %.0f MiB; raft %.0f B/s, %.1f entries/s, %.1f log writes/s; CRM round %.2f ms",
-		r.CPUMasterPct, r.CPUFollowerMedianPct, r.CPUFollowerMaxPct, r.RSSMasterMiB, r.RaftBytesPerSecond, r.RaftEntriesPerSecond, r.LogWritesPerSecond, r.CRMRoundMeanMs)
-
-	// 3. `haxd ha status` latency.
-	if err := statusLatency(ctx, o, cl, &r); err != nil {
-		return r, err
-	}
-	logf("haxd ha status: median %.0f ms, max %.0f ms", r.StatusMedianMs, r.StatusMaxMs)
-
-	// 4. Failover of the follower holding the most services.
-	if err := failover(ctx, o, cl, &r); err != nil {
-		return r, err
-	}
-	logf("failover of %s (%d services): first %.2f s, last %.2f s, %d recovered", r.Victim, r.FailoverServices, r.FailoverFirstSeconds, r.FailoverLastSeconds, r.FailoverRecovered)
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := cluster.Sleep(ctx, 2*time.Second); err != nil {
 		return r, err
 	}
 	_, violations, err := cl.Check()
@@ -125,48 +75,14 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 	if r.FailoverRecovered < r.FailoverServices {
 		return r, fmt.Errorf("failover: only %d of the %d services of %s ran elsewhere", r.FailoverRecovered, r.FailoverServices, r.Victim)
 	}
-	r.LostLocks, r.GuardFences = selfFences(cl)
+	r.LostLocks, r.GuardFences = cl.SelfFences()
 
 	// 5. fsyncs by strace, last: a traced agent is slow (every syscall
 	// stops it) and may lose its lock under load, which must not spoil
-	// the other measurements. The killed node is restarted first, so
-	// that the cluster is whole again.
+	// the other measurements.
 	if o.straceWindow > 0 {
-		if err := cl.StartAgent(cl.Node(r.Victim)); err != nil {
-			return r, fmt.Errorf("restart %s: %w", r.Victim, err)
-		}
-		if _, err := waitAllOnline(ctx, cl, 3*time.Minute); err != nil {
-			return r, fmt.Errorf("after restarting %s: %w", r.Victim, err)
-		}
-		if err := sleep(ctx, o.settle); err != nil {
+		if err := straceAfterRestart(ctx, o, cl, &r, violations, logf); err != nil {
 			return r, err
-		}
-		if r.Master, err = masterNode(ctx, cl); err != nil {
-			return r, err
-		}
-		lost0, guard0 := selfFences(cl)
-		if err := straceWindow(ctx, o, cl, &r); err != nil {
-			return r, err
-		}
-		if err := sleep(ctx, 5*time.Second); err != nil {
-			return r, err
-		}
-		lost1, guard1 := selfFences(cl)
-		r.LostLocksStrace, r.GuardFencesStrace = lost1-lost0, guard1-guard0
-		logf("strace: %.1f fsync/s on the master (%s), %.1f on %s; during it and 5 s after: LRM lost its lock %d times, guard self-fences %d",
-			r.FsyncMasterPerSecond, r.Master, r.FsyncFollowerPerSecond, r.FsyncFollower, r.LostLocksStrace, r.GuardFencesStrace)
-		before := map[string]bool{}
-		for _, v := range violations {
-			before[v] = true
-		}
-		if _, violations, err = cl.Check(); err != nil {
-			return r, fmt.Errorf("invariant check: %w", err)
-		}
-		r.Violations = len(violations)
-		for _, v := range violations {
-			if !before[v] {
-				fmt.Println("VIOLATION (found after the restart of "+r.Victim+"):", v)
-			}
 		}
 	}
 	r.MasterChanges = masterChanges(cl)
@@ -174,12 +90,134 @@ func runCell(ctx context.Context, o options, n, m int) (Result, error) {
 	return r, nil
 }
 
+// startCellCluster starts the cell's cluster of n nodes below dir. Many
+// agents on a loaded machine are slow to answer: it gives each 20 s + 2 s
+// per node, and tries twice more, in a fresh directory, noting each
+// failed try in r.
+func startCellCluster(ctx context.Context, o options, dir string, n int, r *Result, logf cellLog) (*cluster.Cluster, error) {
+	for try := 1; ; try++ {
+		cdir := filepath.Join(dir, fmt.Sprintf("try%d", try))
+		cl, err := cluster.Start(ctx, cluster.Options{Binary: o.haxd, Dir: cdir, Nodes: n, Timing: o.timing, Metrics: true,
+			APITimeout: 20*time.Second + time.Duration(n)*2*time.Second})
+		if err == nil {
+			return cl, nil
+		}
+		if try == 3 || ctx.Err() != nil {
+			return nil, fmt.Errorf("start the cluster (%d tries): %w", try, err)
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("cluster start try %d failed: %v", try, err))
+		logf("cluster start try %d failed (%v); trying again", try, err)
+	}
+}
+
+// addCellServices adds m services, waits until every one beats and every
+// node is online, then lets the cluster settle; it records the add rate
+// and latencies in r.
+func addCellServices(ctx context.Context, o options, cl *cluster.Cluster, m int, r *Result, logf cellLog) error {
+	sids := make([]string, m)
+	for i := range m {
+		sids[i] = fmt.Sprintf("exec:s%05d", i+1)
+	}
+	addStart := time.Now()
+	lat, err := addServices(ctx, o, cl, sids, &r.AddRetries)
+	if err != nil {
+		return err
+	}
+	r.AddSeconds = time.Since(addStart).Seconds()
+	r.AddPerSecond = float64(m) / r.AddSeconds
+	r.AddLatencyMedianMs, r.AddLatencyMaxMs = median(lat)*1000, slices.Max(lat)*1000
+	logf("added %d services in %.1f s (%.0f/s; one add: median %.0f ms, max %.0f ms; %d retries)", m, r.AddSeconds, r.AddPerSecond, r.AddLatencyMedianMs, r.AddLatencyMaxMs, r.AddRetries)
+	if err := waitAllBeating(ctx, cl, sids, 3*time.Minute+time.Duration(m)*300*time.Millisecond, o.interval); err != nil {
+		return err
+	}
+	r.AllRunningSeconds = time.Since(addStart).Seconds()
+	if _, err := waitAllOnline(ctx, cl, 3*time.Minute); err != nil {
+		return err
+	}
+	logf("all %d services beating %.1f s after the first add; settling %v", m, r.AllRunningSeconds, o.settle)
+	return cluster.Sleep(ctx, o.settle)
+}
+
+// measureCell measures the steady-state window, the latency of `haxd ha
+// status` and the failover of the follower holding the most services.
+func measureCell(ctx context.Context, o options, cl *cluster.Cluster, r *Result, logf cellLog) error {
+	// 2. The steady-state window.
+	master, err := masterNode(ctx, cl)
+	if err != nil {
+		return err
+	}
+	r.Master = master
+	if err := steadyWindow(ctx, o, cl, r); err != nil {
+		return err
+	}
+	logf("window: CPU master %.1f %%, followers median %.1f %% (max %.1f %%); RSS master %.0f MiB; raft %.0f B/s, %.1f entries/s, %.1f log writes/s; CRM round %.2f ms",
+		r.CPUMasterPct, r.CPUFollowerMedianPct, r.CPUFollowerMaxPct, r.RSSMasterMiB, r.RaftBytesPerSecond, r.RaftEntriesPerSecond, r.LogWritesPerSecond, r.CRMRoundMeanMs)
+
+	// 3. `haxd ha status` latency.
+	if err := statusLatency(ctx, o, cl, r); err != nil {
+		return err
+	}
+	logf("haxd ha status: median %.0f ms, max %.0f ms", r.StatusMedianMs, r.StatusMaxMs)
+
+	// 4. Failover of the follower holding the most services.
+	if err := failover(ctx, o, cl, r); err != nil {
+		return err
+	}
+	logf("failover of %s (%d services): first %.2f s, last %.2f s, %d recovered", r.Victim, r.FailoverServices, r.FailoverFirstSeconds, r.FailoverLastSeconds, r.FailoverRecovered)
+	return nil
+}
+
+// straceAfterRestart restarts the failover's victim first, so that the
+// cluster is whole again, then counts fsyncs by strace and the lock
+// losses and self-fences during it, and checks the invariants again
+// (violations: those found before, not printed twice).
+func straceAfterRestart(ctx context.Context, o options, cl *cluster.Cluster, r *Result, violations []string, logf cellLog) error {
+	if err := cl.StartAgent(cl.Node(r.Victim)); err != nil {
+		return fmt.Errorf("restart %s: %w", r.Victim, err)
+	}
+	if _, err := waitAllOnline(ctx, cl, 3*time.Minute); err != nil {
+		return fmt.Errorf("after restarting %s: %w", r.Victim, err)
+	}
+	if err := cluster.Sleep(ctx, o.settle); err != nil {
+		return err
+	}
+	var err error
+	if r.Master, err = masterNode(ctx, cl); err != nil {
+		return err
+	}
+	lost0, guard0 := cl.SelfFences()
+	if err := straceWindow(ctx, o, cl, r); err != nil {
+		return err
+	}
+	if err := cluster.Sleep(ctx, 5*time.Second); err != nil {
+		return err
+	}
+	lost1, guard1 := cl.SelfFences()
+	r.LostLocksStrace, r.GuardFencesStrace = lost1-lost0, guard1-guard0
+	logf("strace: %.1f fsync/s on the master (%s), %.1f on %s; during it and 5 s after: LRM lost its lock %d times, guard self-fences %d",
+		r.FsyncMasterPerSecond, r.Master, r.FsyncFollowerPerSecond, r.FsyncFollower, r.LostLocksStrace, r.GuardFencesStrace)
+	before := map[string]bool{}
+	for _, v := range violations {
+		before[v] = true
+	}
+	if _, violations, err = cl.Check(); err != nil {
+		return fmt.Errorf("invariant check: %w", err)
+	}
+	r.Violations = len(violations)
+	for _, v := range violations {
+		if !before[v] {
+			fmt.Println("VIOLATION (found after the restart of "+r.Victim+"):", v)
+		}
+	}
+	return nil
+}
+
 // waitQuorate waits until every node's API answers and says it is in
 // the quorate partition (a CRM becomes master only once a service is
 // configured).
 func waitQuorate(ctx context.Context, cl *cluster.Cluster, d time.Duration) error {
 	var last string
-	err := waitFor(ctx, d, func() bool {
+	err := cluster.WaitFor(ctx, d, func() bool {
 		for _, n := range cl.Nodes {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			st, err := n.Client().Status(sctx)
@@ -201,7 +239,7 @@ func waitQuorate(ctx context.Context, cl *cluster.Cluster, d time.Duration) erro
 // online, and returns the master.
 func waitAllOnline(ctx context.Context, cl *cluster.Cluster, d time.Duration) (string, error) {
 	var last string
-	err := waitFor(ctx, d, func() bool {
+	err := cluster.WaitFor(ctx, d, func() bool {
 		st, _, err := cl.Status(ctx)
 		if err != nil || st.Manager == nil || st.Manager.MasterNode == "" {
 			last = fmt.Sprint("no master yet: ", err)
@@ -344,7 +382,7 @@ func hbName(name string) (svc, node string, ok bool) {
 func waitAllBeating(ctx context.Context, cl *cluster.Cluster, sids []string, d, interval time.Duration) error {
 	fresh := 10*interval + 2*time.Second
 	got := 0
-	err := waitFor(ctx, d, func() bool {
+	err := cluster.WaitFor(ctx, d, func() bool {
 		b := beating(cl.HeartbeatDir, fresh)
 		got = 0
 		for _, s := range sids {
@@ -368,7 +406,7 @@ func steadyWindow(ctx context.Context, o options, cl *cluster.Cluster, r *Result
 	}
 	p0, t0 := procAll(cl), time.Now()
 	load0 := loadAvg()
-	if err := sleep(ctx, o.window); err != nil {
+	if err := cluster.Sleep(ctx, o.window); err != nil {
 		return err
 	}
 	p1, t1 := procAll(cl), time.Now()
@@ -460,7 +498,7 @@ func straceWindow(ctx context.Context, o options, cl *cluster.Cluster, r *Result
 	}
 	start := time.Now()
 	r.LoadStrace = loadAvg()
-	err := sleep(ctx, o.straceWindow)
+	err := cluster.Sleep(ctx, o.straceWindow)
 	stopAll()
 	secs := time.Since(start).Seconds()
 	if err != nil {
@@ -567,7 +605,7 @@ func failover(ctx context.Context, o options, cl *cluster.Cluster, r *Result) er
 	killed := invariant.Monotonic()
 	cl.KillNode(cl.Node(victim))
 	newFile := map[string]string{}
-	werr := waitFor(ctx, 3*time.Minute+time.Duration(len(mine))*100*time.Millisecond, func() bool {
+	werr := cluster.WaitFor(ctx, 3*time.Minute+time.Duration(len(mine))*100*time.Millisecond, func() bool {
 		ents, _ := os.ReadDir(cl.HeartbeatDir)
 		for _, e := range ents {
 			if seen[e.Name()] {
@@ -619,18 +657,6 @@ func firstBeat(path string) (int64, error) {
 	return 0, fmt.Errorf("heartbeat file %s: no heartbeat within 2 s of its creation", path)
 }
 
-// selfFences counts LRMs that lost their lock and guard self-fences in
-// every node's logs.
-func selfFences(cl *cluster.Cluster) (lost, guard int) {
-	for _, n := range cl.Nodes {
-		b, _ := os.ReadFile(n.Log)
-		lost += strings.Count(string(b), "=> lost_agent_lock")
-		g, _ := os.ReadFile(filepath.Join(n.DataDir, "guard.log"))
-		guard += strings.Count(string(g), "guard: self-fence, killing")
-	}
-	return lost, guard
-}
-
 // masterChanges counts CRMs that became master after the first one, from
 // the logs.
 func masterChanges(cl *cluster.Cluster) int {
@@ -640,28 +666,6 @@ func masterChanges(cl *cluster.Cluster) int {
 		c += strings.Count(string(b), "=> master")
 	}
 	return max(0, c-1)
-}
-
-func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v", d)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 func median(v []float64) float64 {

@@ -210,7 +210,7 @@ func runOne(ctx context.Context, s runSpec) (res result) {
 		res.err = fmt.Errorf("apply %s: %w", s.kind.name, err)
 		return res
 	}
-	if err := sleep(ctx, s.opts.observe); err != nil {
+	if err := cluster.Sleep(ctx, s.opts.observe); err != nil {
 		res.err = err
 		return res
 	}
@@ -228,7 +228,7 @@ func (r *labRun) setup(ctx context.Context) error {
 	for _, n := range r.cl.Nodes {
 		sid := "exec:svc" + strings.TrimPrefix(n.Name, "node")
 		r.services[sid] = n.Name
-		err := retry(ctx, 60*time.Second, func() error {
+		err := cluster.Retry(ctx, 60*time.Second, func() error {
 			var last error
 			for _, via := range r.cl.Nodes {
 				actx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -244,7 +244,7 @@ func (r *labRun) setup(ctx context.Context) error {
 			return fmt.Errorf("add %s: %w", sid, err)
 		}
 	}
-	err := waitUntil(ctx, 90*time.Second, func() bool {
+	err := cluster.WaitFor(ctx, 90*time.Second, func() bool {
 		for sid, node := range r.services {
 			if r.cl.RunningOn(sid, 500*time.Millisecond) != node {
 				return false
@@ -255,11 +255,11 @@ func (r *labRun) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("waiting for every service to run on its node: %w", err)
 	}
-	if err := waitUntil(ctx, 60*time.Second, func() bool { r.leader = r.agreedMaster(ctx, r.names()); return r.leader != "" }); err != nil {
+	if err := cluster.WaitFor(ctx, 60*time.Second, func() bool { r.leader = r.agreedMaster(ctx, r.names()); return r.leader != "" }); err != nil {
 		return fmt.Errorf("waiting for the nodes to agree on a CRM master: %w", err)
 	}
 	// Let the cluster settle (LRMs active, manager status written).
-	return sleep(ctx, 2*time.Second)
+	return cluster.Sleep(ctx, 2*time.Second)
 }
 
 // names returns the node names.
@@ -343,7 +343,7 @@ func (r *labRun) holdTime() time.Duration {
 // waitRecovered waits (at most the bound plus 2 s) until every service of
 // node beats on another node.
 func (r *labRun) waitRecovered(ctx context.Context, node string) error {
-	err := waitUntil(ctx, r.opts.bound+2*time.Second, func() bool {
+	err := cluster.WaitFor(ctx, r.opts.bound+2*time.Second, func() bool {
 		for sid, home := range r.services {
 			if home == node {
 				if on := r.cl.RunningOn(sid, 500*time.Millisecond); on == "" || on == node {
@@ -353,7 +353,7 @@ func (r *labRun) waitRecovered(ctx context.Context, node string) error {
 		}
 		return true
 	})
-	if errors.Is(err, errTimeout) {
+	if errors.Is(err, cluster.ErrTimeout) {
 		return nil // analysed later as not recovered within the bound
 	}
 	return err
@@ -365,14 +365,7 @@ func partition(leader bool) func(context.Context, *labRun) (fault, error) {
 		hold := r.holdTime()
 		f := fault{start: invariant.Monotonic(), faulted: []string{v}, dead: []string{v},
 			what: fmt.Sprintf("%s cut off for %.1f s", v, hold.Seconds())}
-		if err := r.nw.Cut(ctx, r.idx(v)); err != nil {
-			return f, err
-		}
-		err := sleep(ctx, hold)
-		if herr := r.nw.Heal(context.WithoutCancel(ctx), r.idx(v)); herr != nil {
-			return f, herr
-		}
-		return f, err
+		return f, r.holdFault(ctx, []int{r.idx(v)}, hold, r.nw.Cut, r.nw.Heal)
 	}
 }
 
@@ -385,32 +378,42 @@ func asym(ctx context.Context, r *labRun) (fault, error) {
 	}
 	f := fault{start: invariant.Monotonic(), faulted: []string{v}, dead: []string{v},
 		what: fmt.Sprintf("%s (%s) drops all inbound for %.1f s", v, role, hold.Seconds())}
-	if err := r.nw.DropInbound(ctx, r.idx(v)); err != nil {
-		return f, err
-	}
-	err := sleep(ctx, hold)
-	if cerr := r.nw.ClearFilters(context.WithoutCancel(ctx), r.idx(v)); cerr != nil {
-		return f, cerr
-	}
-	return f, err
+	return f, r.holdFault(ctx, []int{r.idx(v)}, hold, r.nw.DropInbound, r.nw.ClearFilters)
 }
 
 func lossAll(p float64) func(context.Context, *labRun) (fault, error) {
 	return func(ctx context.Context, r *labRun) (fault, error) {
 		f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%g%% loss on every link for %v", p*100, r.opts.lossTime)}
-		for i := range r.nodes {
-			if err := r.nw.Loss(ctx, i, p, false); err != nil {
-				return f, err
-			}
-		}
-		err := sleep(ctx, r.opts.lossTime)
-		for i := range r.nodes {
-			if cerr := r.nw.ClearFilters(context.WithoutCancel(ctx), i); cerr != nil {
-				return f, cerr
-			}
-		}
-		return f, err
+		loss := func(ctx context.Context, i int) error { return r.nw.Loss(ctx, i, p, false) }
+		return f, r.holdFault(ctx, r.everyNode(), r.opts.lossTime, loss, r.nw.ClearFilters)
 	}
+}
+
+// holdFault applies a fault to each node of idx, waits d, then clears
+// it on each, even after ctx ended. The first error of apply or clear
+// wins over the wait's.
+func (r *labRun) holdFault(ctx context.Context, idx []int, d time.Duration, apply, clear func(ctx context.Context, i int) error) error {
+	for _, i := range idx {
+		if err := apply(ctx, i); err != nil {
+			return err
+		}
+	}
+	err := cluster.Sleep(ctx, d)
+	for _, i := range idx {
+		if cerr := clear(context.WithoutCancel(ctx), i); cerr != nil {
+			return cerr
+		}
+	}
+	return err
+}
+
+// everyNode returns the index of every node.
+func (r *labRun) everyNode() []int {
+	idx := make([]int, r.nodes)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
 }
 
 func lossLeader(p float64) func(context.Context, *labRun) (fault, error) {
@@ -418,32 +421,16 @@ func lossLeader(p float64) func(context.Context, *labRun) (fault, error) {
 		v := r.leader
 		f := fault{start: invariant.Monotonic(), faulted: []string{v}, mayMove: []string{v},
 			what: fmt.Sprintf("%g%% loss on leader %s's links for %v", p*100, v, r.opts.lossTime)}
-		if err := r.nw.Loss(ctx, r.idx(v), p, true); err != nil {
-			return f, err
-		}
-		err := sleep(ctx, r.opts.lossTime)
-		if cerr := r.nw.ClearFilters(context.WithoutCancel(ctx), r.idx(v)); cerr != nil {
-			return f, cerr
-		}
-		return f, err
+		loss := func(ctx context.Context, i int) error { return r.nw.Loss(ctx, i, p, true) }
+		return f, r.holdFault(ctx, []int{r.idx(v)}, r.opts.lossTime, loss, r.nw.ClearFilters)
 	}
 }
 
 func delayAll(d time.Duration) func(context.Context, *labRun) (fault, error) {
 	return func(ctx context.Context, r *labRun) (fault, error) {
 		f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%v delay on every node for %v", d, r.opts.lossTime)}
-		for i := range r.nodes {
-			if err := r.nw.Delay(ctx, i, d); err != nil {
-				return f, err
-			}
-		}
-		err := sleep(ctx, r.opts.lossTime)
-		for i := range r.nodes {
-			if cerr := r.nw.ClearDelay(context.WithoutCancel(ctx), i); cerr != nil {
-				return f, cerr
-			}
-		}
-		return f, err
+		delay := func(ctx context.Context, i int) error { return r.nw.Delay(ctx, i, d) }
+		return f, r.holdFault(ctx, r.everyNode(), r.opts.lossTime, delay, r.nw.ClearDelay)
 	}
 }
 
@@ -454,7 +441,7 @@ func sigstop(ctx context.Context, r *labRun) (fault, error) {
 	f := fault{start: invariant.Monotonic(), faulted: []string{v}, dead: []string{v},
 		what: fmt.Sprintf("%s%s agent stopped for %.1f s", v, leaderMark(r, v), hold.Seconds())}
 	r.cl.Pause(n)
-	err := sleep(ctx, hold)
+	err := cluster.Sleep(ctx, hold)
 	r.cl.Resume(n)
 	return f, err
 }
@@ -469,7 +456,7 @@ func killLeader(ctx context.Context, r *labRun) (fault, error) {
 		return f, err
 	}
 	down := r.between(0, 3*time.Second)
-	if err := sleep(ctx, down); err != nil {
+	if err := cluster.Sleep(ctx, down); err != nil {
 		return f, err
 	}
 	f.what += fmt.Sprintf(", restarted after recovery + %.1f s", down.Seconds())
@@ -515,7 +502,7 @@ func restarts(ctx context.Context, r *labRun) (fault, error) {
 			r.cl.KillAgent(n)
 		}
 		pause := r.between(0, time.Second)
-		if err := sleep(ctx, pause); err != nil {
+		if err := cluster.Sleep(ctx, pause); err != nil {
 			return f, err
 		}
 		if err := r.restartAgent(ctx, n); err != nil {
@@ -523,7 +510,7 @@ func restarts(ctx context.Context, r *labRun) (fault, error) {
 		}
 		gap := r.between(3*time.Second, 6*time.Second)
 		parts = append(parts, fmt.Sprintf("%s%s (down %.1f s, then %.1f s)", v, leaderMark(r, v), pause.Seconds(), gap.Seconds()))
-		if err := sleep(ctx, gap); err != nil {
+		if err := cluster.Sleep(ctx, gap); err != nil {
 			return f, err
 		}
 	}
@@ -542,7 +529,7 @@ func diskFull(leader bool) func(context.Context, *labRun) (fault, error) {
 		if err := fillDisk(fill); err != nil {
 			return f, err
 		}
-		err := sleep(ctx, hold)
+		err := cluster.Sleep(ctx, hold)
 		if rerr := os.Remove(fill); rerr != nil {
 			return f, rerr
 		}
@@ -618,14 +605,14 @@ func clockStep(ctx context.Context, r *labRun) (fault, error) {
 	hold := r.holdTime()
 	f := fault{start: invariant.Monotonic(), what: fmt.Sprintf("%s%s wall clock off by %v, watched %.1f s", v, leaderMark(r, v), step, hold.Seconds())}
 	// Check that the offset took: the node's status reports its clock.
-	err := waitUntil(ctx, 5*time.Second, func() bool {
+	err := cluster.WaitFor(ctx, 5*time.Second, func() bool {
 		st := r.status(ctx, v)
 		return st != nil && absDur(time.Duration(st.Now-time.Now().Unix())*time.Second-step) <= 2*time.Second
 	})
 	if err != nil {
 		return f, fmt.Errorf("%s's status does not show its clock off by %v: %w", v, step, err)
 	}
-	return f, sleep(ctx, hold)
+	return f, cluster.Sleep(ctx, hold)
 }
 
 func absDur(d time.Duration) time.Duration {
@@ -664,47 +651,4 @@ func panicLine(path string) string {
 		}
 	}
 	return "see " + path
-}
-
-var errTimeout = errors.New("timed out")
-
-// waitUntil polls cond every 50 ms until it holds, d passes (errTimeout)
-// or ctx ends.
-func waitUntil(ctx context.Context, d time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %v", errTimeout, d)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// retry calls f every 200 ms until it succeeds or d passes.
-func retry(ctx context.Context, d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
