@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -121,7 +122,7 @@ type Config struct {
 	// acknowledged writes. Default false.
 	NoSync bool
 	// Clock times the locks. Nil means the system clock (monotonic).
-	Clock Clock
+	Clock clock.Clock
 	// TLS makes the port mutual TLS 1.3 with the cluster CA (see TLS). Nil
 	// means plain TCP with no authentication: tests and explicitly
 	// insecure setups only. Default nil.

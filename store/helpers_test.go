@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -29,6 +30,18 @@ func (c *fakeClock) Now() time.Time {
 	defer c.mu.Unlock()
 	return c.now
 }
+
+// NewTimer is not used by the store; it returns a timer that never fires.
+func (c *fakeClock) NewTimer(time.Duration) clock.Timer { return stoppedTimer{} }
+
+// Mono is not used by the store; it counts Now's nanoseconds.
+func (c *fakeClock) Mono() int64 { return c.Now().UnixNano() }
+
+// stoppedTimer is a timer that never fires.
+type stoppedTimer struct{}
+
+func (stoppedTimer) C() <-chan time.Time { return nil }
+func (stoppedTimer) Stop() bool          { return false }
 
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()

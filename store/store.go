@@ -20,6 +20,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -27,7 +28,7 @@ import (
 type Store struct {
 	cfg    Config
 	logger *slog.Logger
-	clock  Clock
+	clock  clock.Clock
 
 	raft     *raft.Raft
 	fsm      *fsm
@@ -126,7 +127,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1),
 		ready: make(chan struct{}), writeFail: make(chan struct{}, 1)}
 	if s.clock == nil {
-		s.clock = SystemClock{}
+		s.clock = clock.System{}
 	}
 	s.timers.deadline = map[string]time.Time{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
