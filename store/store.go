@@ -659,36 +659,6 @@ func (s *Store) appliedThrough(index uint64) bool {
 	return true
 }
 
-// idempotent reports whether repeating op has the same effect as one
-// application, so that the store may retry it when an attempt's outcome is
-// unknown. Only writes that one writer makes in sequence qualify: the
-// manager status (the master's, fenced by term) and a node's own LRM
-// status. A config write is never retried: if the first attempt was
-// committed, a repetition could revert a change another writer made in
-// between (an operator's set after a CRM steal, a rules text after a
-// migration); such a write returns ErrOutcomeUnknown to its caller, who
-// reads the state and decides.
-func idempotent(op string) bool {
-	switch op {
-	case opManagerStatus, opLRMStatus, opFenceConfirmed, opOutboxPut, opOutboxDone, opServiceUsage:
-		return true
-	}
-	return false
-}
-
-// apply runs an encoded command on the leader and returns its result.
-func (s *Store) apply(ctx context.Context, op string, term uint64, data any) (*result, error) {
-	b, err := newCommand(op, term, data)
-	if err != nil {
-		return nil, err
-	}
-	res := s.do(ctx, &fwdRequest{Op: fwdApply, Command: b, idempotent: idempotent(op)})
-	if err := res.err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	return res, nil
-}
-
 // Writes. Each goes through the leader (forwarded from followers) and
 // returns once committed and applied on the leader, or with an error. A
 // write that fails with ErrOutcomeUnknown (leadership lost mid-commit, a
