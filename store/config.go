@@ -132,6 +132,11 @@ type Config struct {
 	// accepts connections and before raft exists: it lets a test see what
 	// a half-started store answers.
 	openHook func(*Store)
+	// raftTransport, when set (tests only: newCluster), returns the
+	// transport raft uses at the node's advertised address instead of
+	// raft's network transport over the store port. Forwarded requests
+	// still use the port.
+	raftTransport func(addr string) raftTransport
 }
 
 // DefaultConfig returns the production defaults. NodeID and DataDir must

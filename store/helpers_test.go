@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"haxd/clock"
 	"haxd/ha"
 )
@@ -47,6 +49,59 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
+}
+
+// inmemNet connects the in-memory raft transports of one test's nodes,
+// by address: a node's raft reaches every other open node of the test and
+// no closed one.
+type inmemNet struct {
+	mu    sync.Mutex
+	nodes map[raft.ServerAddress]*inmemTransport
+}
+
+// transport returns a new in-memory raft transport at addr, connected both
+// ways with every open node's (Config.raftTransport). A node reopened at
+// its address replaces its earlier transport.
+func (n *inmemNet) transport(addr string) raftTransport {
+	a, tr := raft.NewInmemTransport(raft.ServerAddress(addr))
+	it := &inmemTransport{InmemTransport: tr, net: n}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for pa, p := range n.nodes {
+		if pa != a {
+			tr.Connect(pa, p.InmemTransport)
+		}
+		p.Connect(a, tr)
+	}
+	n.nodes[a] = it
+	return it
+}
+
+// inmemTransport is raft's in-memory transport without pipelining, like
+// production's unpipelined, that leaves its inmemNet when closed.
+type inmemTransport struct {
+	*raft.InmemTransport
+	net *inmemNet
+}
+
+// AppendEntriesPipeline refuses, so raft uses plain AppendEntries RPCs.
+func (*inmemTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// Close disconnects the transport from every other node's and closes it.
+func (t *inmemTransport) Close() error {
+	n := t.net
+	a := t.LocalAddr()
+	n.mu.Lock()
+	if n.nodes[a] == t {
+		delete(n.nodes, a)
+		for _, p := range n.nodes {
+			p.Disconnect(a)
+		}
+	}
+	n.mu.Unlock()
+	return t.InmemTransport.Close()
 }
 
 // testWriter passes log lines to t until the test's cleanup shuts it, so
@@ -102,10 +157,32 @@ type cluster struct {
 	nodes  []*Store
 }
 
-// newCluster opens n nodes on fixed loopback ports with the fast timings
+// newCluster opens n nodes with the fast timings and a shared fake clock,
+// whose rafts talk over in-memory transports (inmemNet); mutate adjusts
+// each config. Forwarded requests still use each node's port, on a fixed
+// loopback address. Nodes are closed at the end of the test.
+func newCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	mem := &inmemNet{nodes: map[raft.ServerAddress]*inmemTransport{}}
+	return openCluster(t, n, func(cfg *Config) {
+		cfg.raftTransport = mem.transport
+		if mutate != nil {
+			mutate(cfg)
+		}
+	})
+}
+
+// newTCPCluster is newCluster with raft's network transport over each
+// node's port, for the tests of the transport itself.
+func newTCPCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	return openCluster(t, n, mutate)
+}
+
+// openCluster opens n nodes on fixed loopback ports with the fast timings
 // and a shared fake clock; mutate adjusts each config. Nodes are closed at
 // the end of the test.
-func newCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+func openCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, logger: testLogger(t, slog.LevelWarn), clock: newFakeClock()}
 	base := t.TempDir()

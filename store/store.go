@@ -33,7 +33,7 @@ type Store struct {
 	raft     *raft.Raft
 	fsm      *fsm
 	mux      *mux
-	trans    *raft.NetworkTransport
+	trans    raftTransport
 	bolt     *raftboltdb.BoltStore
 	snaps    *raft.FileSnapshotStore
 	observer *raft.Observer
@@ -176,10 +176,9 @@ func (s *Store) closeUnstarted() {
 	}
 	if s.trans != nil {
 		_ = s.trans.Close()
-	} else if s.mux != nil {
-		_ = s.mux.Close()
 	}
 	if s.mux != nil {
+		_ = s.mux.Close() // done already if the transport runs over it
 		s.mux.wait()
 	}
 	if s.bolt != nil {
@@ -241,12 +240,16 @@ func (s *Store) openNetwork(raftLog *hclogAdapter) error {
 		s.mux.raftPeerAllowed = s.raftPeerAllowed
 	}
 	s.mux.start()
-	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	if cfg.raftTransport != nil {
+		s.trans = cfg.raftTransport(s.addr)
+		return nil
+	}
+	s.trans = unpipelined{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  s.mux,
 		MaxPool: cfg.MaxPool,
 		Timeout: cfg.TransportTimeout,
 		Logger:  raftLog.Named("net"),
-	})
+	})}
 	return nil
 }
 
@@ -272,7 +275,7 @@ func (s *Store) startRaft(raftLog *hclogAdapter) (chan bool, chan raft.Observati
 		return nil, nil, fmt.Errorf("raft config: %w", err)
 	}
 	watched := &failWatch{LogStore: s.bolt, StableStore: s.bolt, failed: s.writeFailed}
-	r, err := raft.NewRaft(rc, s.fsm, watched, watched, s.snaps, unpipelined{s.trans})
+	r, err := raft.NewRaft(rc, s.fsm, watched, watched, s.snaps, s.trans)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -332,6 +335,7 @@ func (s *Store) Close() error {
 		if err := s.trans.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))
 		}
+		_ = s.mux.Close() // done already if the transport runs over it
 		s.mux.wait()
 		s.wg.Wait()
 		if err := s.bolt.Close(); err != nil {
