@@ -17,10 +17,12 @@ import (
 	"haxd/ha"
 )
 
-// fakeClock is a manually advanced clock shared by the nodes of a test.
+// fakeClock is a manually advanced clock shared by the nodes of a test
+// (clock.Clock). Its timers fire when Advance reaches their deadline.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
 }
 
 func newFakeClock() *fakeClock {
@@ -33,22 +35,60 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-// NewTimer is not used by the store; it returns a timer that never fires.
-func (c *fakeClock) NewTimer(time.Duration) clock.Timer { return stoppedTimer{} }
+// NewTimer returns a timer that fires once Advance reaches now + d.
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
+	c.timers = append(c.timers, t)
+	c.fireLocked()
+	return t
+}
 
-// Mono is not used by the store; it counts Now's nanoseconds.
+// Mono counts Now's nanoseconds.
 func (c *fakeClock) Mono() int64 { return c.Now().UnixNano() }
-
-// stoppedTimer is a timer that never fires.
-type stoppedTimer struct{}
-
-func (stoppedTimer) C() <-chan time.Time { return nil }
-func (stoppedTimer) Stop() bool          { return false }
 
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
+	c.fireLocked()
 	c.mu.Unlock()
+}
+
+// fireLocked fires and forgets every timer due at c.now.
+func (c *fakeClock) fireLocked() {
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if t.at.After(c.now) {
+			kept = append(kept, t)
+			continue
+		}
+		t.ch <- c.now
+	}
+	clear(c.timers[len(kept):])
+	c.timers = kept
+}
+
+// fakeTimer is a timer of a fakeClock.
+type fakeTimer struct {
+	c  *fakeClock
+	at time.Time
+	ch chan time.Time
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.ch }
+
+// Stop forgets the timer; it reports whether it had not fired yet.
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	for i, p := range t.c.timers {
+		if p == t {
+			t.c.timers = append(t.c.timers[:i], t.c.timers[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // inmemNet connects the in-memory raft transports of one test's nodes,
@@ -388,4 +428,30 @@ func sameConfig(got, want ha.ResourceConfig) bool {
 	}
 	got.Revision, want.Revision = 0, 0
 	return reflect.DeepEqual(got, want)
+}
+
+func TestFakeClockTimers(t *testing.T) {
+	c := newFakeClock()
+	a, b := c.NewTimer(time.Second), c.NewTimer(2*time.Second)
+	if now := c.NewTimer(0); len(now.C()) != 1 {
+		t.Error("a timer of 0 did not fire at once")
+	}
+	c.Advance(999 * time.Millisecond)
+	if len(a.C()) != 0 {
+		t.Error("timer fired before its deadline")
+	}
+	c.Advance(time.Millisecond)
+	if got := <-a.C(); !got.Equal(c.Now()) {
+		t.Errorf("timer fired at %v, want %v", got, c.Now())
+	}
+	if a.Stop() {
+		t.Error("Stop of a fired timer reported it pending")
+	}
+	if !b.Stop() {
+		t.Error("Stop of a pending timer reported it fired")
+	}
+	c.Advance(time.Hour)
+	if len(b.C()) != 0 {
+		t.Error("a stopped timer fired")
+	}
 }
