@@ -61,7 +61,7 @@ var layers = map[string]layer{
 	"fencedev":         {deps: []string{"clock", "ha"}, modules: true}, // clock brings golang.org/x/sys
 	"gossip":           {deps: []string{"ha", "logdedup"}, modules: true},
 	"pki":              {deps: []string{"ha"}},
-	"store":            {deps: []string{"ha", "logdedup", "pki"}, modules: true},
+	"store":            {deps: []string{"clock", "ha", "logdedup", "pki"}, modules: true},
 	"resource":         {deps: []string{"ha"}},
 	"resource/exec":    {deps: []string{"ha", "resource"}},
 	"resource/ocf":     {deps: []string{"ha", "resource", "resource/exec"}},

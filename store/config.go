@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -121,7 +122,7 @@ type Config struct {
 	// acknowledged writes. Default false.
 	NoSync bool
 	// Clock times the locks. Nil means the system clock (monotonic).
-	Clock Clock
+	Clock clock.Clock
 	// TLS makes the port mutual TLS 1.3 with the cluster CA (see TLS). Nil
 	// means plain TCP with no authentication: tests and explicitly
 	// insecure setups only. Default nil.
@@ -131,6 +132,11 @@ type Config struct {
 	// accepts connections and before raft exists: it lets a test see what
 	// a half-started store answers.
 	openHook func(*Store)
+	// raftTransport, when set (tests only: newCluster), returns the
+	// transport raft uses at the node's advertised address instead of
+	// raft's network transport over the store port. Forwarded requests
+	// still use the port.
+	raftTransport func(addr string) raftTransport
 }
 
 // DefaultConfig returns the production defaults. NodeID and DataDir must

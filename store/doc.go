@@ -27,6 +27,11 @@
 // deletes, steals): repeating a config change that was in fact committed
 // could revert a change another writer made in between.
 //
+// A request takes one path through the store, kept in that order in
+// pipeline.go: decode, route (run here on the leader or forward to it),
+// check, apply through raft and the FSM's operation table
+// (operations.go), answer.
+//
 // # Config changes
 //
 // The store is the only owner of config mutation: every change is one

@@ -90,6 +90,10 @@ type fsm struct {
 	// by operation (ApplyStats).
 	statsMu sync.Mutex
 	stats   map[string]OpStats
+
+	// ops is the operation table (operationTable), read-only after
+	// newFSM.
+	ops map[string]operation
 }
 
 // OpStats counts the log entries of one operation this node applied.
@@ -121,7 +125,7 @@ func (f *fsm) applyStats() map[string]OpStats {
 }
 
 func newFSM(hooks lockHooks, logger *slog.Logger) *fsm {
-	return &fsm{st: newState(), hooks: hooks, logger: logger}
+	return &fsm{st: newState(), hooks: hooks, logger: logger, ops: operationTable()}
 }
 
 func newState() *state {
@@ -183,325 +187,20 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return refuse(ErrStaleTerm, "%s: written as master of term %d, appended in term %d", cmd.Op, cmd.Term, l.Term)
 	}
 	f.mu.Lock()
-	res, renewed, released := f.apply(l, &cmd)
+	res, eff := f.apply(l, &cmd)
 	f.mu.Unlock()
 	if f.hooks != nil {
-		if renewed != "" {
-			f.hooks.lockRenewed(renewed)
+		if eff.renewed != "" {
+			f.hooks.lockRenewed(eff.renewed)
 		}
-		if released != "" {
-			f.hooks.lockReleased(released)
+		if eff.released != "" {
+			f.hooks.lockReleased(eff.released)
 		}
 	}
 	if w, ok := f.hooks.(applyWatcher); ok {
 		w.applied(cmd.Op)
 	}
 	return res
-}
-
-// apply changes the state under f.mu. It returns the result and the name
-// of a lock it granted or renewed, or released.
-func (f *fsm) apply(l *raft.Log, cmd *command) (res *result, renewed, released string) {
-	st := f.st
-	fenced := func() *result {
-		if cmd.Term == 0 {
-			return refuse(ErrStaleTerm, "%s: missing the writer's term", cmd.Op)
-		}
-		if cmd.Term < st.ManagerTerm {
-			return refuse(ErrStaleTerm, "%s: term %d is older than term %d of the last master write", cmd.Op, cmd.Term, st.ManagerTerm)
-		}
-		st.ManagerTerm = cmd.Term
-		return nil
-	}
-	// termOK is fenced's check without the update of ManagerTerm, for
-	// operations that have checks of their own to pass before they may
-	// change anything.
-	termOK := func() *result {
-		if cmd.Term != 0 && cmd.Term < st.ManagerTerm {
-			return refuse(ErrStaleTerm, "%s: term %d is older than term %d of the last master write", cmd.Op, cmd.Term, st.ManagerTerm)
-		}
-		return nil
-	}
-	decode := func(v any) *result {
-		if err := json.Unmarshal(cmd.Data, v); err != nil {
-			return refuse(ErrInvalid, "decode %s payload", cmd.Op)
-		}
-		return nil
-	}
-	switch cmd.Op {
-	case opManagerStatus:
-		var ms ha.ManagerStatus
-		if r := decode(&ms); r != nil {
-			return r, "", ""
-		}
-		if r := fenced(); r != nil {
-			return r, "", ""
-		}
-		st.ManagerStatus = slices.Clone(cmd.Data)
-		return ok(nil), "", ""
-
-	case opLRMStatus:
-		var c lrmStatusCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		var probe ha.LRMStatus
-		if c.Node == "" || json.Unmarshal(c.Status, &probe) != nil {
-			return refuse(ErrInvalid, "lrm status of node %q", c.Node), "", ""
-		}
-		st.LRMStatus[c.Node] = slices.Clone(c.Status)
-		return ok(nil), "", ""
-
-	case opPutResource:
-		var rc ha.ResourceConfig
-		if r := decode(&rc); r != nil {
-			return r, "", ""
-		}
-		if _, err := ha.ParseSID(string(rc.SID)); err != nil {
-			return refuse(ErrInvalid, "put resource %q", rc.SID), "", ""
-		}
-		rc.Revision = l.Index
-		st.Resources[rc.SID] = rc
-		return ok(nil), "", ""
-
-	case opDeleteResource:
-		var c sidCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		if _, found := st.Resources[c.SID]; !found {
-			return refuse(ErrNotFound, "delete resource %q", c.SID), "", ""
-		}
-		delete(st.Resources, c.SID)
-		return ok(nil), "", ""
-
-	case opSetLocation, opStealService:
-		var c locationCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		rc, found := st.Resources[c.SID]
-		if !found {
-			return refuse(ErrNotFound, "move resource %q", c.SID), "", ""
-		}
-		if c.To == "" {
-			return refuse(ErrInvalid, "move resource %q: empty target node", c.SID), "", ""
-		}
-		if c.From != "" && rc.Node != c.From {
-			return refuse(ErrConflict, "move resource %q from %q: it is on %q", c.SID, c.From, rc.Node), "", ""
-		}
-		if cmd.Op == opStealService {
-			if r := fenced(); r != nil {
-				return r, "", ""
-			}
-			if r := checkStealLock(st, &c); r != nil {
-				return r, "", ""
-			}
-		}
-		rc.Node = c.To
-		rc.Revision = l.Index
-		st.Resources[c.SID] = rc
-		return ok(nil), "", ""
-
-	case opSetRequestedState:
-		var c requestedStateCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		rc, found := st.Resources[c.SID]
-		if !found {
-			return refuse(ErrNotFound, "set requested state of %q", c.SID), "", ""
-		}
-		if _, valid := ha.ParseRequestedState(string(c.State)); !valid {
-			return refuse(ErrInvalid, "set requested state of %q to %q", c.SID, c.State), "", ""
-		}
-		if cmd.Term != 0 {
-			if r := fenced(); r != nil {
-				return r, "", ""
-			}
-		} else if c.State != ha.RequestDisabled && st.serviceState(c.SID) == ha.StateError {
-			return refuse(ErrConflict, "service '%s' in error state, must be disabled and fixed first", c.SID), "", ""
-		}
-		rc.State = c.State
-		rc.Revision = l.Index
-		st.Resources[c.SID] = rc
-		return ok(nil), "", ""
-
-	case opSetRules, opSetGroups:
-		var c textCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		if r := termOK(); r != nil {
-			return r, "", ""
-		}
-		if cmd.Op == opSetGroups {
-			if r := st.checkSetGroups(&c); r != nil {
-				return r, "", ""
-			}
-		}
-		if cmd.Term != 0 {
-			_ = fenced()
-		}
-		if cmd.Op == opSetGroups {
-			st.setGroups(&c)
-		} else {
-			st.Rules = c.Text
-		}
-		return ok(nil), "", ""
-
-	case opAddResource:
-		var c addResourceCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		return f.addResource(l, &c), "", ""
-
-	case opUpdateResource:
-		var c updateResourceCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		return f.updateResource(l, &c), "", ""
-
-	case opRemoveResource:
-		var c removeResourceCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		return f.removeResource(&c), "", ""
-
-	case opMigrateGroups:
-		var c migrateGroupsCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		if cmd.Term == 0 {
-			return refuse(ErrStaleTerm, "%s: missing the writer's term", cmd.Op), "", ""
-		}
-		if r := termOK(); r != nil {
-			return r, "", ""
-		}
-		if r := st.checkMigration(&c); r != nil {
-			return r, "", ""
-		}
-		_ = fenced()
-		st.migrateGroups(l, &c)
-		return ok(nil), "", ""
-
-	case opSetDatacenter:
-		var c datacenterDoc
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		st.Datacenter = &c
-		return ok(nil), "", ""
-
-	case opUpdateDatacenter:
-		var c updateDatacenterCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		if mustJSONOrEmpty(st.Datacenter) != mustJSONOrEmpty(c.From) {
-			return refuse(ErrConflict, "update datacenter settings: they changed since they were read"), "", ""
-		}
-		st.Datacenter = &c.To
-		return ok(nil), "", ""
-
-	case opAppendCommands:
-		var c commandsCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		st.Commands = append(st.Commands, c.Commands...)
-		return ok(nil), "", ""
-
-	case opTakeCommands:
-		if r := fenced(); r != nil {
-			return r, "", ""
-		}
-		taken := st.Commands
-		st.Commands = nil
-		if taken == nil {
-			taken = []string{}
-		}
-		return ok(taken), "", ""
-
-	case opLock:
-		var c lockCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		if c.Name == "" || c.Holder == "" {
-			return refuse(ErrInvalid, "lock %q for %q: empty name or holder", c.Name, c.Holder), "", ""
-		}
-		cur, held := st.Locks[c.Name]
-		var out LockResult
-		switch {
-		case held && cur.Released && cur.Owner != c.Holder:
-			return refuse(ErrLockReleasedRunning, "lock %q for %q: released by %q", c.Name, c.Holder, cur.Owner), "", ""
-		case !held && !c.Takeover, held && cur.Released && !c.Takeover:
-			// Free, or released by the holder itself: a new acquisition.
-			// A lock released with services running stays marked so
-			// until its owner asks with its watchdog armed (lockCmd.Armed).
-			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index,
-				Released: held && cur.Released && !c.Armed}, New: true}
-		case held && !c.Takeover && cur.Owner == c.Holder:
-			cur.Index = l.Index
-			out = LockResult{LockInfo: cur}
-		case held && c.Takeover && cur.Owner == c.ExpectOwner && cur.Index == c.ExpectIndex && cur.Owner != c.Holder:
-			if c.Fenced {
-				if r := checkFencedTakeover(st, cmd, &c); r != nil {
-					return r, "", ""
-				}
-			}
-			out = LockResult{LockInfo: LockInfo{Name: c.Name, Owner: c.Holder, Index: l.Index, Acquired: l.Index}, New: true}
-		case held && !c.Takeover:
-			return refuse(ErrLockHeld, "lock %q for %q: held by %q", c.Name, c.Holder, cur.Owner), "", ""
-		default:
-			return refuse(ErrLockConflict, "lock %q for %q: changed since the leader's check", c.Name, c.Holder), "", ""
-		}
-		if cmd.Term != 0 {
-			if r := fenced(); r != nil {
-				return r, "", ""
-			}
-		}
-		st.Locks[c.Name] = out.LockInfo
-		out.Index = l.Index
-		return ok(out), c.Name, ""
-
-	case opFenceConfirmed:
-		return f.applyFenceConfirmed(l, cmd), "", ""
-
-	case opOutboxPut, opOutboxDone:
-		return f.applyOutbox(l.Index, cmd), "", ""
-
-	case opServiceUsage:
-		return f.applyServiceUsage(l.Index, cmd), "", ""
-
-	case opUnlock:
-		var c unlockCmd
-		if r := decode(&c); r != nil {
-			return r, "", ""
-		}
-		cur, held := st.Locks[c.Name]
-		if !held {
-			return refuse(ErrNotFound, "release lock %q for %q: not held", c.Name, c.Holder), "", ""
-		}
-		if cur.Owner != c.Holder {
-			return refuse(ErrLockHeld, "release lock %q for %q: held by %q", c.Name, c.Holder, cur.Owner), "", ""
-		}
-		if c.Running {
-			// Keep the record: given up with services running, it is
-			// free for its owner only.
-			cur.Released, cur.Index = true, l.Index
-			st.Locks[c.Name] = cur
-			return ok(nil), "", c.Name
-		}
-		delete(st.Locks, c.Name)
-		return ok(nil), "", c.Name
-	}
-	return refuse(ErrInvalid, "log entry %d: unknown operation %q", l.Index, cmd.Op), "", ""
 }
 
 // Snapshot captures the state; raft persists it while Apply goes on.

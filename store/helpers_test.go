@@ -11,13 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
+	"haxd/clock"
 	"haxd/ha"
 )
 
-// fakeClock is a manually advanced clock shared by the nodes of a test.
+// fakeClock is a manually advanced clock shared by the nodes of a test
+// (clock.Clock). Its timers fire when Advance reaches their deadline.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
 }
 
 func newFakeClock() *fakeClock {
@@ -30,10 +35,113 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
+// NewTimer returns a timer that fires once Advance reaches now + d.
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
+	c.timers = append(c.timers, t)
+	c.fireLocked()
+	return t
+}
+
+// Mono counts Now's nanoseconds.
+func (c *fakeClock) Mono() int64 { return c.Now().UnixNano() }
+
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
+	c.fireLocked()
 	c.mu.Unlock()
+}
+
+// fireLocked fires and forgets every timer due at c.now.
+func (c *fakeClock) fireLocked() {
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if t.at.After(c.now) {
+			kept = append(kept, t)
+			continue
+		}
+		t.ch <- c.now
+	}
+	clear(c.timers[len(kept):])
+	c.timers = kept
+}
+
+// fakeTimer is a timer of a fakeClock.
+type fakeTimer struct {
+	c  *fakeClock
+	at time.Time
+	ch chan time.Time
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.ch }
+
+// Stop forgets the timer; it reports whether it had not fired yet.
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	for i, p := range t.c.timers {
+		if p == t {
+			t.c.timers = append(t.c.timers[:i], t.c.timers[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// inmemNet connects the in-memory raft transports of one test's nodes,
+// by address: a node's raft reaches every other open node of the test and
+// no closed one.
+type inmemNet struct {
+	mu    sync.Mutex
+	nodes map[raft.ServerAddress]*inmemTransport
+}
+
+// transport returns a new in-memory raft transport at addr, connected both
+// ways with every open node's (Config.raftTransport). A node reopened at
+// its address replaces its earlier transport.
+func (n *inmemNet) transport(addr string) raftTransport {
+	a, tr := raft.NewInmemTransport(raft.ServerAddress(addr))
+	it := &inmemTransport{InmemTransport: tr, net: n}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for pa, p := range n.nodes {
+		if pa != a {
+			tr.Connect(pa, p.InmemTransport)
+		}
+		p.Connect(a, tr)
+	}
+	n.nodes[a] = it
+	return it
+}
+
+// inmemTransport is raft's in-memory transport without pipelining, like
+// production's unpipelined, that leaves its inmemNet when closed.
+type inmemTransport struct {
+	*raft.InmemTransport
+	net *inmemNet
+}
+
+// AppendEntriesPipeline refuses, so raft uses plain AppendEntries RPCs.
+func (*inmemTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// Close disconnects the transport from every other node's and closes it.
+func (t *inmemTransport) Close() error {
+	n := t.net
+	a := t.LocalAddr()
+	n.mu.Lock()
+	if n.nodes[a] == t {
+		delete(n.nodes, a)
+		for _, p := range n.nodes {
+			p.Disconnect(a)
+		}
+	}
+	n.mu.Unlock()
+	return t.InmemTransport.Close()
 }
 
 // testWriter passes log lines to t until the test's cleanup shuts it, so
@@ -89,10 +197,32 @@ type cluster struct {
 	nodes  []*Store
 }
 
-// newCluster opens n nodes on fixed loopback ports with the fast timings
+// newCluster opens n nodes with the fast timings and a shared fake clock,
+// whose rafts talk over in-memory transports (inmemNet); mutate adjusts
+// each config. Forwarded requests still use each node's port, on a fixed
+// loopback address. Nodes are closed at the end of the test.
+func newCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	mem := &inmemNet{nodes: map[raft.ServerAddress]*inmemTransport{}}
+	return openCluster(t, n, func(cfg *Config) {
+		cfg.raftTransport = mem.transport
+		if mutate != nil {
+			mutate(cfg)
+		}
+	})
+}
+
+// newTCPCluster is newCluster with raft's network transport over each
+// node's port, for the tests of the transport itself.
+func newTCPCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+	t.Helper()
+	return openCluster(t, n, mutate)
+}
+
+// openCluster opens n nodes on fixed loopback ports with the fast timings
 // and a shared fake clock; mutate adjusts each config. Nodes are closed at
 // the end of the test.
-func newCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
+func openCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, logger: testLogger(t, slog.LevelWarn), clock: newFakeClock()}
 	base := t.TempDir()
@@ -298,4 +428,30 @@ func sameConfig(got, want ha.ResourceConfig) bool {
 	}
 	got.Revision, want.Revision = 0, 0
 	return reflect.DeepEqual(got, want)
+}
+
+func TestFakeClockTimers(t *testing.T) {
+	c := newFakeClock()
+	a, b := c.NewTimer(time.Second), c.NewTimer(2*time.Second)
+	if now := c.NewTimer(0); len(now.C()) != 1 {
+		t.Error("a timer of 0 did not fire at once")
+	}
+	c.Advance(999 * time.Millisecond)
+	if len(a.C()) != 0 {
+		t.Error("timer fired before its deadline")
+	}
+	c.Advance(time.Millisecond)
+	if got := <-a.C(); !got.Equal(c.Now()) {
+		t.Errorf("timer fired at %v, want %v", got, c.Now())
+	}
+	if a.Stop() {
+		t.Error("Stop of a fired timer reported it pending")
+	}
+	if !b.Stop() {
+		t.Error("Stop of a pending timer reported it fired")
+	}
+	c.Advance(time.Hour)
+	if len(b.C()) != 0 {
+		t.Error("a stopped timer fired")
+	}
 }

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -108,24 +106,6 @@ func (s *Store) AcquireOwnLock(ctx context.Context, name, holder string, armed b
 	return s.acquire(ctx, &lockRequest{Name: name, Holder: holder, Armed: armed})
 }
 
-// acquire sends a lock request to the leader and decodes its result.
-// Retrying after an unknown outcome is safe: if the first attempt was
-// committed, the retry is a refresh by the new owner.
-func (s *Store) acquire(ctx context.Context, req *lockRequest) (LockResult, error) {
-	if req.Name == "" || req.Holder == "" {
-		return LockResult{}, fmt.Errorf("acquire lock %q for %q: %w: empty name or holder", req.Name, req.Holder, ErrInvalid)
-	}
-	res := s.do(ctx, &fwdRequest{Op: fwdLock, Lock: req, idempotent: true})
-	if err := res.err(); err != nil {
-		return LockResult{}, fmt.Errorf("acquire lock: %w", err)
-	}
-	var out LockResult
-	if err := json.Unmarshal(res.Value, &out); err != nil {
-		return LockResult{}, fmt.Errorf("acquire lock %q: decode result: %w", req.Name, err)
-	}
-	return out, nil
-}
-
 // ReleaseLock releases the lock called name held by holder. It fails with
 // ErrLockHeld if another node holds it and ErrNotFound if nobody does.
 // running says that holder's services may still run (a disarm, an agent
@@ -144,54 +124,4 @@ func (s *Store) ReleaseLock(ctx context.Context, name, holder string, running bo
 func (s *Store) LockReleasedRunning(name string) bool {
 	li, held := s.fsm.lock(name)
 	return held && li.Released
-}
-
-// acquireLocal decides a lock request on the leader and commits it.
-func (s *Store) acquireLocal(ctx context.Context, req *lockRequest) *result {
-	term, leader := s.LeaderTerm()
-	if !leader {
-		return refuse(ErrNotLeader, "lock %q on %s", req.Name, s.cfg.NodeID)
-	}
-	if req.Term != 0 && req.Term != term {
-		return refuse(ErrStaleTerm, "lock %q for %q: requested as master of term %d, leader term is %d", req.Name, req.Holder, req.Term, term)
-	}
-	s.lockMu.Lock()
-	defer s.lockMu.Unlock()
-	s.restartLockTimers(term)
-	if res, done := s.renewFromMemory(ctx, req, term); done {
-		return res
-	}
-	c := lockCmd{Name: req.Name, Holder: req.Holder, Armed: req.Armed}
-	var ttlLeft time.Duration
-	cur, held := s.fsm.lock(req.Name)
-	switch {
-	case held && cur.Released && cur.Owner != req.Holder:
-		// The FSM refuses it too; answering here saves a log entry. Not
-		// even a fence confirmation opens it: the CRM does not fence a
-		// node whose lock was released with services running.
-		return refuse(ErrLockReleasedRunning, "lock %q for %q: released by %q with services running", req.Name, req.Holder, cur.Owner)
-	case held && cur.Released:
-		// Its owner takes it back: a new acquisition, not a takeover.
-	case held && cur.Owner != req.Holder:
-		now := s.clock.Now()
-		deadline := s.lockDeadline(req.Name)
-		ttlLeft = deadline.Sub(now)
-		fenced := !now.After(deadline) && s.fenceConfirmedTakeover(req, cur, term)
-		if !now.After(deadline) && !fenced {
-			return refuse(ErrLockHeld, "lock %q for %q: held by %q for another %v", req.Name, req.Holder, cur.Owner, deadline.Sub(now))
-		}
-		c.Takeover, c.ExpectOwner, c.ExpectIndex, c.Fenced = true, cur.Owner, cur.Index, fenced
-	}
-	b, err := newCommand(opLock, req.Term, c)
-	if err != nil {
-		return refuse(ErrInvalid, "%v", err)
-	}
-	res := s.applyCommand(ctx, b, &command{V: commandVersion, Op: opLock, Term: req.Term})
-	if res.Code == "" && res.Msg == "" && c.Fenced {
-		s.logger.Info("took over lock on a fence device's confirmation, before its TTL", "lock", req.Name, "holder", req.Holder,
-			"previous_owner", c.ExpectOwner, "ttl_left", ttlLeft)
-	} else if res.Code == "" && res.Msg == "" && c.Takeover {
-		s.logger.Info("took over expired lock", "lock", req.Name, "holder", req.Holder, "previous_owner", c.ExpectOwner)
-	}
-	return res
 }

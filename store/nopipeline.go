@@ -2,6 +2,15 @@ package store
 
 import "github.com/hashicorp/raft"
 
+// raftTransport is the transport a node's raft uses: unpipelined in
+// production, an in-memory one in the unit tests (Config.raftTransport).
+// Close releases it; raft itself closes it on shutdown too
+// (raft.WithClose).
+type raftTransport interface {
+	raft.Transport
+	Close() error
+}
+
 // unpipelined is raft's network transport without AppendEntries
 // pipelining: raft then replicates one AppendEntries RPC at a time per
 // follower (its "RPC" mode), which hashicorp/raft falls back to on

@@ -20,6 +20,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"haxd/clock"
 	"haxd/ha"
 )
 
@@ -27,12 +28,12 @@ import (
 type Store struct {
 	cfg    Config
 	logger *slog.Logger
-	clock  Clock
+	clock  clock.Clock
 
 	raft     *raft.Raft
 	fsm      *fsm
 	mux      *mux
-	trans    *raft.NetworkTransport
+	trans    raftTransport
 	bolt     *raftboltdb.BoltStore
 	snaps    *raft.FileSnapshotStore
 	observer *raft.Observer
@@ -126,7 +127,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	s := &Store{cfg: cfg, logger: logger, clock: cfg.Clock, unhealthy: map[raft.ServerID]bool{}, kick: make(chan struct{}, 1),
 		ready: make(chan struct{}), writeFail: make(chan struct{}, 1)}
 	if s.clock == nil {
-		s.clock = SystemClock{}
+		s.clock = clock.System{}
 	}
 	s.timers.deadline = map[string]time.Time{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -175,10 +176,9 @@ func (s *Store) closeUnstarted() {
 	}
 	if s.trans != nil {
 		_ = s.trans.Close()
-	} else if s.mux != nil {
-		_ = s.mux.Close()
 	}
 	if s.mux != nil {
+		_ = s.mux.Close() // done already if the transport runs over it
 		s.mux.wait()
 	}
 	if s.bolt != nil {
@@ -240,12 +240,16 @@ func (s *Store) openNetwork(raftLog *hclogAdapter) error {
 		s.mux.raftPeerAllowed = s.raftPeerAllowed
 	}
 	s.mux.start()
-	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	if cfg.raftTransport != nil {
+		s.trans = cfg.raftTransport(s.addr)
+		return nil
+	}
+	s.trans = unpipelined{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  s.mux,
 		MaxPool: cfg.MaxPool,
 		Timeout: cfg.TransportTimeout,
 		Logger:  raftLog.Named("net"),
-	})
+	})}
 	return nil
 }
 
@@ -271,7 +275,7 @@ func (s *Store) startRaft(raftLog *hclogAdapter) (chan bool, chan raft.Observati
 		return nil, nil, fmt.Errorf("raft config: %w", err)
 	}
 	watched := &failWatch{LogStore: s.bolt, StableStore: s.bolt, failed: s.writeFailed}
-	r, err := raft.NewRaft(rc, s.fsm, watched, watched, s.snaps, unpipelined{s.trans})
+	r, err := raft.NewRaft(rc, s.fsm, watched, watched, s.snaps, s.trans)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -331,6 +335,7 @@ func (s *Store) Close() error {
 		if err := s.trans.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))
 		}
+		_ = s.mux.Close() // done already if the transport runs over it
 		s.mux.wait()
 		s.wg.Wait()
 		if err := s.bolt.Close(); err != nil {
@@ -656,36 +661,6 @@ func (s *Store) appliedThrough(index uint64) bool {
 		}
 	}
 	return true
-}
-
-// idempotent reports whether repeating op has the same effect as one
-// application, so that the store may retry it when an attempt's outcome is
-// unknown. Only writes that one writer makes in sequence qualify: the
-// manager status (the master's, fenced by term) and a node's own LRM
-// status. A config write is never retried: if the first attempt was
-// committed, a repetition could revert a change another writer made in
-// between (an operator's set after a CRM steal, a rules text after a
-// migration); such a write returns ErrOutcomeUnknown to its caller, who
-// reads the state and decides.
-func idempotent(op string) bool {
-	switch op {
-	case opManagerStatus, opLRMStatus, opFenceConfirmed, opOutboxPut, opOutboxDone, opServiceUsage:
-		return true
-	}
-	return false
-}
-
-// apply runs an encoded command on the leader and returns its result.
-func (s *Store) apply(ctx context.Context, op string, term uint64, data any) (*result, error) {
-	b, err := newCommand(op, term, data)
-	if err != nil {
-		return nil, err
-	}
-	res := s.do(ctx, &fwdRequest{Op: fwdApply, Command: b, idempotent: idempotent(op)})
-	if err := res.err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	return res, nil
 }
 
 // Writes. Each goes through the leader (forwarded from followers) and

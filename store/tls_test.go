@@ -309,7 +309,7 @@ func TestTLSRefusesTheAttacksOfIssue9(t *testing.T) {
 	}
 
 	t.Run("control without TLS", func(t *testing.T) {
-		p := newCluster(t, 3, nil)
+		p := newTCPCluster(t, 3, nil)
 		p.form()
 		pl := p.leader()
 		p.waitServers(pl, 3, 0)
