@@ -19,12 +19,7 @@ const maxFuncLines = 100
 // longFuncAllowed lists the functions over maxFuncLines the test accepts,
 // as "path/file.go:Recv.Name" (or "path/file.go:Name"), each with why.
 // Remove an entry when its function is split; a stale entry fails the test.
-var longFuncAllowed = map[string]string{
-	// The store's operation switch becomes a table of per-operation
-	// methods under issue 12 point 3, owned by the store's helper; it is
-	// listed here only until that change lands.
-	"store/fsm.go:fsm.apply": "issue 12 point 3 splits it into an operation table",
-}
+var longFuncAllowed = map[string]string{}
 
 // longFuncs returns every function declared in a non-test Go file below
 // root that spans more than max lines: keyed "file:Recv.Name", valued
