@@ -65,7 +65,7 @@ func run() error {
 	flag.DurationVar(&o.straceD, "strace", 30*time.Second, "strace window for fsync counting (0: skip)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the cluster directory")
 	flag.StringVar(&o.extra, "set", "", "comma-separated key=value overrides for every agent")
-	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the leader's agent (needs an agent serving /debug/pprof) to this file")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the leader's agent to this file and of every other agent to this file plus .<node> (needs agents serving /debug/pprof)")
 	flag.Parse()
 	if o.nodes < 1 || o.services < 0 || o.window <= 0 {
 		return fmt.Errorf("-nodes must be >= 1, -services >= 0, -window > 0 (got %d, %d, %v)", o.nodes, o.services, o.window)
@@ -165,13 +165,19 @@ func measure(ctx context.Context, cl *cluster.Cluster, o options) error {
 	var prof sync.WaitGroup
 	if o.profile != "" {
 		leader := leaderNode(ctx, cl)
-		prof.Add(1)
-		go func() {
-			defer prof.Done()
-			if err := cpuProfile(leader, min(o.window, 30*time.Second), o.profile); err != nil {
-				fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		for _, n := range cl.Nodes {
+			path := o.profile + "." + n.Name
+			if n == leader {
+				path = o.profile
 			}
-		}()
+			prof.Add(1)
+			go func() {
+				defer prof.Done()
+				if err := cpuProfile(n, min(o.window, 30*time.Second), path); err != nil {
+					fmt.Fprintln(os.Stderr, "cpu profile:", err)
+				}
+			}()
+		}
 	}
 	time.Sleep(o.window)
 	elapsed := time.Since(start).Seconds()

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -94,6 +95,10 @@ type Agent struct {
 
 	mu     sync.Mutex
 	health map[ha.SID]healthResult
+
+	// procScans counts the scans of every process in /proc (the costly
+	// part of a probe), for tests and the idle-cost accounting.
+	procScans atomic.Int64
 }
 
 // healthResult is the last health check result of one process.
@@ -201,8 +206,19 @@ func (l liveness) pids() []int {
 // the pid of a different process: the kernel does not hand out a pid while a
 // process group of that id exists, so members of the group that started no
 // earlier than the leader are the service's leftovers (e.g. the children of
-// a shell that already exited).
-func (a *Agent) probe(rec record) (liveness, error) {
+// a shell that already exited). probe lists every process (members and
+// cgroup), for signalling; probeAlive is the cheap check for Running.
+func (a *Agent) probe(rec record) (liveness, error) { return a.probeMode(rec, false) }
+
+// probeAlive reports what of rec runs, stopping at the first sign of life:
+// a live leader (one read of its /proc/<pid>/stat) is enough, and a process
+// group the kernel says is empty (kill(-pgid, 0) fails with ESRCH) needs no
+// scan of /proc. Only a dead leader whose group still has processes, or a
+// cgroup, costs a scan. The liveness it returns has alive() right but may
+// lack members: never signal from it.
+func (a *Agent) probeAlive(rec record) (liveness, error) { return a.probeMode(rec, true) }
+
+func (a *Agent) probeMode(rec record, aliveOnly bool) (liveness, error) {
 	var l liveness
 	if rec.BootID == a.bootID && rec.PID > 1 && rec.PGID > 1 {
 		st, err := readProcStat(a.cfg.ProcRoot, rec.PID)
@@ -215,17 +231,19 @@ func (a *Agent) probe(rec record) (liveness, error) {
 		default:
 			l.leader = !st.dead()
 		}
+		if aliveOnly && l.leader {
+			return l, nil
+		}
 		if err == nil && st.start == rec.StartTicks || errors.Is(err, fs.ErrNotExist) {
-			procs, err := allProcs(a.cfg.ProcRoot)
+			members, err := a.groupMembers(rec, aliveOnly)
 			if err != nil {
 				return l, err
 			}
-			for _, p := range procs {
-				if p.pgrp == rec.PGID && !p.dead() && p.start >= rec.StartTicks {
-					l.members = append(l.members, p.pid)
-				}
-			}
+			l.members = members
 		}
+	}
+	if aliveOnly && len(l.members) > 0 {
+		return l, nil
 	}
 	if rec.Cgroup != "" {
 		pids, err := cgroupPids(rec.Cgroup)
@@ -240,6 +258,33 @@ func (a *Agent) probe(rec record) (liveness, error) {
 		}
 	}
 	return l, nil
+}
+
+// groupMembers returns the live processes of rec's process group that
+// started no earlier than its leader, by scanning /proc. With emptyCheck,
+// it first asks the kernel whether the group has any process at all
+// (signal 0 to the group) and skips the scan when it has none.
+func (a *Agent) groupMembers(rec record, emptyCheck bool) ([]int, error) {
+	if emptyCheck && a.cfg.ProcRoot == "/proc" {
+		if err := syscall.Kill(-rec.PGID, 0); errors.Is(err, syscall.ESRCH) {
+			return nil, nil
+		}
+		// Any other answer (nil, or EPERM for a group of another user)
+		// means the group has processes: scan to know whether they are
+		// the service's live leftovers.
+	}
+	a.procScans.Add(1)
+	procs, err := allProcs(a.cfg.ProcRoot)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, p := range procs {
+		if p.pgrp == rec.PGID && !p.dead() && p.start >= rec.StartTicks {
+			out = append(out, p.pid)
+		}
+	}
+	return out, nil
 }
 
 // load returns the record of sid. Without a state file but with processes in
@@ -277,7 +322,7 @@ func (a *Agent) Running(ctx context.Context, sid ha.SID) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	live, err := a.probe(rec)
+	live, err := a.probeAlive(rec)
 	if err != nil {
 		return false, fmt.Errorf("check %s: %w", sid, err)
 	}
@@ -367,12 +412,12 @@ func (a *Agent) startSpec(ctx context.Context, sid ha.SID) (Spec, paths, bool, e
 		return Spec{}, paths{}, false, err
 	}
 	if ok {
-		live, err := a.probe(rec)
+		live, err := a.probeAlive(rec)
 		if err != nil {
 			return Spec{}, paths{}, false, err
 		}
 		if live.alive() {
-			a.log.Debug("exec service already running", ha.KeySID, string(sid), "pids", live.pids())
+			a.log.Debug("exec service already running", ha.KeySID, string(sid), "pid", rec.PID, "leader_alive", live.leader)
 			return spec, p, true, nil
 		}
 		a.cleanup(sid, rec, p)

@@ -678,3 +678,74 @@ func TestStopSignalIsSentOnlyOnce(t *testing.T) {
 		t.Errorf("the service got SIGINT %d times during a 1s grace, want once:\n%s", n, b)
 	}
 }
+
+// TestRunningScansProcOnlyForLeftovers checks that Running, called every
+// LRM round for every service, tells a live service, a dead one and one
+// whose leader left processes behind apart, and lists every process in /proc
+// only in the last case.
+func TestRunningScansProcOnlyForLeftovers(t *testing.T) {
+	tests := []struct {
+		name      string
+		spec      Spec
+		kill      bool // SIGKILL the leader and wait until it is reaped
+		leftover  bool // wait until the leader exited on its own
+		running   bool
+		wantScans bool
+	}{
+		{name: "live leader", spec: sleeper(), running: true},
+		{name: "killed service", spec: sleeper(), kill: true},
+		{name: "leader exited, child left in its group", spec: Spec{Command: "sh", Args: []string{"-c", "sleep 1000 & exit 0"}}, leftover: true, running: true, wantScans: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			a := testAgent(t, t.TempDir(), StaticSpecs{"exec:s": tc.spec})
+			if err := a.Start(ctx, "exec:s"); err != nil {
+				t.Fatal(err)
+			}
+			rec := mustRecord(t, a, "exec:s")
+			if tc.kill {
+				if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.kill || tc.leftover {
+				// Gone from /proc: reaped by the agent's Wait.
+				if !eventually(5*time.Second, func() bool {
+					_, err := readProcStat("/proc", rec.PID)
+					return errors.Is(err, fs.ErrNotExist)
+				}) {
+					t.Fatalf("pid %d was not reaped", rec.PID)
+				}
+			}
+			before := a.procScans.Load()
+			for range 3 {
+				running, err := a.Running(ctx, "exec:s")
+				if err != nil || running != tc.running {
+					t.Fatalf("Running = %v, %v; want %v", running, err, tc.running)
+				}
+			}
+			if scans := a.procScans.Load() - before; (scans > 0) != tc.wantScans {
+				t.Errorf("Running listed /proc %d times; want scans: %v", scans, tc.wantScans)
+			}
+			if tc.kill {
+				p, err := a.paths("exec:s")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, ok, _ := readRecord(p.state); ok {
+					t.Errorf("state file of the dead service is still there")
+				}
+			}
+			if tc.running {
+				// Stop still finds (and stops) every process of the service.
+				if err := a.Stop(ctx, "exec:s", intp(1)); err != nil {
+					t.Fatal(err)
+				}
+				if running, err := a.Running(ctx, "exec:s"); err != nil || running {
+					t.Fatalf("Running after Stop = %v, %v; want false", running, err)
+				}
+			}
+		})
+	}
+}
