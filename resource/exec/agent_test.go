@@ -749,3 +749,32 @@ func TestRunningScansProcOnlyForLeftovers(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkProbe compares the full probe (every process in /proc read, for
+// signalling) with the check Running does on a live service.
+func BenchmarkProbe(b *testing.B) {
+	a, err := New(Config{StateDir: b.TempDir(), Specs: StaticSpecs{"exec:s": sleeper()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = a.KillAll() })
+	if err := a.Start(context.Background(), "exec:s"); err != nil {
+		b.Fatal(err)
+	}
+	rec, _, _, err := a.load("exec:s")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		probe func(record) (liveness, error)
+	}{{"full", a.probe}, {"alive", a.probeAlive}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if l, err := bc.probe(rec); err != nil || !l.alive() {
+					b.Fatalf("probe = %+v, %v", l, err)
+				}
+			}
+		})
+	}
+}
