@@ -97,7 +97,7 @@ type Agent struct {
 	health map[ha.SID]healthResult
 
 	// procScans counts the scans of every process in /proc (the costly
-	// part of a probe), for tests and the idle-cost accounting.
+	// part of a probe), for tests.
 	procScans atomic.Int64
 }
 
@@ -213,11 +213,13 @@ func (a *Agent) probe(rec record) (liveness, error) { return a.probeMode(rec, fa
 // probeAlive reports what of rec runs, stopping at the first sign of life:
 // a live leader (one read of its /proc/<pid>/stat) is enough, and a process
 // group the kernel says is empty (kill(-pgid, 0) fails with ESRCH) needs no
-// scan of /proc. Only a dead leader whose group still has processes, or a
-// cgroup, costs a scan. The liveness it returns has alive() right but may
+// scan of /proc. Only a dead leader whose group still has processes costs
+// a scan (and, when the group has no live member, the service's cgroup is
+// read, as by probe). The liveness it returns has alive() right but may
 // lack members: never signal from it.
 func (a *Agent) probeAlive(rec record) (liveness, error) { return a.probeMode(rec, true) }
 
+// probeMode is probe, or probeAlive when aliveOnly is set.
 func (a *Agent) probeMode(rec record, aliveOnly bool) (liveness, error) {
 	var l liveness
 	if rec.BootID == a.bootID && rec.PID > 1 && rec.PGID > 1 {
