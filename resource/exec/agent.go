@@ -95,6 +95,10 @@ type Agent struct {
 
 	mu     sync.Mutex
 	health map[ha.SID]healthResult
+	// leftovers are the group members the last scan found for a service
+	// whose leader is gone, so that the next check reads their stat
+	// instead of scanning /proc again.
+	leftovers map[ha.SID][]procStat
 
 	// procScans counts the scans of every process in /proc (the costly
 	// part of a probe), for tests.
@@ -148,7 +152,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence, bootID: boot, health: map[ha.SID]healthResult{}}
+	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence, bootID: boot, health: map[ha.SID]healthResult{}, leftovers: map[ha.SID][]procStat{}}
 	if a.fence == nil {
 		a.fence = resource.NoFence{}
 	}
@@ -213,9 +217,10 @@ func (a *Agent) probe(rec record) (liveness, error) { return a.probeMode(rec, fa
 // probeAlive reports what of rec runs, stopping at the first sign of life:
 // a live leader (one read of its /proc/<pid>/stat) is enough, and a process
 // group the kernel says is empty (kill(-pgid, 0) fails with ESRCH) needs no
-// scan of /proc. Only a dead leader whose group still has processes costs
-// a scan (and, when the group has no live member, the service's cgroup is
-// read, as by probe). The liveness it returns has alive() right but may
+// scan of /proc, nor does a leftover member the last scan found that still
+// lives. Only a dead leader whose group still has processes, none of them
+// known, costs a scan (and, when the group has no live member, the
+// service's cgroup is read, as by probe). The liveness it returns has alive() right but may
 // lack members: never signal from it.
 func (a *Agent) probeAlive(rec record) (liveness, error) { return a.probeMode(rec, true) }
 
@@ -263,17 +268,36 @@ func (a *Agent) probeMode(rec record, aliveOnly bool) (liveness, error) {
 }
 
 // groupMembers returns the live processes of rec's process group that
-// started no earlier than its leader, by scanning /proc. With emptyCheck,
-// it first asks the kernel whether the group has any process at all
-// (signal 0 to the group) and skips the scan when it has none.
-func (a *Agent) groupMembers(rec record, emptyCheck bool) ([]int, error) {
-	if emptyCheck && a.cfg.ProcRoot == "/proc" {
+// started no earlier than its leader, by scanning /proc. With quick, it
+// first asks the kernel whether the group has any process at all (signal 0
+// to the group) and skips the scan when it has none, and then checks the
+// members the last scan found: if one of them is still the same process
+// (same start time) and a live member, that is enough to know the service
+// runs. Only when none is does it scan again.
+func (a *Agent) groupMembers(rec record, quick bool) ([]int, error) {
+	if quick && a.cfg.ProcRoot == "/proc" {
 		if err := syscall.Kill(-rec.PGID, 0); errors.Is(err, syscall.ESRCH) {
 			return nil, nil
 		}
 		// Any other answer (nil, or EPERM for a group of another user)
-		// means the group has processes: scan to know whether they are
-		// the service's live leftovers.
+		// means the group has processes: are they the service's live
+		// leftovers?
+	}
+	member := func(p procStat) bool { return p.pgrp == rec.PGID && !p.dead() && p.start >= rec.StartTicks }
+	if quick {
+		a.mu.Lock()
+		known := a.leftovers[rec.SID]
+		a.mu.Unlock()
+		var out []int
+		for _, k := range known {
+			st, err := readProcStat(a.cfg.ProcRoot, k.pid)
+			if err == nil && st.start == k.start && member(st) {
+				out = append(out, k.pid)
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
 	}
 	a.procScans.Add(1)
 	procs, err := allProcs(a.cfg.ProcRoot)
@@ -281,11 +305,20 @@ func (a *Agent) groupMembers(rec record, emptyCheck bool) ([]int, error) {
 		return nil, err
 	}
 	var out []int
+	var found []procStat
 	for _, p := range procs {
-		if p.pgrp == rec.PGID && !p.dead() && p.start >= rec.StartTicks {
+		if member(p) {
 			out = append(out, p.pid)
+			found = append(found, p)
 		}
 	}
+	a.mu.Lock()
+	if len(found) > 0 {
+		a.leftovers[rec.SID] = found
+	} else {
+		delete(a.leftovers, rec.SID)
+	}
+	a.mu.Unlock()
 	return out, nil
 }
 
@@ -746,6 +779,7 @@ func (a *Agent) cleanup(sid ha.SID, rec record, p paths) {
 	}
 	a.mu.Lock()
 	delete(a.health, sid)
+	delete(a.leftovers, sid)
 	a.mu.Unlock()
 	a.fence.Released(sid, rec.PGID, rec.Cgroup)
 	if a.cfg.OnStop != nil {

@@ -679,22 +679,23 @@ func TestStopSignalIsSentOnlyOnce(t *testing.T) {
 	}
 }
 
-// TestRunningScansProcOnlyForLeftovers checks that Running, called every
-// LRM round for every service, tells a live service, a dead one and one
-// whose leader left processes behind apart, and lists every process in /proc
-// only in the last case.
+// TestRunningScansProcOnlyForLeftovers checks that Running, called at
+// every re-check of every service, tells a live service, a dead one and one
+// whose leader left a process behind apart, lists every process in /proc
+// only to find a leftover it does not know yet, and still sees the
+// leftover die.
 func TestRunningScansProcOnlyForLeftovers(t *testing.T) {
 	tests := []struct {
-		name      string
-		spec      Spec
-		kill      bool // SIGKILL the leader and wait until it is reaped
-		leftover  bool // wait until the leader exited on its own
-		running   bool
-		wantScans bool
+		name     string
+		spec     Spec
+		kill     bool // SIGKILL the leader and wait until it is reaped
+		leftover bool // wait until the leader exited on its own
+		running  bool
+		scans    int64 // /proc scans over three Running calls
 	}{
 		{name: "live leader", spec: sleeper(), running: true},
 		{name: "killed service", spec: sleeper(), kill: true},
-		{name: "leader exited, child left in its group", spec: Spec{Command: "sh", Args: []string{"-c", "sleep 1000 & exit 0"}}, leftover: true, running: true, wantScans: true},
+		{name: "leader exited, child left in its group", spec: Spec{Command: "sh", Args: []string{"-c", "sleep 1000 & exit 0"}}, leftover: true, running: true, scans: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -725,10 +726,10 @@ func TestRunningScansProcOnlyForLeftovers(t *testing.T) {
 					t.Fatalf("Running = %v, %v; want %v", running, err, tc.running)
 				}
 			}
-			if scans := a.procScans.Load() - before; (scans > 0) != tc.wantScans {
-				t.Errorf("Running listed /proc %d times; want scans: %v", scans, tc.wantScans)
+			if scans := a.procScans.Load() - before; scans != tc.scans {
+				t.Errorf("three Running calls listed /proc %d times, want %d", scans, tc.scans)
 			}
-			if tc.kill {
+			if !tc.running {
 				p, err := a.paths("exec:s")
 				if err != nil {
 					t.Fatal(err)
@@ -736,15 +737,31 @@ func TestRunningScansProcOnlyForLeftovers(t *testing.T) {
 				if _, ok, _ := readRecord(p.state); ok {
 					t.Errorf("state file of the dead service is still there")
 				}
+				return
 			}
-			if tc.running {
-				// Stop still finds (and stops) every process of the service.
-				if err := a.Stop(ctx, "exec:s", intp(1)); err != nil {
+			if tc.leftover {
+				// The leftover dies: the next check must see it.
+				live, err := a.probe(rec)
+				if err != nil || len(live.members) != 1 {
+					t.Fatalf("probe = %+v, %v; want one leftover", live, err)
+				}
+				if err := syscall.Kill(live.members[0], syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
-				if running, err := a.Running(ctx, "exec:s"); err != nil || running {
-					t.Fatalf("Running after Stop = %v, %v; want false", running, err)
+				if !eventually(5*time.Second, func() bool {
+					running, err := a.Running(ctx, "exec:s")
+					return err == nil && !running
+				}) {
+					t.Fatal("Running still true after the only leftover was killed")
 				}
+				return
+			}
+			// Stop still finds (and stops) every process of the service.
+			if err := a.Stop(ctx, "exec:s", intp(1)); err != nil {
+				t.Fatal(err)
+			}
+			if running, err := a.Running(ctx, "exec:s"); err != nil || running {
+				t.Fatalf("Running after Stop = %v, %v; want false", running, err)
 			}
 		})
 	}
