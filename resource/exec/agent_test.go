@@ -768,27 +768,44 @@ func TestRunningScansProcOnlyForLeftovers(t *testing.T) {
 }
 
 // BenchmarkProbe compares the full probe (every process in /proc read, for
-// signalling) with the check Running does on a live service.
+// signalling) with the check Running does, for a live service and for one
+// whose leader exited and left a child in its group.
 func BenchmarkProbe(b *testing.B) {
-	a, err := New(Config{StateDir: b.TempDir(), Specs: StaticSpecs{"exec:s": sleeper()}})
+	specs := StaticSpecs{"exec:s": sleeper(), "exec:left": {Command: "sh", Args: []string{"-c", "sleep 1000 & exit 0"}}}
+	a, err := New(Config{StateDir: b.TempDir(), Specs: specs})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = a.KillAll() })
-	if err := a.Start(context.Background(), "exec:s"); err != nil {
-		b.Fatal(err)
+	recs := map[ha.SID]record{}
+	for _, sid := range []ha.SID{"exec:s", "exec:left"} {
+		if err := a.Start(context.Background(), sid); err != nil {
+			b.Fatal(err)
+		}
+		rec, _, _, err := a.load(sid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[sid] = rec
 	}
-	rec, _, _, err := a.load("exec:s")
-	if err != nil {
-		b.Fatal(err)
+	left := recs["exec:left"]
+	if !eventually(5*time.Second, func() bool {
+		_, err := readProcStat("/proc", left.PID)
+		return errors.Is(err, fs.ErrNotExist)
+	}) {
+		b.Fatal("the shell did not exit")
 	}
 	for _, bc := range []struct {
 		name  string
+		sid   ha.SID
 		probe func(record) (liveness, error)
-	}{{"full", a.probe}, {"alive", a.probeAlive}} {
+	}{
+		{"live/full", "exec:s", a.probe}, {"live/alive", "exec:s", a.probeAlive},
+		{"leftover/full", "exec:left", a.probe}, {"leftover/alive", "exec:left", a.probeAlive},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
-				if l, err := bc.probe(rec); err != nil || !l.alive() {
+				if l, err := bc.probe(recs[bc.sid]); err != nil || !l.alive() {
 					b.Fatalf("probe = %+v, %v", l, err)
 				}
 			}
