@@ -1,18 +1,23 @@
 // Command idlecost measures what an idle cluster costs: it starts N real
 // agents on loopback with M exec services (`/bin/sleep`), waits until
 // every service runs, lets nothing happen, and reports per agent the CPU
-// (utime+stime from /proc over the window, in % of one core), the RSS,
+// (utime+stime from /proc over the window, in % of one core; its guard
+// process's apart), the RSS,
 // the fsync and fdatasync calls per second (strace -c, when strace is
 // installed), and for the cluster the raft log's entries per second, the
 // replicated commands per second and their bytes, by operation (from the
 // agents' metrics). The load average is printed with every number: the
 // machine may be shared.
 //
+// With -perf, it then samples every agent's call stacks with perf (kernel
+// included, unlike Go's profiler) and splits each agent's CPU by component.
+//
 //	go build -o haxd . && go run ./internal/idlecost -haxd ./haxd -nodes 3 -services 10
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -52,6 +57,7 @@ type options struct {
 	keep     bool
 	extra    string
 	profile  string
+	perf     time.Duration
 }
 
 func run() error {
@@ -65,7 +71,8 @@ func run() error {
 	flag.DurationVar(&o.straceD, "strace", 30*time.Second, "strace window for fsync counting (0: skip)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the cluster directory")
 	flag.StringVar(&o.extra, "set", "", "comma-separated key=value overrides for every agent")
-	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the leader's agent (needs an agent serving /debug/pprof) to this file")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the leader's agent to this file and of every other agent to this file plus .<node> (needs agents serving /debug/pprof)")
+	flag.DurationVar(&o.perf, "perf", 0, "after the window, sample every agent with perf record -g for this long and split its CPU by component (0: skip)")
 	flag.Parse()
 	if o.nodes < 1 || o.services < 0 || o.window <= 0 {
 		return fmt.Errorf("-nodes must be >= 1, -services >= 0, -window > 0 (got %d, %d, %v)", o.nodes, o.services, o.window)
@@ -149,9 +156,11 @@ func addServices(ctx context.Context, cl *cluster.Cluster, n int) error {
 
 // sample is one reading of an agent.
 type sample struct {
-	cpuTicks uint64
-	rssKiB   uint64
-	metrics  map[string]float64
+	cpuTicks   uint64
+	rssKiB     uint64
+	guardPID   int    // the agent's guard child, 0 if not found
+	guardTicks uint64 // its utime+stime
+	metrics    map[string]float64
 }
 
 func measure(ctx context.Context, cl *cluster.Cluster, o options) error {
@@ -165,13 +174,19 @@ func measure(ctx context.Context, cl *cluster.Cluster, o options) error {
 	var prof sync.WaitGroup
 	if o.profile != "" {
 		leader := leaderNode(ctx, cl)
-		prof.Add(1)
-		go func() {
-			defer prof.Done()
-			if err := cpuProfile(leader, min(o.window, 30*time.Second), o.profile); err != nil {
-				fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		for _, n := range cl.Nodes {
+			path := o.profile + "." + n.Name
+			if n == leader {
+				path = o.profile
 			}
-		}()
+			prof.Add(1)
+			go func() {
+				defer prof.Done()
+				if err := cpuProfile(n, min(o.window, 30*time.Second), path); err != nil {
+					fmt.Fprintln(os.Stderr, "cpu profile:", err)
+				}
+			}()
+		}
 	}
 	time.Sleep(o.window)
 	elapsed := time.Since(start).Seconds()
@@ -179,12 +194,16 @@ func measure(ctx context.Context, cl *cluster.Cluster, o options) error {
 	load1 := loadavg()
 	leader := leaderNode(ctx, cl)
 	fmt.Printf("\nwindow %.0f s; load average before: %s; after: %s; raft leader %s\n", elapsed, load0, load1, leader.Name)
-	fmt.Printf("%-8s %8s %9s %10s\n", "node", "cpu %", "rss MiB", "log ent/s")
+	fmt.Printf("%-8s %8s %9s %10s %12s\n", "node", "cpu %", "rss MiB", "log ent/s", "guard cpu %")
 	for _, n := range cl.Nodes {
 		a, b := before[n.Name], read(n)
 		cpu := float64(b.cpuTicks-a.cpuTicks) / hz / elapsed * 100
 		ents := (b.metrics["haxd_raft_last_index"] - a.metrics["haxd_raft_last_index"]) / elapsed
-		fmt.Printf("%-8s %8.2f %9.1f %10.2f\n", n.Name, cpu, float64(b.rssKiB)/1024, ents)
+		guard := "?"
+		if a.guardPID != 0 && a.guardPID == b.guardPID {
+			guard = fmt.Sprintf("%.2f", float64(b.guardTicks-a.guardTicks)/hz/elapsed*100)
+		}
+		fmt.Printf("%-8s %8.2f %9.1f %10.2f %12s\n", n.Name, cpu, float64(b.rssKiB)/1024, ents, guard)
 		if n == leader {
 			printOps(a.metrics, b.metrics, elapsed)
 		}
@@ -192,9 +211,16 @@ func measure(ctx context.Context, cl *cluster.Cluster, o options) error {
 	if o.straceD > 0 {
 		if _, err := exec.LookPath("strace"); err != nil {
 			fmt.Println("\nstrace not installed: fsyncs not counted")
+		} else if err := fsyncs(cl, o.straceD); err != nil {
+			return err
+		}
+	}
+	if o.perf > 0 {
+		if _, err := exec.LookPath("perf"); err != nil {
+			fmt.Println("\nperf not installed: CPU not split by component")
 			return nil
 		}
-		return fsyncs(cl, o.straceD)
+		return perfProfiles(cl, o.perf)
 	}
 	return nil
 }
@@ -299,13 +325,9 @@ func straceCount(pid int, d time.Duration) (int, error) {
 func read(n *cluster.Node) sample {
 	var s sample
 	pid := n.AgentPID()
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the command name (which may hold spaces).
-		rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-		f := strings.Fields(rest)
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		s.cpuTicks = u + st
+	s.cpuTicks = cpuTicks(pid)
+	if s.guardPID = guardChild(pid); s.guardPID != 0 {
+		s.guardTicks = cpuTicks(s.guardPID)
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -317,6 +339,45 @@ func read(n *cluster.Node) sample {
 	}
 	s.metrics, _ = scrape(n.Metrics)
 	return s
+}
+
+// cpuTicks returns utime+stime of pid in clock ticks, 0 if unreadable.
+func cpuTicks(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + st
+}
+
+// guardChild returns the pid of the agent's self-fencing guard (a child
+// process run as "haxd guard"), or 0.
+func guardChild(agent int) int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", agent))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, c := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(c)
+			if err != nil {
+				continue
+			}
+			args, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if err == nil && slices.Contains(strings.Split(string(args), "\x00"), "guard") {
+				return pid
+			}
+		}
+	}
+	return 0
 }
 
 // scrape reads the haxd_raft_* metrics of an agent.

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -94,6 +95,14 @@ type Agent struct {
 
 	mu     sync.Mutex
 	health map[ha.SID]healthResult
+	// leftovers are the group members the last scan found for a service
+	// whose leader is gone, so that the next check reads their stat
+	// instead of scanning /proc again.
+	leftovers map[ha.SID][]procStat
+
+	// procScans counts the scans of every process in /proc (the costly
+	// part of a probe), for tests.
+	procScans atomic.Int64
 }
 
 // healthResult is the last health check result of one process.
@@ -143,7 +152,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence, bootID: boot, health: map[ha.SID]healthResult{}}
+	a := &Agent{cfg: cfg, log: log, fence: cfg.Fence, bootID: boot, health: map[ha.SID]healthResult{}, leftovers: map[ha.SID][]procStat{}}
 	if a.fence == nil {
 		a.fence = resource.NoFence{}
 	}
@@ -201,8 +210,22 @@ func (l liveness) pids() []int {
 // the pid of a different process: the kernel does not hand out a pid while a
 // process group of that id exists, so members of the group that started no
 // earlier than the leader are the service's leftovers (e.g. the children of
-// a shell that already exited).
-func (a *Agent) probe(rec record) (liveness, error) {
+// a shell that already exited). probe lists every process (members and
+// cgroup), for signalling; probeAlive is the cheap check for Running.
+func (a *Agent) probe(rec record) (liveness, error) { return a.probeMode(rec, false) }
+
+// probeAlive reports what of rec runs, stopping at the first sign of life:
+// a live leader (one read of its /proc/<pid>/stat) is enough, and a process
+// group the kernel says is empty (kill(-pgid, 0) fails with ESRCH) needs no
+// scan of /proc, nor does a leftover member the last scan found that still
+// lives. Only a dead leader whose group still has processes, none of them
+// known, costs a scan (and, when the group has no live member, the
+// service's cgroup is read, as by probe). The liveness it returns has alive() right but may
+// lack members: never signal from it.
+func (a *Agent) probeAlive(rec record) (liveness, error) { return a.probeMode(rec, true) }
+
+// probeMode is probe, or probeAlive when aliveOnly is set.
+func (a *Agent) probeMode(rec record, aliveOnly bool) (liveness, error) {
 	var l liveness
 	if rec.BootID == a.bootID && rec.PID > 1 && rec.PGID > 1 {
 		st, err := readProcStat(a.cfg.ProcRoot, rec.PID)
@@ -215,17 +238,19 @@ func (a *Agent) probe(rec record) (liveness, error) {
 		default:
 			l.leader = !st.dead()
 		}
+		if aliveOnly && l.leader {
+			return l, nil
+		}
 		if err == nil && st.start == rec.StartTicks || errors.Is(err, fs.ErrNotExist) {
-			procs, err := allProcs(a.cfg.ProcRoot)
+			members, err := a.groupMembers(rec, aliveOnly)
 			if err != nil {
 				return l, err
 			}
-			for _, p := range procs {
-				if p.pgrp == rec.PGID && !p.dead() && p.start >= rec.StartTicks {
-					l.members = append(l.members, p.pid)
-				}
-			}
+			l.members = members
 		}
+	}
+	if aliveOnly && len(l.members) > 0 {
+		return l, nil
 	}
 	if rec.Cgroup != "" {
 		pids, err := cgroupPids(rec.Cgroup)
@@ -240,6 +265,61 @@ func (a *Agent) probe(rec record) (liveness, error) {
 		}
 	}
 	return l, nil
+}
+
+// groupMembers returns the live processes of rec's process group that
+// started no earlier than its leader, by scanning /proc. With quick, it
+// first asks the kernel whether the group has any process at all (signal 0
+// to the group) and skips the scan when it has none, and then checks the
+// members the last scan found: if one of them is still the same process
+// (same start time) and a live member, that is enough to know the service
+// runs. Only when none is does it scan again.
+func (a *Agent) groupMembers(rec record, quick bool) ([]int, error) {
+	if quick && a.cfg.ProcRoot == "/proc" {
+		if err := syscall.Kill(-rec.PGID, 0); errors.Is(err, syscall.ESRCH) {
+			return nil, nil
+		}
+		// Any other answer (nil, or EPERM for a group of another user)
+		// means the group has processes: are they the service's live
+		// leftovers?
+	}
+	member := func(p procStat) bool { return p.pgrp == rec.PGID && !p.dead() && p.start >= rec.StartTicks }
+	if quick {
+		a.mu.Lock()
+		known := a.leftovers[rec.SID]
+		a.mu.Unlock()
+		var out []int
+		for _, k := range known {
+			st, err := readProcStat(a.cfg.ProcRoot, k.pid)
+			if err == nil && st.start == k.start && member(st) {
+				out = append(out, k.pid)
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	a.procScans.Add(1)
+	procs, err := allProcs(a.cfg.ProcRoot)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	var found []procStat
+	for _, p := range procs {
+		if member(p) {
+			out = append(out, p.pid)
+			found = append(found, p)
+		}
+	}
+	a.mu.Lock()
+	if len(found) > 0 {
+		a.leftovers[rec.SID] = found
+	} else {
+		delete(a.leftovers, rec.SID)
+	}
+	a.mu.Unlock()
+	return out, nil
 }
 
 // load returns the record of sid. Without a state file but with processes in
@@ -277,7 +357,7 @@ func (a *Agent) Running(ctx context.Context, sid ha.SID) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	live, err := a.probe(rec)
+	live, err := a.probeAlive(rec)
 	if err != nil {
 		return false, fmt.Errorf("check %s: %w", sid, err)
 	}
@@ -367,12 +447,12 @@ func (a *Agent) startSpec(ctx context.Context, sid ha.SID) (Spec, paths, bool, e
 		return Spec{}, paths{}, false, err
 	}
 	if ok {
-		live, err := a.probe(rec)
+		live, err := a.probeAlive(rec)
 		if err != nil {
 			return Spec{}, paths{}, false, err
 		}
 		if live.alive() {
-			a.log.Debug("exec service already running", ha.KeySID, string(sid), "pids", live.pids())
+			a.log.Debug("exec service already running", ha.KeySID, string(sid), "pid", rec.PID, "leader_alive", live.leader)
 			return spec, p, true, nil
 		}
 		a.cleanup(sid, rec, p)
@@ -699,6 +779,7 @@ func (a *Agent) cleanup(sid ha.SID, rec record, p paths) {
 	}
 	a.mu.Lock()
 	delete(a.health, sid)
+	delete(a.leftovers, sid)
 	a.mu.Unlock()
 	a.fence.Released(sid, rec.PGID, rec.Cgroup)
 	if a.cfg.OnStop != nil {

@@ -678,3 +678,137 @@ func TestStopSignalIsSentOnlyOnce(t *testing.T) {
 		t.Errorf("the service got SIGINT %d times during a 1s grace, want once:\n%s", n, b)
 	}
 }
+
+// TestRunningScansProcOnlyForLeftovers checks that Running, called at
+// every re-check of every service, tells a live service, a dead one and one
+// whose leader left a process behind apart, lists every process in /proc
+// only to find a leftover it does not know yet, and still sees the
+// leftover die.
+func TestRunningScansProcOnlyForLeftovers(t *testing.T) {
+	tests := []struct {
+		name     string
+		spec     Spec
+		kill     bool // SIGKILL the leader and wait until it is reaped
+		leftover bool // wait until the leader exited on its own
+		running  bool
+		scans    int64 // /proc scans over three Running calls
+	}{
+		{name: "live leader", spec: sleeper(), running: true},
+		{name: "killed service", spec: sleeper(), kill: true},
+		{name: "leader exited, child left in its group", spec: Spec{Command: "sh", Args: []string{"-c", "sleep 1000 & exit 0"}}, leftover: true, running: true, scans: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			a := testAgent(t, t.TempDir(), StaticSpecs{"exec:s": tc.spec})
+			if err := a.Start(ctx, "exec:s"); err != nil {
+				t.Fatal(err)
+			}
+			rec := mustRecord(t, a, "exec:s")
+			if tc.kill {
+				if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.kill || tc.leftover {
+				// Gone from /proc: reaped by the agent's Wait.
+				if !eventually(5*time.Second, func() bool {
+					_, err := readProcStat("/proc", rec.PID)
+					return errors.Is(err, fs.ErrNotExist)
+				}) {
+					t.Fatalf("pid %d was not reaped", rec.PID)
+				}
+			}
+			before := a.procScans.Load()
+			for range 3 {
+				running, err := a.Running(ctx, "exec:s")
+				if err != nil || running != tc.running {
+					t.Fatalf("Running = %v, %v; want %v", running, err, tc.running)
+				}
+			}
+			if scans := a.procScans.Load() - before; scans != tc.scans {
+				t.Errorf("three Running calls listed /proc %d times, want %d", scans, tc.scans)
+			}
+			if !tc.running {
+				p, err := a.paths("exec:s")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, ok, _ := readRecord(p.state); ok {
+					t.Errorf("state file of the dead service is still there")
+				}
+				return
+			}
+			if tc.leftover {
+				// The leftover dies: the next check must see it.
+				live, err := a.probe(rec)
+				if err != nil || len(live.members) != 1 {
+					t.Fatalf("probe = %+v, %v; want one leftover", live, err)
+				}
+				if err := syscall.Kill(live.members[0], syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				if !eventually(5*time.Second, func() bool {
+					running, err := a.Running(ctx, "exec:s")
+					return err == nil && !running
+				}) {
+					t.Fatal("Running still true after the only leftover was killed")
+				}
+				return
+			}
+			// Stop still finds (and stops) every process of the service.
+			if err := a.Stop(ctx, "exec:s", intp(1)); err != nil {
+				t.Fatal(err)
+			}
+			if running, err := a.Running(ctx, "exec:s"); err != nil || running {
+				t.Fatalf("Running after Stop = %v, %v; want false", running, err)
+			}
+		})
+	}
+}
+
+// BenchmarkProbe compares the full probe (every process in /proc read, for
+// signalling) with the check Running does, for a live service and for one
+// whose leader exited and left a child in its group.
+func BenchmarkProbe(b *testing.B) {
+	specs := StaticSpecs{"exec:s": sleeper(), "exec:left": {Command: "sh", Args: []string{"-c", "sleep 1000 & exit 0"}}}
+	a, err := New(Config{StateDir: b.TempDir(), Specs: specs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = a.KillAll() })
+	recs := map[ha.SID]record{}
+	for _, sid := range []ha.SID{"exec:s", "exec:left"} {
+		if err := a.Start(context.Background(), sid); err != nil {
+			b.Fatal(err)
+		}
+		rec, _, _, err := a.load(sid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[sid] = rec
+	}
+	left := recs["exec:left"]
+	if !eventually(5*time.Second, func() bool {
+		_, err := readProcStat("/proc", left.PID)
+		return errors.Is(err, fs.ErrNotExist)
+	}) {
+		b.Fatal("the shell did not exit")
+	}
+	for _, bc := range []struct {
+		name  string
+		sid   ha.SID
+		probe func(record) (liveness, error)
+	}{
+		{"live/full", "exec:s", a.probe}, {"live/alive", "exec:s", a.probeAlive},
+		{"leftover/full", "exec:left", a.probe}, {"leftover/alive", "exec:left", a.probeAlive},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if l, err := bc.probe(recs[bc.sid]); err != nil || !l.alive() {
+					b.Fatalf("probe = %+v, %v", l, err)
+				}
+			}
+		})
+	}
+}

@@ -225,3 +225,37 @@ func TestStartIsAdmittedByTheFenceBeforeTheSpawnAndConfirmedAfter(t *testing.T) 
 		})
 	}
 }
+
+// TestRunningSeesEscapedProcessInCgroupWithoutScan checks that a service
+// whose main process exited and whose only process left the process group
+// (setsid) still counts as running, from its cgroup, although the kernel
+// reports its process group empty so that Running does not scan /proc.
+func TestRunningSeesEscapedProcessInCgroupWithoutScan(t *testing.T) {
+	ctx := context.Background()
+	parent := testCgroupParent(t)
+	spec := Spec{Command: "sh", Args: []string{"-c", "setsid sleep 1000 & sleep 0.2; exit 0"}}
+	a := testAgent(t, t.TempDir(), StaticSpecs{"exec:esc": spec}, func(c *Config) { c.CgroupParent = parent })
+	if err := a.Start(ctx, "exec:esc"); err != nil {
+		t.Fatal(err)
+	}
+	rec := mustRecord(t, a, "exec:esc")
+	if !eventually(5*time.Second, func() bool {
+		_, err := readProcStat("/proc", rec.PID)
+		return errors.Is(err, fs.ErrNotExist)
+	}) {
+		t.Fatalf("the shell %d did not exit", rec.PID)
+	}
+	before := a.procScans.Load()
+	if running, err := a.Running(ctx, "exec:esc"); err != nil || !running {
+		t.Fatalf("Running = %v, %v; want true from the cgroup", running, err)
+	}
+	if scans := a.procScans.Load() - before; scans != 0 {
+		t.Errorf("Running scanned /proc %d times for an empty process group; want 0", scans)
+	}
+	if err := a.Stop(ctx, "exec:esc", intp(1)); err != nil {
+		t.Fatal(err)
+	}
+	if running, err := a.Running(ctx, "exec:esc"); err != nil || running {
+		t.Fatalf("Running after Stop = %v, %v; want false", running, err)
+	}
+}

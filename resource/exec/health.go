@@ -55,7 +55,7 @@ func (a *Agent) waitHealthy(ctx context.Context, rec record) error {
 		if health == nil {
 			return nil
 		}
-		live, err := a.probe(rec)
+		live, err := a.probeAlive(rec)
 		if err != nil {
 			return err
 		}
