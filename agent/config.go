@@ -208,7 +208,9 @@ type Config struct {
 	GossipProbeTimeout *time.Duration `cfg:"gossip_probe_timeout"`
 	// GossipSuspicionMult scales the time a suspected member has to refute
 	// the suspicion before it is declared failed (× interval ×
-	// max(1, log10(nodes))). Default 2.
+	// max(1, log10(nodes))). Default gossip.DefaultSuspicionMult (4): 2
+	// let 5 % packet loss get healthy nodes declared failed and fenced
+	// (docs/reliability.md).
 	GossipSuspicionMult int `cfg:"gossip_suspicion_mult"`
 	// GossipSuspicionMaxTimeoutMult bounds the suspicion timeout before
 	// independent confirmations lower it, as a multiple of its minimum.
@@ -288,7 +290,7 @@ func (c *Config) diskCheckInterval() time.Duration {
 // applyGossipTiming sets gc's failure detector from the config: the
 // fields that are set, else the timing profile's defaults (fast: probe
 // 100 ms, timeout 50 ms; pve: the gossip package's DefaultConfig, 200 ms
-// and 100 ms; suspicion ×2, at most ×3 in both).
+// and 100 ms; suspicion ×4, at most ×3 in both).
 func (c *Config) applyGossipTiming(gc *gossip.Config) {
 	def := gossip.DefaultConfig(gc.NodeName)
 	gc.ProbeInterval, gc.ProbeTimeout = def.ProbeInterval, def.ProbeTimeout
@@ -346,7 +348,7 @@ func DefaultConfig() Config {
 		LogLevel:                      "info",
 		LogFormat:                     "text",
 		TimingProfile:                 "fast",
-		GossipSuspicionMult:           2,
+		GossipSuspicionMult:           gossip.DefaultSuspicionMult,
 		GossipSuspicionMaxTimeoutMult: 3,
 		EventRoundGap:                 new(DefaultEventRoundGap),
 		NotifyTimeout:                 5 * time.Second,

@@ -234,12 +234,12 @@ func TestGossipTimingByProfile(t *testing.T) {
 		probe, timeout time.Duration
 		mult, maxMult  int
 	}{
-		{"fast", func(c *Config) {}, 100 * time.Millisecond, 50 * time.Millisecond, 2, 3},
-		{"pve keeps the gossip defaults", func(c *Config) { c.TimingProfile = "pve" }, 200 * time.Millisecond, 100 * time.Millisecond, 2, 3},
+		{"fast", func(c *Config) {}, 100 * time.Millisecond, 50 * time.Millisecond, 4, 3},
+		{"pve keeps the gossip defaults", func(c *Config) { c.TimingProfile = "pve" }, 200 * time.Millisecond, 100 * time.Millisecond, 4, 3},
 		{"overrides", func(c *Config) {
 			c.GossipProbeInterval, c.GossipProbeTimeout = d("300ms"), d("150ms")
-			c.GossipSuspicionMult, c.GossipSuspicionMaxTimeoutMult = 4, 6
-		}, 300 * time.Millisecond, 150 * time.Millisecond, 4, 6},
+			c.GossipSuspicionMult, c.GossipSuspicionMaxTimeoutMult = 2, 6
+		}, 300 * time.Millisecond, 150 * time.Millisecond, 2, 6},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
