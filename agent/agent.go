@@ -153,7 +153,8 @@ func RunWith(ctx context.Context, cfg Config, logger *slog.Logger, nodeShutdown 
 	}
 	cfg.applyGossipTiming(&gcfg)
 	a.log.Info("gossip failure detector", "probe_interval", gcfg.ProbeInterval, "probe_timeout", gcfg.ProbeTimeout,
-		"suspicion_mult", gcfg.SuspicionMult, "suspicion_max_timeout_mult", gcfg.SuspicionMaxTimeoutMult)
+		"suspicion_mult", gcfg.SuspicionMult, "suspicion_max_timeout_mult", gcfg.SuspicionMaxTimeoutMult,
+		"push_pull_interval", gcfg.PushPullInterval)
 	gcfg.AdvertiseAddr = ""
 	if cfg.AdvertiseIP != "" {
 		gcfg.AdvertiseAddr = cfg.AdvertiseIP

@@ -607,9 +607,13 @@ func (c *Config) Finish() (warnings []string, err error) {
 			}
 		}
 	}
+	gc := gossip.DefaultConfig(c.NodeName)
+	c.applyGossipTiming(&gc)
+	if gc.PushPullInterval >= c.Timing.FenceDelay {
+		warnings = append(warnings, fmt.Sprintf("gossip_push_pull_interval (%v) is not below fence_delay (%v): a healthy node that a lost gossip broadcast leaves failed may have its services fenced before a sync repairs it",
+			gc.PushPullInterval, c.Timing.FenceDelay))
+	}
 	if c.FenceConfig != "" {
-		gc := gossip.DefaultConfig(c.NodeName)
-		c.applyGossipTiming(&gc)
 		// A stall of about one probe plus the suspicion timeout makes
 		// gossip declare a healthy node failed for an instant (it
 		// refutes at once); fence_delay is what keeps the master from

@@ -266,6 +266,37 @@ func TestGossipTimingByProfile(t *testing.T) {
 	}
 }
 
+func TestPushPullWarning(t *testing.T) {
+	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
+	tests := []struct {
+		name     string
+		profile  string
+		pushPull *time.Duration
+		warned   bool
+	}{
+		{"fast default (500ms, fence_delay 1s)", "fast", nil, false},
+		{"fast, push/pull as long as fence_delay", "fast", d("1s"), true},
+		{"pve default (30s, fence_delay 60s)", "pve", nil, false},
+		{"pve, push/pull 2m", "pve", d("2m"), true},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.AdvertiseIP, cfg.EncryptKey = "node1", "10.0.0.1", goodKey
+		cfg.TimingProfile, cfg.GossipPushPullInterval = tt.profile, tt.pushPull
+		warnings, err := cfg.Finish()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		warned := false
+		for _, w := range warnings {
+			warned = warned || strings.Contains(w, "gossip_push_pull_interval")
+		}
+		if warned != tt.warned {
+			t.Errorf("%s: warned = %v (%q), want %v", tt.name, warned, warnings, tt.warned)
+		}
+	}
+}
+
 func TestFenceDelayWarning(t *testing.T) {
 	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
 	tests := []struct {

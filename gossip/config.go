@@ -85,9 +85,9 @@ type Config struct {
 	// SuspicionMult scales the time a suspected member has to refute the
 	// suspicion before it is declared failed: SuspicionMult ×
 	// max(1, log10(n)) × ProbeInterval (SuspicionTimeouts). With fewer than
-	// SuspicionMult members besides the suspect and the suspecter (3 nodes
-	// and a multiplier of 4, say) Lifeguard expects no confirmations and
-	// that minimum is the whole timeout. Default 4: at 5 % packet loss a
+	// SuspicionMult - 2 members besides the suspect and the suspecter (3
+	// nodes and a multiplier of 4, say), or a multiplier below 3, Lifeguard
+	// expects no confirmations and that minimum is the whole timeout. Default 4: at 5 % packet loss a
 	// healthy member is suspected a few times a minute (a lost ping, its
 	// indirect probes and a lost TCP SYN), and 2 probe intervals were too
 	// short for the suspect message and the refutation to cross a lossy

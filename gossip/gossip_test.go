@@ -320,6 +320,7 @@ func TestSuspicionTimeouts(t *testing.T) {
 		// 3 nodes: one possible confirmer, fewer than mult-2, so memberlist
 		// uses the minimum from the start.
 		{"fast default, 3 nodes", 100 * ms, 4, 3, 3, 400 * ms, 400 * ms},
+		{"fast default, 4 nodes: 2 possible confirmers", 100 * ms, 4, 3, 4, 400 * ms, 1200 * ms},
 		{"fast default, 5 nodes", 100 * ms, 4, 3, 5, 400 * ms, 1200 * ms},
 		{"pve default, 5 nodes", 200 * ms, 4, 3, 5, 800 * ms, 2400 * ms},
 		{"mult 2 expects no confirmation", 100 * ms, 2, 3, 5, 200 * ms, 200 * ms},
