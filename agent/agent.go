@@ -219,7 +219,8 @@ func (a *Agent) startGossip(life context.Context, st *store.Store) (*gossip.Goss
 	}
 	cfg.applyGossipTiming(&gcfg)
 	a.log.Info("gossip failure detector", "probe_interval", gcfg.ProbeInterval, "probe_timeout", gcfg.ProbeTimeout,
-		"suspicion_mult", gcfg.SuspicionMult, "suspicion_max_timeout_mult", gcfg.SuspicionMaxTimeoutMult)
+		"suspicion_mult", gcfg.SuspicionMult, "suspicion_max_timeout_mult", gcfg.SuspicionMaxTimeoutMult,
+		"push_pull_interval", gcfg.PushPullInterval)
 	gcfg.AdvertiseAddr = ""
 	if cfg.AdvertiseIP != "" {
 		gcfg.AdvertiseAddr = cfg.AdvertiseIP

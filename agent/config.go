@@ -208,12 +208,21 @@ type Config struct {
 	GossipProbeTimeout *time.Duration `cfg:"gossip_probe_timeout"`
 	// GossipSuspicionMult scales the time a suspected member has to refute
 	// the suspicion before it is declared failed (× interval ×
-	// max(1, log10(nodes))). Default 2.
+	// max(1, log10(nodes))). Default gossip.DefaultSuspicionMult (4): 2
+	// let 5 % packet loss get healthy nodes declared failed and fenced
+	// (docs/reliability.md).
 	GossipSuspicionMult int `cfg:"gossip_suspicion_mult"`
 	// GossipSuspicionMaxTimeoutMult bounds the suspicion timeout before
 	// independent confirmations lower it, as a multiple of its minimum.
 	// Default 3.
 	GossipSuspicionMaxTimeoutMult int `cfg:"gossip_suspicion_max_timeout_mult"`
+	// GossipPushPullInterval is the period of gossip's full state syncs
+	// (TCP) with a random member. They repair what lost UDP broadcasts
+	// left stale, above all a member's incarnation after a tag update: a
+	// member suspected under a stale incarnation cannot refute and stays
+	// failed until a sync (docs/reliability.md). Default: 500ms fast
+	// (fastGossipPushPullInterval), 30s pve.
+	GossipPushPullInterval *time.Duration `cfg:"gossip_push_pull_interval"`
 
 	// EventRoundGap is the shortest time between the starts of two CRM
 	// or two LRM rounds when a round runs early because something
@@ -287,14 +296,19 @@ func (c *Config) diskCheckInterval() time.Duration {
 
 // applyGossipTiming sets gc's failure detector from the config: the
 // fields that are set, else the timing profile's defaults (fast: probe
-// 100 ms, timeout 50 ms; pve: the gossip package's DefaultConfig, 200 ms
-// and 100 ms; suspicion ×2, at most ×3 in both).
+// 100 ms, timeout 50 ms, push/pull every 500 ms; pve: the gossip
+// package's DefaultConfig, 200 ms and 100 ms, and gc's push/pull interval
+// is kept; suspicion ×4, at most ×3 in both).
 func (c *Config) applyGossipTiming(gc *gossip.Config) {
 	def := gossip.DefaultConfig(gc.NodeName)
 	gc.ProbeInterval, gc.ProbeTimeout = def.ProbeInterval, def.ProbeTimeout
 	gc.SuspicionMult, gc.SuspicionMaxTimeoutMult = def.SuspicionMult, def.SuspicionMaxTimeoutMult
 	if c.TimingProfile != "pve" {
 		gc.ProbeInterval, gc.ProbeTimeout = fastGossipProbeInterval, fastGossipProbeTimeout
+		gc.PushPullInterval = fastGossipPushPullInterval
+	}
+	if c.GossipPushPullInterval != nil {
+		gc.PushPullInterval = *c.GossipPushPullInterval
 	}
 	if c.GossipProbeInterval != nil {
 		gc.ProbeInterval = *c.GossipProbeInterval
@@ -319,6 +333,11 @@ const (
 	fastGossipProbeInterval = 100 * time.Millisecond
 	// fastGossipProbeTimeout is gossip_probe_timeout in the fast profile.
 	fastGossipProbeTimeout = 50 * time.Millisecond
+	// fastGossipPushPullInterval is gossip_push_pull_interval in the fast
+	// profile: half of fence_delay (1 s), so that a healthy member
+	// declared failed under a stale incarnation is alive again at the
+	// master before the master fences it.
+	fastGossipPushPullInterval = 500 * time.Millisecond
 )
 
 // eventRoundGap returns EventRoundGap or its default.
@@ -346,7 +365,7 @@ func DefaultConfig() Config {
 		LogLevel:                      "info",
 		LogFormat:                     "text",
 		TimingProfile:                 "fast",
-		GossipSuspicionMult:           2,
+		GossipSuspicionMult:           gossip.DefaultSuspicionMult,
 		GossipSuspicionMaxTimeoutMult: 3,
 		EventRoundGap:                 new(DefaultEventRoundGap),
 		NotifyTimeout:                 5 * time.Second,
@@ -588,9 +607,13 @@ func (c *Config) Finish() (warnings []string, err error) {
 			}
 		}
 	}
+	gc := gossip.DefaultConfig(c.NodeName)
+	c.applyGossipTiming(&gc)
+	if gc.PushPullInterval >= c.Timing.FenceDelay {
+		warnings = append(warnings, fmt.Sprintf("gossip_push_pull_interval (%v) is not below fence_delay (%v): a healthy node that a lost gossip broadcast leaves failed may have its services fenced before a sync repairs it",
+			gc.PushPullInterval, c.Timing.FenceDelay))
+	}
 	if c.FenceConfig != "" {
-		gc := gossip.DefaultConfig(c.NodeName)
-		c.applyGossipTiming(&gc)
 		// A stall of about one probe plus the suspicion timeout makes
 		// gossip declare a healthy node failed for an instant (it
 		// refutes at once); fence_delay is what keeps the master from
@@ -705,6 +728,9 @@ func (c *Config) validate() error {
 	c.applyGossipTiming(&gc)
 	if gc.ProbeInterval <= 0 || gc.ProbeTimeout <= 0 || gc.ProbeTimeout >= gc.ProbeInterval {
 		return fmt.Errorf("gossip_probe_timeout %v, gossip_probe_interval %v: expected both > 0 and the timeout less than the interval", gc.ProbeTimeout, gc.ProbeInterval)
+	}
+	if gc.PushPullInterval <= 0 {
+		return fmt.Errorf("gossip_push_pull_interval %v: expected > 0", gc.PushPullInterval)
 	}
 	if c.GossipSuspicionMult < 1 || c.GossipSuspicionMaxTimeoutMult < 1 {
 		return fmt.Errorf("gossip_suspicion_mult %d, gossip_suspicion_max_timeout_mult %d: expected >= 1", c.GossipSuspicionMult, c.GossipSuspicionMaxTimeoutMult)

@@ -93,6 +93,8 @@ func TestFinishRejects(t *testing.T) {
 		{"probe timeout not below the interval", func(c *Config) { c.GossipProbeTimeout = d("100ms") }, "gossip_probe_timeout 100ms, gossip_probe_interval 100ms", false},
 		{"zero probe interval", func(c *Config) { c.GossipProbeInterval = d("0s") }, "gossip_probe_timeout 50ms, gossip_probe_interval 0s", false},
 		{"zero suspicion mult", func(c *Config) { c.GossipSuspicionMult = 0 }, "gossip_suspicion_mult 0", false},
+		{"zero push/pull interval", func(c *Config) { c.GossipPushPullInterval = d("0s") }, "gossip_push_pull_interval 0s: expected > 0", false},
+		{"negative push/pull interval", func(c *Config) { c.GossipPushPullInterval = d("-1s") }, "gossip_push_pull_interval -1s: expected > 0", false},
 		{"raft lease above heartbeat", func(c *Config) { c.RaftLeaderLeaseTimeout = 300 * time.Millisecond }, "raft_leader_lease_timeout (300ms): must be <= raft_heartbeat_timeout (200ms)", false},
 		{"raft election below heartbeat", func(c *Config) { c.RaftElectionTimeout = 100 * time.Millisecond }, "raft_election_timeout (100ms): must be >= raft_heartbeat_timeout", false},
 		{"zero raft commit timeout", func(c *Config) { c.RaftCommitTimeout = 0 }, "raft_commit_timeout: expected a positive duration", false},
@@ -233,13 +235,17 @@ func TestGossipTimingByProfile(t *testing.T) {
 		mutate         func(*Config)
 		probe, timeout time.Duration
 		mult, maxMult  int
+		pushPull       time.Duration
 	}{
-		{"fast", func(c *Config) {}, 100 * time.Millisecond, 50 * time.Millisecond, 2, 3},
-		{"pve keeps the gossip defaults", func(c *Config) { c.TimingProfile = "pve" }, 200 * time.Millisecond, 100 * time.Millisecond, 2, 3},
+		{"fast", func(c *Config) {}, 100 * time.Millisecond, 50 * time.Millisecond, 4, 3, 500 * time.Millisecond},
+		// pve keeps the push/pull interval of the gossip config it is
+		// given (LocalConfig's 5s here).
+		{"pve keeps the gossip defaults", func(c *Config) { c.TimingProfile = "pve" }, 200 * time.Millisecond, 100 * time.Millisecond, 4, 3, 5 * time.Second},
 		{"overrides", func(c *Config) {
 			c.GossipProbeInterval, c.GossipProbeTimeout = d("300ms"), d("150ms")
-			c.GossipSuspicionMult, c.GossipSuspicionMaxTimeoutMult = 4, 6
-		}, 300 * time.Millisecond, 150 * time.Millisecond, 4, 6},
+			c.GossipSuspicionMult, c.GossipSuspicionMaxTimeoutMult = 2, 6
+			c.GossipPushPullInterval = d("2s")
+		}, 300 * time.Millisecond, 150 * time.Millisecond, 2, 6, 2 * time.Second},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
@@ -253,6 +259,40 @@ func TestGossipTimingByProfile(t *testing.T) {
 		if gc.ProbeInterval != tt.probe || gc.ProbeTimeout != tt.timeout || gc.SuspicionMult != tt.mult || gc.SuspicionMaxTimeoutMult != tt.maxMult {
 			t.Errorf("%s: probe %v timeout %v mult %d max %d, want %v %v %d %d", tt.name,
 				gc.ProbeInterval, gc.ProbeTimeout, gc.SuspicionMult, gc.SuspicionMaxTimeoutMult, tt.probe, tt.timeout, tt.mult, tt.maxMult)
+		}
+		if gc.PushPullInterval != tt.pushPull {
+			t.Errorf("%s: push/pull interval %v, want %v", tt.name, gc.PushPullInterval, tt.pushPull)
+		}
+	}
+}
+
+func TestPushPullWarning(t *testing.T) {
+	d := func(s string) *time.Duration { v, _ := time.ParseDuration(s); return &v }
+	tests := []struct {
+		name     string
+		profile  string
+		pushPull *time.Duration
+		warned   bool
+	}{
+		{"fast default (500ms, fence_delay 1s)", "fast", nil, false},
+		{"fast, push/pull as long as fence_delay", "fast", d("1s"), true},
+		{"pve default (30s, fence_delay 60s)", "pve", nil, false},
+		{"pve, push/pull 2m", "pve", d("2m"), true},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.AdvertiseIP, cfg.EncryptKey = "node1", "10.0.0.1", goodKey
+		cfg.TimingProfile, cfg.GossipPushPullInterval = tt.profile, tt.pushPull
+		warnings, err := cfg.Finish()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		warned := false
+		for _, w := range warnings {
+			warned = warned || strings.Contains(w, "gossip_push_pull_interval")
+		}
+		if warned != tt.warned {
+			t.Errorf("%s: warned = %v (%q), want %v", tt.name, warned, warnings, tt.warned)
 		}
 	}
 }

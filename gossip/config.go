@@ -3,6 +3,7 @@ package gossip
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 )
@@ -83,7 +84,14 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// SuspicionMult scales the time a suspected member has to refute the
 	// suspicion before it is declared failed: SuspicionMult ×
-	// max(1, log10(n)) × ProbeInterval. Default 2.
+	// max(1, log10(n)) × ProbeInterval (SuspicionTimeouts). With fewer than
+	// SuspicionMult - 2 members besides the suspect and the suspecter (3
+	// nodes and a multiplier of 4, say), or a multiplier below 3, Lifeguard
+	// expects no confirmations and that minimum is the whole timeout. Default 4: at 5 % packet loss a
+	// healthy member is suspected a few times a minute (a lost ping, its
+	// indirect probes and a lost TCP SYN), and 2 probe intervals were too
+	// short for the suspect message and the refutation to cross a lossy
+	// network (docs/reliability.md, gossip's suspicion under loss).
 	SuspicionMult int
 	// SuspicionMaxTimeoutMult is the upper bound of the suspicion timeout,
 	// as a multiple of its lower bound; Lifeguard starts there and lowers
@@ -128,8 +136,10 @@ type Config struct {
 
 // DefaultConfig returns the production configuration for nodeName: the
 // "tuned" failure detector of research/timings.md (probe 200 ms, timeout
-// 100 ms, suspicion ×2, max ×3, gossip 50 ms, retransmit ×4), which detected
-// a hard failure in a median of 639 ms with no false positive under load.
+// 100 ms, max ×3, gossip 50 ms, retransmit ×4), which detected a hard
+// failure in a median of 639 ms with no false positive under load, with
+// the suspicion multiplier raised from 2 to 4 for lossy networks (a hard
+// failure is seen about 2 probe intervals later).
 func DefaultConfig(nodeName string) Config {
 	return Config{
 		NodeName:                nodeName,
@@ -137,7 +147,7 @@ func DefaultConfig(nodeName string) Config {
 		BindPort:                7946,
 		ProbeInterval:           200 * time.Millisecond,
 		ProbeTimeout:            100 * time.Millisecond,
-		SuspicionMult:           2,
+		SuspicionMult:           DefaultSuspicionMult,
 		SuspicionMaxTimeoutMult: 3,
 		GossipInterval:          50 * time.Millisecond,
 		GossipNodes:             3,
@@ -151,10 +161,30 @@ func DefaultConfig(nodeName string) Config {
 	}
 }
 
+// DefaultSuspicionMult is DefaultConfig's SuspicionMult.
+const DefaultSuspicionMult = 4
+
+// SuspicionTimeouts returns the bounds of the time a suspected member has
+// to refute before it is declared failed in a cluster of nodes members, as
+// memberlist computes them: min = SuspicionMult × max(1, log10(nodes)) ×
+// ProbeInterval, max = SuspicionMaxTimeoutMult × min. The timer starts at
+// max and falls towards min as other members confirm the suspicion; when
+// the cluster has too few members to confirm (nodes - 2 < SuspicionMult
+// - 2), it is min from the start.
+func (c Config) SuspicionTimeouts(nodes int) (lo, hi time.Duration) {
+	scale := math.Max(1, math.Log10(math.Max(1, float64(nodes))))
+	lo = time.Duration(c.SuspicionMult) * time.Duration(scale*1000) * c.ProbeInterval / 1000
+	if k := c.SuspicionMult - 2; k < 1 || nodes-2 < k {
+		return lo, lo
+	}
+	return lo, time.Duration(c.SuspicionMaxTimeoutMult) * lo
+}
+
 // LocalConfig returns a configuration for tests on one machine: loopback,
 // a free port, and the "fast" failure detector of research/timings.md
 // (probe 100 ms, timeout 50 ms), which detected a hard failure in a median
-// of 339 ms. It still requires Key or Insecure.
+// of 339 ms with suspicion ×2; with DefaultConfig's ×4 the suspicion
+// timeout is 400 ms, about 200 ms more. It still requires Key or Insecure.
 func LocalConfig(nodeName string) Config {
 	c := DefaultConfig(nodeName)
 	c.BindAddr = "127.0.0.1"

@@ -308,6 +308,54 @@ func TestReadKeyFileRefusesAWorldReadableFile(t *testing.T) {
 	}
 }
 
+func TestSuspicionTimeouts(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name           string
+		probe          time.Duration
+		mult, maxMult  int
+		nodes          int
+		wantLo, wantHi time.Duration
+	}{
+		// 3 nodes: one possible confirmer, fewer than mult-2, so memberlist
+		// uses the minimum from the start.
+		{"fast default, 3 nodes", 100 * ms, 4, 3, 3, 400 * ms, 400 * ms},
+		{"fast default, 4 nodes: 2 possible confirmers", 100 * ms, 4, 3, 4, 400 * ms, 1200 * ms},
+		{"fast default, 5 nodes", 100 * ms, 4, 3, 5, 400 * ms, 1200 * ms},
+		{"pve default, 5 nodes", 200 * ms, 4, 3, 5, 800 * ms, 2400 * ms},
+		{"mult 2 expects no confirmation", 100 * ms, 2, 3, 5, 200 * ms, 200 * ms},
+		{"100 nodes scale by log10", 100 * ms, 4, 3, 100, 800 * ms, 2400 * ms},
+		{"1 node", 100 * ms, 4, 3, 1, 400 * ms, 400 * ms},
+	}
+	for _, tt := range tests {
+		c := DefaultConfig("n1")
+		c.ProbeInterval, c.SuspicionMult, c.SuspicionMaxTimeoutMult = tt.probe, tt.mult, tt.maxMult
+		lo, hi := c.SuspicionTimeouts(tt.nodes)
+		if lo != tt.wantLo || hi != tt.wantHi {
+			t.Errorf("%s: SuspicionTimeouts(%d) = %v, %v, want %v, %v", tt.name, tt.nodes, lo, hi, tt.wantLo, tt.wantHi)
+		}
+	}
+}
+
+func TestDefaultSuspicionOutlastsLossyRefutation(t *testing.T) {
+	// The default must give a suspected member at least 4 probe intervals
+	// to refute (docs/reliability.md: 2 let 5 % loss fence healthy nodes),
+	// and a dead member of a small cluster must still be declared failed
+	// within about 1.5 s, so that with fence_delay (1 s, fast profile)
+	// recovery waits for the lock TTL (2.5 s), not for gossip.
+	for _, c := range []Config{DefaultConfig("n1"), LocalConfig("n1")} {
+		for _, nodes := range []int{3, 5, 9} {
+			lo, hi := c.SuspicionTimeouts(nodes)
+			if lo < 4*c.ProbeInterval {
+				t.Errorf("probe %v, %d nodes: minimum suspicion timeout %v, want >= 4 probe intervals", c.ProbeInterval, nodes, lo)
+			}
+			if c.ProbeInterval == 100*time.Millisecond && 2*c.ProbeInterval+hi > 1500*time.Millisecond {
+				t.Errorf("probe %v, %d nodes: worst detection %v, want <= 1.5s", c.ProbeInterval, nodes, 2*c.ProbeInterval+hi)
+			}
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -324,6 +372,8 @@ func TestValidate(t *testing.T) {
 		{"probe timeout too long", func(c *Config) { c.ProbeTimeout = c.ProbeInterval }, "probe_timeout"},
 		{"zero gossip interval", func(c *Config) { c.GossipInterval = 0 }, "gossip_interval"},
 		{"zero suspicion", func(c *Config) { c.SuspicionMult = 0 }, "suspicion_mult"},
+		{"zero suspicion max", func(c *Config) { c.SuspicionMaxTimeoutMult = 0 }, "suspicion_max_timeout_mult"},
+		{"suspicion 1 is allowed", func(c *Config) { c.SuspicionMult = 1 }, ""},
 		{"reserved tag", func(c *Config) { c.Tags = map[string]string{TagRaft: "x"} }, "reserved"},
 	}
 	for _, tt := range tests {
