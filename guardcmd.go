@@ -28,6 +28,7 @@ type GuardCmd struct {
 	Cgroup          []string      `help:"cgroup v2 directory to kill on every fence (repeatable)."`
 	PGID            []int         `name:"pgid" help:"Process group to kill on every fence (repeatable)."`
 	LogLevel        string        `name:"log-level" enum:"debug,info,warn,error" default:"info" help:"Log level."`
+	RealtimePrio    int           `name:"realtime-priority" default:"10" help:"SCHED_RR priority (1-99) for the guard's threads, so that its timers and kills run before any normal process however loaded the host is; 0 keeps the normal scheduler. Without it the guard's reaction grows with the run queue (docs/safety.md)."`
 }
 
 // Run checks the timings, then serves until SIGINT or SIGTERM. Stopping the
@@ -36,6 +37,9 @@ func (c *GuardCmd) Run() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("guard --log-level: %w", err)
+	}
+	if c.RealtimePrio < 0 || c.RealtimePrio > 99 {
+		return fmt.Errorf("guard --realtime-priority %d: expected 0 (off) or a SCHED_RR priority 1-99", c.RealtimePrio)
 	}
 	logger := slog.New(newLogHandler(os.Stderr, "text", c.LogLevel))
 	cfg, timing, err := c.config(logger)
@@ -46,6 +50,7 @@ func (c *GuardCmd) Run() error {
 		return c.checkWatchdog(os.Stdout, cfg, timing, nil, "")
 	}
 	logger.Info("guard: timing checked", "timing", timing.Encode())
+	c.raisePriority(logger)
 	g, err := fence.Listen(cfg, logger)
 	if err != nil {
 		return fmt.Errorf("guard: %w", err)
@@ -120,4 +125,19 @@ func (c *GuardCmd) checkWatchdog(w io.Writer, cfg fence.GuardConfig, t ha.Timing
 		return fmt.Errorf("guard --check-watchdog: %w", err)
 	}
 	return nil
+}
+
+// raisePriority puts the guard under the real-time scheduler
+// (--realtime-priority). A guard that cannot get it still runs, and says
+// loudly that its reaction now depends on the host's load.
+func (c *GuardCmd) raisePriority(logger *slog.Logger) {
+	if c.RealtimePrio == 0 {
+		logger.Warn("guard: real-time scheduling off (--realtime-priority 0): the guard's reaction to a missed deadline grows with the host's load")
+		return
+	}
+	if err := fence.SetRealtime(c.RealtimePrio); err != nil {
+		logger.Warn("guard: could not switch to real-time scheduling: the guard's reaction to a missed deadline grows with the host's load", "err", err)
+		return
+	}
+	logger.Info("guard: real-time scheduling", "policy", "SCHED_RR", "priority", c.RealtimePrio)
 }
