@@ -23,7 +23,10 @@ import (
 
 // chromiumFlags are the flags of every headless run (the brief of the CI).
 var chromiumFlags = []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-	"--disable-background-networking", "--disable-component-update", "--disable-sync"}
+	"--disable-background-networking", "--disable-component-update", "--disable-sync",
+	// Chromium refuses DevTools websockets with an Origin header unless
+	// allowed; the port is on loopback and lives as long as the test.
+	"--remote-allow-origins=*"}
 
 // cdp is a minimal Chrome DevTools Protocol client over one page's
 // websocket.
