@@ -21,7 +21,7 @@ import (
 func TestGuardTakesTheAgentsResolvedTiming(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	// lock_validity 0 is valid only at the renewal instant; with the fast
-	// profile's 1s instead, the inequality breaks: 1s+200ms+600ms+500ms
+	// profile's 1s instead, the inequality breaks: 1s+100ms+500ms+200ms
 	// >= 1.4s. The old flags (0 = the profile's) refused this timing.
 	noValidity := ha.FastTiming()
 	noValidity.LockValidity, noValidity.LockTTL = 0, 1400*time.Millisecond
