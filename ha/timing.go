@@ -48,18 +48,20 @@ type Timing struct {
 	WatchdogTimeout time.Duration
 	// SelfFenceTime bounds how long killing every local service takes once
 	// the watchdog fired. PVE 10 s (hardware watchdog reset); fast 100 ms
-	// (the guard's kill measured at most tens of ms after its deadline
-	// under load, docs/safety.md).
+	// (with ClockDriftMargin it covers the guard's reaction: a service
+	// measured dead at most 113 ms after the guard's deadline under load,
+	// docs/safety.md).
 	SelfFenceTime time.Duration
 	// ClockDriftMargin absorbs clock rate differences and scheduling delay
 	// between the lock holder and the leader timing the lock, and the
 	// guard's timer firing late. PVE 10 s; fast 200 ms.
 	ClockDriftMargin time.Duration
 	// ElectionTimeout is the expected worst-case time to elect a new raft
-	// leader; used only for the liveness check of LockValidity. PVE 0 (PVE
-	// has no leader election in its lock path); fast 750 ms (raft with a
-	// 200 ms heartbeat timeout: a new leader after a leader SIGKILL, p99
-	// 0.74 s over 30 runs at a load average of 9-18, docs/safety.md).
+	// leader; used only for the liveness checks of LockValidity and
+	// WatchdogTimeout. PVE 0 (PVE has no leader election in its lock
+	// path); fast 750 ms (raft with a 200 ms heartbeat timeout: a new
+	// leader after a leader SIGKILL, p99 0.74 s of 60 runs at a load
+	// average of 4.5-18, worst of 90 runs 0.757 s, docs/safety.md).
 	ElectionTimeout time.Duration
 	// FenceDelay is how long a node must be out of the quorate partition
 	// before its services go to fence. Not part of the safety argument.
