@@ -60,8 +60,8 @@ type Timing struct {
 	// leader; used only for the liveness checks of LockValidity and
 	// WatchdogTimeout. PVE 0 (PVE has no leader election in its lock
 	// path); fast 750 ms (raft with a 200 ms heartbeat timeout: a new
-	// leader after a leader SIGKILL, p99 0.74 s of 60 runs at a load
-	// average of 4.5-18, worst of 90 runs 0.757 s, docs/safety.md).
+	// leader after a leader SIGKILL, p99 0.737 s of 120 runs at a load
+	// average of 4-18, worst 0.757 s, docs/safety.md).
 	ElectionTimeout time.Duration
 	// FenceDelay is how long a node must be out of the quorate partition
 	// before its services go to fence. Not part of the safety argument.
