@@ -127,7 +127,7 @@ func TestGuardCheckWatchdogReportsTheDeviceAndTheTimingLimit(t *testing.T) {
 		{"pve", GuardCmd{Socket: "/s", Timing: "pve", CheckWatchdog: true},
 			[]string{"device:   /dev/watchdog", "identity: Software Watchdog", "timeout:  1m0s", "below 50s", "ask for 10s"}, ""},
 		{"fast", GuardCmd{Socket: "/s", Timing: "fast", CheckWatchdog: true, Device: "/dev/watchdog1"},
-			[]string{"device:   /dev/watchdog1", "below 400ms"}, "requested timeout 1s, granted 1s"},
+			[]string{"device:   /dev/watchdog1", "below 200ms"}, "requested timeout 1s, granted 1s"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, timing, err := tt.cmd.config(logger)
