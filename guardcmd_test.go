@@ -21,7 +21,7 @@ import (
 func TestGuardTakesTheAgentsResolvedTiming(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	// lock_validity 0 is valid only at the renewal instant; with the fast
-	// profile's 1s instead, the inequality breaks: 1s+200ms+600ms+500ms
+	// profile's 1s instead, the inequality breaks: 1s+100ms+500ms+200ms
 	// >= 1.4s. The old flags (0 = the profile's) refused this timing.
 	noValidity := ha.FastTiming()
 	noValidity.LockValidity, noValidity.LockTTL = 0, 1400*time.Millisecond
@@ -127,7 +127,7 @@ func TestGuardCheckWatchdogReportsTheDeviceAndTheTimingLimit(t *testing.T) {
 		{"pve", GuardCmd{Socket: "/s", Timing: "pve", CheckWatchdog: true},
 			[]string{"device:   /dev/watchdog", "identity: Software Watchdog", "timeout:  1m0s", "below 50s", "ask for 10s"}, ""},
 		{"fast", GuardCmd{Socket: "/s", Timing: "fast", CheckWatchdog: true, Device: "/dev/watchdog1"},
-			[]string{"device:   /dev/watchdog1", "below 400ms"}, "requested timeout 1s, granted 1s"},
+			[]string{"device:   /dev/watchdog1", "below 200ms"}, "requested timeout 1s, granted 1s"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, timing, err := tt.cmd.config(logger)

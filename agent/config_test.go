@@ -72,7 +72,7 @@ func TestFinishRejects(t *testing.T) {
 		{"no key", func(c *Config) { c.EncryptKey = "" }, "encrypt_key: required", false},
 		{"short key", func(c *Config) { c.EncryptKey = "AAEC" }, "decodes to 3 bytes", false},
 		{"bad node name", func(c *Config) { c.NodeName = "-x" }, `node_name "-x"`, false},
-		{"unsafe ttl", func(c *Config) { c.LockTTL = d("2s") }, "must be less than lock_ttl (2s)", true},
+		{"unsafe ttl", func(c *Config) { c.LockTTL = d("1.8s") }, "must be less than lock_ttl (1.8s)", true},
 		{"bad profile", func(c *Config) { c.TimingProfile = "warp" }, `unknown timing profile "warp"`, false},
 		{"bad policy", func(c *Config) { c.ShutdownPolicy = "panic" }, `shutdown_policy "panic"`, false},
 		{"zero shutdown detect timeout", func(c *Config) { c.ShutdownDetectTimeout = 0 }, "shutdown_detect_timeout 0s: expected a positive duration", false},

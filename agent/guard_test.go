@@ -161,7 +161,7 @@ func (r *rig) log() string {
 	return r.logs.String()
 }
 
-func fastTiming() ha.Timing { return ha.FastTiming() } // validity 1s, watchdog 600ms, self-fence 200ms
+func fastTiming() ha.Timing { return ha.FastTiming() } // validity 1s, watchdog 500ms, self-fence 100ms
 
 func TestFeedWhileValidFeedsOnlyWithinTheValidityAndCarriesItsEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -240,8 +240,9 @@ func TestFeedWhileValidKillsEveryOwnTargetWhenTheGuardDidNot(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				go r.f.feedWhileValid(ctx, 50*time.Millisecond)
-				// The lapse deadline: 300 ms + 600 ms + 200 ms.
-				time.Sleep(1099 * time.Millisecond)
+				// The lapse deadline: the validity (300 ms) +
+				// watchdog_timeout + self_fence_time.
+				time.Sleep(300*time.Millisecond + tm.WatchdogTimeout + tm.SelfFenceTime - time.Millisecond)
 				synctest.Wait()
 				if k := r.killed(); len(k) != 0 {
 					t.Fatalf("killed %v before validity + watchdog_timeout + self_fence_time", k)

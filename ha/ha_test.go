@@ -72,13 +72,16 @@ func TestTimingValidateRejectsUnsafe(t *testing.T) {
 		warn    string
 	}{
 		{name: "validity eats the margin", mutate: func(t *Timing) { t.LockValidity = 2 * time.Second }, unsafe: true,
-			wantErr: "lock_validity (2s) + self_fence_time (200ms) + watchdog_timeout (600ms) + clock_drift_margin (500ms) = 3.3s must be less than lock_ttl (2.5s)"},
-		{name: "equal is unsafe", mutate: func(t *Timing) { t.LockTTL = 2300 * time.Millisecond }, unsafe: true},
+			wantErr: "lock_validity (2s) + self_fence_time (100ms) + watchdog_timeout (500ms) + clock_drift_margin (200ms) = 2.8s must be less than lock_ttl (1.9s)"},
+		{name: "equal is unsafe", mutate: func(t *Timing) { t.LockTTL = 1800 * time.Millisecond }, unsafe: true},
+		{name: "just below is safe", mutate: func(t *Timing) { t.LockTTL = 1801 * time.Millisecond }},
 		{name: "watchdog too long", mutate: func(t *Timing) { t.WatchdogTimeout = 5 * time.Second }, unsafe: true},
 		{name: "negative validity", mutate: func(t *Timing) { t.LockValidity = -1 }, wantErr: "lock_validity: expected a duration >= 0"},
 		{name: "zero round", mutate: func(t *Timing) { t.CRMRound = 0 }, wantErr: "crm_round: expected a positive duration"},
 		{name: "zero idle rounds", mutate: func(t *Timing) { t.LRMIdleRounds = 0 }, wantErr: "lrm_idle_rounds"},
-		{name: "validity shorter than an election", mutate: func(t *Timing) { t.LockValidity = 700 * time.Millisecond }, warn: "may self-fence whenever the raft leader changes"},
+		{name: "grace shorter than an election", mutate: func(t *Timing) { t.LockValidity = 400 * time.Millisecond }, warn: "may self-fence whenever the raft leader changes"},
+		{name: "grace with a thin margin", mutate: func(t *Timing) { t.LockValidity = 700 * time.Millisecond }, warn: "leaves less than 25% margin"},
+		{name: "validity shorter than an election", mutate: func(t *Timing) { t.LockValidity = 900 * time.Millisecond }, warn: "may lose their lock for a moment"},
 		{name: "longer ttl is fine", mutate: func(t *Timing) { t.LockTTL = 10 * time.Second }},
 	}
 	for _, tt := range tests {
@@ -288,8 +291,8 @@ func TestTimingEncodeDecode(t *testing.T) {
 	}
 	full := FastTiming().Encode()
 	for _, tc := range []struct{ in, want string }{
-		{strings.Replace(full, `"lock_ttl":"2.5s"`, `"lock_ttl":"soon"`, 1), `timing lock_ttl "soon": expected a duration`},
-		{strings.Replace(full, `"lock_ttl":"2.5s",`, ``, 1), "timing lock_ttl: missing"},
+		{strings.Replace(full, `"lock_ttl":"1.9s"`, `"lock_ttl":"soon"`, 1), `timing lock_ttl "soon": expected a duration`},
+		{strings.Replace(full, `"lock_ttl":"1.9s",`, ``, 1), "timing lock_ttl: missing"},
 		{strings.Replace(full, `{`, `{"lock_tll":"1s",`, 1), `timing: unknown key "lock_tll"`},
 		{strings.Replace(full, `"crm_idle_rounds":90`, `"crm_idle_rounds":"90"`, 1), `timing crm_idle_rounds "90"`},
 		{"fast", "expected a JSON object"},

@@ -30,28 +30,38 @@ type Timing struct {
 	// LockTTL is how long a lock stays held after its last committed
 	// renewal; only after it may the CRM take a failed node's agent lock and
 	// recover its services. It dominates failover time. PVE 120 s; fast
-	// 2.5 s.
+	// 1.9 s (the sum of the four terms, 1.8 s, plus 0.1 s; each term is
+	// derived from a measured bound in docs/safety.md).
 	LockTTL time.Duration
 	// LockValidity is how long after sending an acknowledged renewal the LRM
-	// still counts its lock valid and keeps feeding its watchdog. It must
-	// outlast a leader election plus one renewal (liveness). PVE 0 (valid
-	// only at the instant of renewal); fast 1 s.
+	// still counts its lock valid and keeps feeding its watchdog. Together
+	// with WatchdogTimeout it is the grace a node has after its last
+	// acknowledged renewal's send: that sum must outlast a leader election
+	// plus one renewal, or the node self-fences when the leader dies; the
+	// validity alone should, or the LRM drops to lost_agent_lock for a
+	// moment (liveness). PVE 0 (valid only at the instant of renewal);
+	// fast 1 s.
 	LockValidity time.Duration
 	// WatchdogTimeout is how long the watchdog (or the guard) waits for a
 	// feed before it kills the node's services. PVE 60 s (watchdog-mux
-	// client timeout); fast 600 ms.
+	// client timeout); fast 500 ms.
 	WatchdogTimeout time.Duration
 	// SelfFenceTime bounds how long killing every local service takes once
-	// the watchdog fired. PVE 10 s (hardware watchdog reset); fast 200 ms.
+	// the watchdog fired. PVE 10 s (hardware watchdog reset); fast 100 ms
+	// (with ClockDriftMargin it covers the guard's reaction: a service
+	// measured dead at most 113 ms after the guard's deadline under load,
+	// docs/safety.md).
 	SelfFenceTime time.Duration
 	// ClockDriftMargin absorbs clock rate differences and scheduling delay
-	// between the lock holder and the leader timing the lock. PVE 10 s;
-	// fast 500 ms.
+	// between the lock holder and the leader timing the lock, and the
+	// guard's timer firing late. PVE 10 s; fast 200 ms.
 	ClockDriftMargin time.Duration
 	// ElectionTimeout is the expected worst-case time to elect a new raft
-	// leader; used only for the liveness check of LockValidity. PVE 0 (PVE
-	// has no leader election in its lock path); fast 550 ms (raft with a
-	// 200 ms heartbeat timeout: measured max 520 ms, research/timings.md).
+	// leader; used only for the liveness checks of LockValidity and
+	// WatchdogTimeout. PVE 0 (PVE has no leader election in its lock
+	// path); fast 750 ms (raft with a 200 ms heartbeat timeout: a new
+	// leader after a leader SIGKILL, p99 0.737 s of 120 runs at a load
+	// average of 4-18, worst 0.757 s, docs/safety.md).
 	ElectionTimeout time.Duration
 	// FenceDelay is how long a node must be out of the quorate partition
 	// before its services go to fence. Not part of the safety argument.
@@ -114,12 +124,12 @@ func FastTiming() Timing {
 	t.CRMRound = 250 * time.Millisecond
 	t.LRMRound = 250 * time.Millisecond
 	t.LRMMaintenanceRound = 250 * time.Millisecond
-	t.LockTTL = 2500 * time.Millisecond
+	t.LockTTL = 1900 * time.Millisecond
 	t.LockValidity = time.Second
-	t.WatchdogTimeout = 600 * time.Millisecond
-	t.SelfFenceTime = 200 * time.Millisecond
-	t.ClockDriftMargin = 500 * time.Millisecond
-	t.ElectionTimeout = 550 * time.Millisecond
+	t.WatchdogTimeout = 500 * time.Millisecond
+	t.SelfFenceTime = 100 * time.Millisecond
+	t.ClockDriftMargin = 200 * time.Millisecond
+	t.ElectionTimeout = 750 * time.Millisecond
 	t.FenceDelay = time.Second
 	t.StatusRefresh = 5 * time.Second
 	t.ServiceCheckInterval = 5 * time.Second
@@ -143,8 +153,10 @@ var ErrUnsafeTiming = errors.New("unsafe timing")
 
 // Validate checks that every duration is usable and that the safety
 // inequality holds. It returns warnings (not errors) when the liveness
-// margin is thin: a LockValidity that does not outlast an election plus one
-// LRM round makes every LRM self-fence whenever the leader changes.
+// margin is thin: a grace (LockValidity + WatchdogTimeout) that does not
+// outlast an election plus one LRM round makes every LRM self-fence
+// whenever the leader changes, and a LockValidity that does not makes it
+// lose its lock for a moment (lost_agent_lock, nothing killed).
 func (t Timing) Validate() (warnings []string, err error) {
 	for _, f := range t.durations() {
 		if f.positive && *f.v <= 0 {
@@ -164,11 +176,17 @@ func (t Timing) Validate() (warnings []string, err error) {
 	}
 	if t.LockValidity > 0 {
 		need := t.ElectionTimeout + t.LRMRound
+		grace := t.LockValidity + t.WatchdogTimeout
+		switch {
+		case grace < need:
+			warnings = append(warnings, fmt.Sprintf("lock_validity (%v) + watchdog_timeout (%v) = %v is shorter than election_timeout (%v) + lrm_round (%v) = %v: LRMs may self-fence whenever the raft leader changes",
+				t.LockValidity, t.WatchdogTimeout, grace, t.ElectionTimeout, t.LRMRound, need))
+		case grace < need+need/4:
+			warnings = append(warnings, fmt.Sprintf("lock_validity + watchdog_timeout (%v) leaves less than 25%% margin over election_timeout + lrm_round (%v)", grace, need))
+		}
 		if t.LockValidity < need {
-			warnings = append(warnings, fmt.Sprintf("lock_validity (%v) is shorter than election_timeout (%v) + lrm_round (%v) = %v: LRMs may self-fence whenever the raft leader changes",
+			warnings = append(warnings, fmt.Sprintf("lock_validity (%v) is shorter than election_timeout (%v) + lrm_round (%v) = %v: LRMs may lose their lock for a moment (lost_agent_lock) whenever the raft leader changes",
 				t.LockValidity, t.ElectionTimeout, t.LRMRound, need))
-		} else if t.LockValidity < need+need/4 {
-			warnings = append(warnings, fmt.Sprintf("lock_validity (%v) leaves less than 25%% margin over election_timeout + lrm_round (%v)", t.LockValidity, need))
 		}
 	}
 	if t.LRMRound >= t.LockTTL/2 && t.LockValidity > 0 {

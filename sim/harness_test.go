@@ -395,9 +395,9 @@ func TestRoundLengthLimits(t *testing.T) {
 	}{
 		{29, ha.PVETiming(), false, true},   // 58 s rounds
 		{30, ha.PVETiming(), false, false},  // 60 s rounds: upstream's limit
-		{11, ha.FastTiming(), false, true},  // 0.55 s rounds (25 ms steps)
-		{12, ha.FastTiming(), false, false}, // 0.6 s rounds: the watchdog would fire
-		{29, ha.FastTiming(), true, true},   // concurrent: 0.5 s rounds
+		{19, ha.FastTiming(), false, true},  // 0.475 s rounds (12.5 ms steps: 2 crm_round is not below the 0.5 s watchdog, so the round is halved to 0.25 s)
+		{20, ha.FastTiming(), false, false}, // 0.5 s rounds: the watchdog would fire
+		{29, ha.FastTiming(), true, true},   // concurrent: 0.25 s rounds
 		{29, ha.PVETiming(), true, true},    // concurrent: 20 s rounds
 	}
 	for _, tt := range tests {

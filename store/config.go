@@ -79,7 +79,7 @@ type Config struct {
 	// LockTTL is how long a lock stays held after its last committed
 	// renewal, timed by the leader on its monotonic clock; another node may
 	// take it only when strictly more than LockTTL has passed. Set it to
-	// ha.Timing.LockTTL. Default: ha.FastTiming().LockTTL (2.5 s).
+	// ha.Timing.LockTTL. Default: ha.FastTiming().LockTTL (1.9 s).
 	LockTTL time.Duration
 	// ApplyTimeout bounds every write and linearizable read, including the
 	// wait for a leader and the forwarding round trip, when the caller's

@@ -7,6 +7,7 @@
 //	go run ./internal/benchfailover -haxd ./haxd -soak 10m
 //	go run ./internal/benchfailover -haxd ./haxd -runs 30 -fence
 //	go run ./internal/benchfailover -haxd ./haxd -runs 30 -kill leader
+//	go run ./internal/benchfailover -haxd ./haxd -guard 300
 //
 // Failover: a 3-node cluster runs one demo service (heartbeats with the
 // monotonic clock). Each run kills the node running it the hard way (SIGKILL
@@ -24,6 +25,12 @@
 // node off through its BMC and recovers on the confirmation instead of
 // after the lock TTL. Every run must show the master's fenced takeover in
 // its log. -set adds agent config overrides (repeatable).
+//
+// Guard reaction (-guard N): no cluster; a real `haxd guard` with N
+// handles that are armed with an expiry of now and never fed, each with a
+// fresh process group registered; it reports how long after each
+// handle's deadline the process died (the bound self_fence_time +
+// clock_drift_margin must cover).
 //
 // Soak: the same cluster with two services runs with no fault for the given
 // time while CPU hogs load every core and a writer keeps the disk busy with
@@ -55,6 +62,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the cluster directory")
 	fenceMode := flag.Bool("fence", false, "fence through simulated IPMI BMCs and fence_ipmilan")
 	kill := flag.String("kill", "other", "whose node to kill: other (a node that is not the raft leader) or leader (the master's own node)")
+	guardRounds := flag.Int("guard", 0, "measure the guard's reaction over this many handles instead of failovers")
 	var sets setFlags
 	flag.Var(&sets, "set", "agent config override key=value (repeatable)")
 	flag.Parse()
@@ -73,6 +81,12 @@ func main() {
 		defer os.RemoveAll(dir)
 	}
 	ctx := context.Background()
+	if *guardRounds > 0 {
+		if err := runGuardReaction(ctx, abs, dir, *timing, *guardRounds); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	extra := []string(sets)
 	var bmcs *fenceBMCs
 	if *fenceMode {
