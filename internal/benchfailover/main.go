@@ -63,6 +63,7 @@ func main() {
 	fenceMode := flag.Bool("fence", false, "fence through simulated IPMI BMCs and fence_ipmilan")
 	kill := flag.String("kill", "other", "whose node to kill: other (a node that is not the raft leader) or leader (the master's own node)")
 	guardRounds := flag.Int("guard", 0, "measure the guard's reaction over this many handles instead of failovers")
+	guardPrio := flag.Int("guard-priority", 10, "with -guard: the guard's --realtime-priority (0: the normal scheduler)")
 	var sets setFlags
 	flag.Var(&sets, "set", "agent config override key=value (repeatable)")
 	flag.Parse()
@@ -82,7 +83,7 @@ func main() {
 	}
 	ctx := context.Background()
 	if *guardRounds > 0 {
-		if err := runGuardReaction(ctx, abs, dir, *timing, *guardRounds); err != nil {
+		if err := runGuardReaction(ctx, abs, dir, *timing, *guardRounds, *guardPrio); err != nil {
 			fatal(err)
 		}
 		return
