@@ -407,11 +407,30 @@ func (a *Agent) stop(lp *loops, g *gossip.Gossip) {
 	<-lp.lrmDone
 	close(lp.crmStop)
 	<-lp.crmDone
+	a.handOverLeadership()
 	if err := g.Leave(); err != nil {
 		a.log.Warn("gossip leave", "err", err)
 	}
 	_ = g.Shutdown()
 	a.log.Info("agent stopped")
+}
+
+// handOverLeadership hands raft leadership to another voter once this
+// node's CRM has stopped, before the gossip leave (which waits about a
+// second for its broadcast) and the store's close: every other node's
+// lock renewals go through the leader, and a leader that is on its way
+// out should not serve them longer than it must. A failed transfer only
+// means the store's close tries again, and else the others elect a leader
+// after it stopped.
+func (a *Agent) handOverLeadership() {
+	if !a.n.store.IsLeader() {
+		return
+	}
+	if err := a.n.store.TransferLeadership(); err != nil {
+		a.log.Info("no raft leadership transfer at shutdown; the store's close tries again", "err", err)
+		return
+	}
+	a.log.Info("handed raft leadership over at shutdown, before leaving gossip")
 }
 
 // detectNodeShutdown tells a node shutdown or reboot (systemd is stopping
