@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"reflect"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,10 +240,31 @@ func openCluster(t *testing.T, n int, mutate func(*Config)) *cluster {
 	}
 	c.nodes = make([]*Store, n)
 	for i := range n {
-		c.open(i)
+		c.openFirst(i)
 	}
 	t.Cleanup(c.closeAll)
 	return c
+}
+
+// openFirst starts node i for the first time. Its port was free when
+// freePort chose it, but until the bind anything on the host may take it
+// (an outgoing connection of a test running in parallel gets its port
+// from the same ephemeral range): then it picks another port and tries
+// again. Restarts keep the address (open).
+func (c *cluster) openFirst(i int) *Store {
+	c.t.Helper()
+	for try := 1; ; try++ {
+		s, err := Open(context.Background(), c.cfgs[i], c.logger.With("test_node", c.cfgs[i].NodeID))
+		if err == nil {
+			c.nodes[i] = s
+			return s
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || try == 5 {
+			c.t.Fatalf("open %s: %v", c.cfgs[i].NodeID, err)
+		}
+		c.t.Logf("open %s: %v; trying another port", c.cfgs[i].NodeID, err)
+		c.cfgs[i].BindAddr = freePort(c.t)
+	}
 }
 
 // open (re)starts node i.
