@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -480,30 +481,61 @@ func (n *Node) LogTail(lines int) string {
 	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }
 
+// freePorts returns n loopback ports, each free for TCP and UDP (memberlist
+// uses both) when chosen. They are chosen below the kernel's ephemeral
+// range (net.ipv4.ip_local_port_range), so that an outgoing connection of
+// a test running in parallel, whose local port comes from that range,
+// cannot take one before the agent binds it; with no room below the range
+// the kernel chooses (port 0).
 func freePorts(n int) ([]int, error) {
 	var ports []int
-	var ls []net.Listener
+	var held []io.Closer
 	defer func() {
-		for _, l := range ls {
-			l.Close()
+		for _, c := range held {
+			c.Close()
 		}
 	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+	low := ephemeralLow()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("no %d free loopback ports found below %d", n, low)
 		}
-		ls = append(ls, l)
-		p := l.Addr().(*net.TCPAddr).Port
-		// memberlist also needs the UDP port.
+		p := 0
+		if low > 11000 {
+			p = 10000 + rand.IntN(low-10000)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		held = append(held, l)
+		p = l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			continue
 		}
-		u.Close()
+		held = append(held, u)
 		if !slices.Contains(ports, p) {
 			ports = append(ports, p)
 		}
 	}
 	return ports, nil
+}
+
+// ephemeralLow returns the lowest port of the kernel's ephemeral range,
+// 32768 (Linux's default) when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return low
 }
